@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""One entry point for a fresh machine with only Python 3.11: builds .venv from the pinned files, then runs a job.
+
+    python3.11 scripts/dev.py sync      # the main job: a user sync against the local dev org
+    python3.11 scripts/dev.py test      # the test suite
+    python3.11 scripts/dev.py bench     # the benchmarks (not part of the tests)
+
+The virtualenv is rebuilt only when a requirements file changed (a stamp holds their hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+PYTHON = VENV / "bin" / "python"
+REQUIREMENTS = (ROOT / "requirements.txt", ROOT / "requirements-dev.txt")
+STAMP = VENV / ".requirements.sha256"
+UV_VERSION = "0.13.8"
+
+
+def _requirements_hash() -> str:
+    digest = hashlib.sha256()
+    for path in REQUIREMENTS:
+        digest.update(path.read_bytes())
+    digest.update(UV_VERSION.encode())
+    return digest.hexdigest()
+
+
+def _run(*cmd: object, **kwargs) -> None:
+    subprocess.run([str(c) for c in cmd], check=True, **kwargs)
+
+
+def ensure_venv() -> Path:
+    """Create or refresh .venv; uv does the install (seconds, not minutes), pip installs uv."""
+    wanted = _requirements_hash()
+    if STAMP.exists() and STAMP.read_text().strip() == wanted and PYTHON.exists():
+        return PYTHON
+    if sys.version_info[:2] != (3, 11):
+        print(f"note: building .venv with Python {sys.version.split()[0]}; the project is tested on 3.11", file=sys.stderr)
+    if not PYTHON.exists():
+        print(f"creating {VENV.relative_to(ROOT)} ...", file=sys.stderr)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("installing pinned requirements ...", file=sys.stderr)
+    _run(PYTHON, "-m", "pip", "install", "--quiet", f"uv=={UV_VERSION}")
+    _run(PYTHON, "-m", "uv", "pip", "install", "--quiet", "--python", PYTHON, "-r", ROOT / "requirements-dev.txt")
+    STAMP.write_text(wanted + "\n")
+    return PYTHON
+
+
+def _exec_in_venv(args: list[str]) -> int:
+    python = ensure_venv()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "plugins"), env.get("PYTHONPATH")]))
+    return subprocess.call([str(python), *args], cwd=ROOT, env=env)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(__doc__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "test":
+        return _exec_in_venv(["-m", "pytest", *rest])
+    if command == "sync":
+        return _exec_in_venv(["-m", "scripts.demo_sync", *rest])
+    if command == "bench":
+        return _exec_in_venv(["-m", "benchmarks", *rest])
+    if command == "devorg":
+        return _exec_in_venv(["-m", "include.okta_dev_org", *rest])
+    if command == "python":
+        return _exec_in_venv(rest)
+    print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
