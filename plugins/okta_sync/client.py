@@ -1,0 +1,106 @@
+"""`OktaClient`: config in, a ready client out. The one object a plain-Python caller (or the hook) needs.
+
+    client = OktaClient(OktaConfig(org_url=..., client_id=..., private_key_path=..., key_id=...))
+    for user in client.iter_users(search='status eq "ACTIVE"'):
+        ...
+    client.update_profile(user_id, {"firstName": "Ada"})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from okta_sync.assertion import PrivateKeyJWT
+from okta_sync.config import OktaConfig
+from okta_sync.credentials import SigningKey, load_signing_key
+from okta_sync.ratelimit import RateLimiter
+from okta_sync.tokens import AccessToken, TokenCache, TokenEndpoint
+from okta_sync.transport import Transport, build_session
+from okta_sync.users import BUCKET_USER_READ, UsersClient
+
+BUCKET_TOKEN = "token"
+
+
+class OktaClient:
+    """Credentials, token cache, transport and the Users API for one org and one service app."""
+
+    def __init__(
+        self,
+        config: OktaConfig,
+        *,
+        on_new_token: Callable[[AccessToken], None] | None = None,
+        signing_key: SigningKey | None = None,
+    ):
+        self.config = config
+        self.signing_key = signing_key or load_signing_key(
+            private_key=config.private_key,
+            private_key_path=config.private_key_path,
+            passphrase=config.private_key_passphrase,
+            key_id=config.key_id,
+            algorithm=config.algorithm,
+        )
+        session = build_session(config)
+        self.rate_limiter = RateLimiter(fraction=config.rate_limit_fraction)
+        self.token_endpoint = TokenEndpoint(
+            session,
+            config.resolved_token_url,
+            PrivateKeyJWT(config.client_id, self.signing_key, lifetime=config.assertion_lifetime),
+            dpop=config.dpop,
+            timeout=(config.connect_timeout, config.read_timeout),
+            observe_response=lambda response: self.rate_limiter.observe(BUCKET_TOKEN, response.headers),
+            max_attempts=config.max_attempts,
+            max_retry_time=config.max_retry_time,
+        )
+        self.tokens = TokenCache(
+            self.token_endpoint.fetch, refresh_margin=config.token_refresh_margin, on_new_token=on_new_token
+        )
+        self.transport = Transport(config, self.tokens, session=session, rate_limiter=self.rate_limiter)
+        self.users = UsersClient(self.transport, page_size=config.page_size)
+
+    def __repr__(self) -> str:
+        return f"OktaClient(org_url={self.config.org_url!r}, client_id={self.config.client_id!r}, key={self.signing_key})"
+
+    def __enter__(self) -> "OktaClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # -- tokens -------------------------------------------------------------------------------------------------
+    def get_token(self, scopes: Iterable[str] | None = None, *, force_refresh: bool = False) -> AccessToken:
+        """A cached access token for these scopes (default: all configured scopes)."""
+        return self.tokens.get(tuple(scopes) if scopes is not None else self.config.scopes, force_refresh=force_refresh)
+
+    @property
+    def token_requests(self) -> int:
+        """HTTP requests this client made to the token endpoint (DPoP nonce round trips included)."""
+        return self.token_endpoint.requests_made
+
+    # -- users --------------------------------------------------------------------------------------------------
+    def iter_users(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self.users.iter_users(**kwargs)
+
+    def iter_user_pages(self, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+        return self.users.iter_user_pages(**kwargs)
+
+    def get_user(self, id_or_login: str) -> dict[str, Any]:
+        return self.users.get_user(id_or_login)
+
+    def update_profile(self, user_id: str, profile: Mapping[str, Any]) -> dict[str, Any]:
+        return self.users.update_profile(user_id, profile)
+
+    def replace_profile(self, user_id: str, profile: Mapping[str, Any]) -> dict[str, Any]:
+        return self.users.replace_profile(user_id, profile)
+
+    def rate_limit_headroom(self) -> dict[str, Any]:
+        """The last seen `X-Rate-Limit-*` state per bucket, for progress logs."""
+        buckets = {}
+        for bucket in (BUCKET_TOKEN, "users_list", BUCKET_USER_READ, "user_update"):
+            snap = self.rate_limiter.snapshot(bucket)
+            if snap is not None:
+                buckets[bucket] = {"limit": snap.limit, "remaining": snap.remaining, "reset": snap.reset}
+        return buckets

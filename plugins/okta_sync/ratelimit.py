@@ -1,0 +1,165 @@
+"""Okta rate-limit state: per-bucket `X-Rate-Limit-*` headers read against the server's own clock.
+
+Okta counts requests in fixed one-minute windows; `X-Rate-Limit-Reset` is the epoch second the window ends. A
+client that only reacts to 429s causes 429 storms in long syncs, so `RateLimiter.acquire` paces before sending: it
+counts the requests in flight against the last `Remaining` it saw, keeps the configured fraction of the bucket for
+other apps, and waits for the window's end (on the server's clock, from `Date`) once its share is spent.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def server_time(headers: Mapping[str, str]) -> float | None:
+    """The server's clock from `Date` (1 s resolution), or None when absent or malformed."""
+    value = headers.get("Date")
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class RateLimitSnapshot:
+    limit: int
+    remaining: int
+    reset: int  # epoch seconds, server clock
+
+
+class ServerClock:
+    """Local time translated to the server's clock.
+
+    `Date` truncates to whole seconds, so each sample can only be behind the truth: the largest recent offset is
+    the best estimate, and waiting until `reset` on this clock never wakes up early.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self._clock = clock
+        self._offset: float | None = None
+        self._sampled_at = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        server = server_time(headers)
+        if server is None:
+            return
+        local = self._clock()
+        offset = server - local
+        with self._lock:
+            stale = local - self._sampled_at > 300
+            if self._offset is None or stale or offset > self._offset:
+                self._offset = offset
+                self._sampled_at = local
+
+    def now(self) -> float:
+        return self._clock() + (self._offset or 0.0)
+
+    def seconds_until(self, server_epoch: float) -> float:
+        return server_epoch - self.now()
+
+
+class RateLimiter:
+    """Per-bucket pacing shared by every thread of one client."""
+
+    def __init__(
+        self,
+        *,
+        fraction: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = lambda: random.uniform(0.05, 0.5),
+    ):
+        self.fraction = fraction
+        self.server_clock = ServerClock(clock)
+        self._sleep = sleep
+        self._jitter = jitter
+        self._buckets: dict[str, RateLimitSnapshot] = {}
+        self._in_flight: dict[str, int] = {}
+        self._cond = threading.Condition()
+        self.waited_seconds = 0.0
+
+    def snapshot(self, bucket: str) -> RateLimitSnapshot | None:
+        with self._cond:
+            snap = self._buckets.get(bucket)
+            return RateLimitSnapshot(snap.limit, snap.remaining, snap.reset) if snap else None
+
+    def _reserve(self, bucket: str) -> float:
+        """Reserve a slot now (returns 0) or say how long to wait on the server clock for the window to end."""
+        snap = self._buckets.get(bucket)
+        if snap is None or self.server_clock.now() >= snap.reset:
+            self._in_flight[bucket] = self._in_flight.get(bucket, 0) + 1
+            return 0.0
+        kept_for_others = snap.limit - int(snap.limit * self.fraction)
+        usable = snap.remaining - kept_for_others - self._in_flight.get(bucket, 0)
+        if usable > 0:
+            self._in_flight[bucket] = self._in_flight.get(bucket, 0) + 1
+            return 0.0
+        return max(0.0, self.server_clock.seconds_until(snap.reset))
+
+    def acquire(self, bucket: str) -> float:
+        """Block until a request in `bucket` may be sent; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._cond:
+                delay = self._reserve(bucket)
+                if delay <= 0 and waited == 0:
+                    return 0.0
+                if delay <= 0:
+                    self.waited_seconds += waited
+                    return waited
+            pause = delay + self._jitter()
+            self._sleep(pause)
+            waited += pause
+
+    def release(self, bucket: str, headers: Mapping[str, str] | None) -> None:
+        """Record the response's headers (if any) and free the in-flight slot taken by `acquire`."""
+        with self._cond:
+            self._in_flight[bucket] = max(0, self._in_flight.get(bucket, 0) - 1)
+            if headers is not None:
+                self._observe(bucket, headers)
+            self._cond.notify_all()
+
+    def observe(self, bucket: str, headers: Mapping[str, str]) -> None:
+        with self._cond:
+            self._observe(bucket, headers)
+
+    def _observe(self, bucket: str, headers: Mapping[str, str]) -> None:
+        self.server_clock.observe(headers)
+        limit = _header_int(headers, "X-Rate-Limit-Limit")
+        remaining = _header_int(headers, "X-Rate-Limit-Remaining")
+        reset = _header_int(headers, "X-Rate-Limit-Reset")
+        if limit is None or remaining is None or reset is None:
+            return
+        current = self._buckets.get(bucket)
+        if current is None or reset > current.reset:
+            self._buckets[bucket] = RateLimitSnapshot(limit, remaining, reset)
+        elif reset == current.reset:
+            # Responses of one window arrive out of order under concurrency: the smallest Remaining is the latest.
+            current.remaining = min(current.remaining, remaining)
+            current.limit = limit
+
+    def wait_for_reset(self, headers: Mapping[str, str]) -> float:
+        """After a 429: seconds to wait until the window named in the headers ends, on the server's clock."""
+        self.server_clock.observe(headers)
+        reset = _header_int(headers, "X-Rate-Limit-Reset")
+        if reset is None:
+            return 0.0
+        return max(0.0, self.server_clock.seconds_until(reset)) + self._jitter()

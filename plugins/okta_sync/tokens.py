@@ -1,0 +1,310 @@
+"""Access tokens: the value, the request to Okta's token endpoint, and a thread-safe cache.
+
+`TokenCache.get(scopes)` returns a cached token while more than the refresh margin is left; when several threads
+need a token at once, exactly one of them asks Okta. Each new token is handed to `on_new_token` the moment it exists
+(the Airflow layer plugs in `mask_secret` there).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import requests
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay
+from tenacity.wait import wait_random_exponential
+
+from okta_sync.assertion import PrivateKeyJWT
+from okta_sync.dpop import DPoPKey
+from okta_sync.errors import OktaConnectionError, TLSVerificationError, TokenRequestError
+
+log = logging.getLogger(__name__)
+
+DPOP_HEADER_MISSING = "The DPoP proof JWT header is missing."
+
+
+def scope_key(scopes: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(scopes)))
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """An access token that cannot print itself. A DPoP-bound token carries its proof key."""
+
+    value: str = field(repr=False)
+    token_type: str
+    expires_at: float
+    scopes: tuple[str, ...]
+    dpop_key: DPoPKey | None = field(default=None, repr=False, compare=False)
+
+    def __str__(self) -> str:
+        return f"AccessToken({self.token_type}, scopes={' '.join(self.scopes)!r}, expires_at={self.expires_at:.0f}, value=***)"
+
+    __repr__ = __str__
+
+    def is_expired(self, leeway: float = 0.0, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.expires_at - leeway
+
+    @property
+    def is_dpop(self) -> bool:
+        return self.token_type.lower() == "dpop"
+
+    def authorization_header(self) -> str:
+        return f"{'DPoP' if self.is_dpop else 'Bearer'} {self.value}"
+
+
+class TokenEndpoint:
+    """One token request at a time: client credentials with a fresh client assertion, DPoP when asked."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        token_url: str,
+        client_auth: PrivateKeyJWT,
+        *,
+        dpop: str = "off",
+        timeout: tuple[float, float] = (10.0, 60.0),
+        request_kwargs: Callable[[], dict] = dict,
+        observe_response: Callable[[requests.Response], None] = lambda response: None,
+        max_attempts: int = 6,
+        max_retry_time: float = 300.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.max_attempts = max_attempts
+        self.max_retry_time = max_retry_time
+        self._sleep = sleep
+        self.session = session
+        self.token_url = token_url
+        self.client_auth = client_auth
+        self.dpop_mode = dpop
+        self.timeout = timeout
+        self._request_kwargs = request_kwargs
+        self._observe_response = observe_response
+        self._clock = clock
+        self.requests_made = 0
+
+    def fetch(self, scopes: Iterable[str]) -> AccessToken:
+        """A new token; a token endpoint that is down or overloaded (5xx, 429, unreachable) is retried, bounded."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.max_retry_time),
+            wait=wait_random_exponential(multiplier=0.5, max=15),
+            retry=retry_if_exception(_is_passing_fault),
+            before_sleep=lambda state: log.warning(
+                "token request failed (%s); retry %d in %.1fs",
+                state.outcome.exception() if state.outcome else "?", state.attempt_number,
+                state.next_action.sleep if state.next_action else 0.0,
+            ),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                return self._fetch_once(scopes)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fetch_once(self, scopes: Iterable[str]) -> AccessToken:
+        scopes = scope_key(scopes)
+        dpop_key = DPoPKey() if self.dpop_mode == "on" else None
+        response = self._post(scopes, dpop_key)
+        error = _error_fields(response)
+        if error and self.dpop_mode == "auto" and dpop_key is None and _dpop_required(error):
+            log.info("Okta requires DPoP for this app; switching DPoP on (dpop=auto)")
+            self.dpop_mode = "on"
+            dpop_key = DPoPKey()
+            response = self._post(scopes, dpop_key)
+            error = _error_fields(response)
+        if error and dpop_key is not None and error.get("error") == "use_dpop_nonce":
+            nonce = response.headers.get("DPoP-Nonce")
+            if not nonce:
+                raise self._error(response, error, extra="use_dpop_nonce without a DPoP-Nonce header")
+            dpop_key.remember_nonce(self.token_url, nonce)
+            response = self._post(scopes, dpop_key)  # fresh proof AND fresh assertion: both jti are single-use
+            error = _error_fields(response)
+        if error or response.status_code != 200:
+            raise self._error(response, error or {})
+        return self._parse(response, scopes, dpop_key)
+
+    def _post(self, scopes: tuple[str, ...], dpop_key: DPoPKey | None) -> requests.Response:
+        data = {"grant_type": "client_credentials", "scope": " ".join(scopes), **self.client_auth.form_fields(self.token_url)}
+        headers = {"Accept": "application/json"}
+        if dpop_key is not None:
+            headers["DPoP"] = dpop_key.proof("POST", self.token_url)
+        self.requests_made += 1
+        try:
+            response = self.session.post(
+                self.token_url, data=data, headers=headers, timeout=self.timeout, allow_redirects=False,
+                **self._request_kwargs(),
+            )
+        except requests.exceptions.SSLError as exc:
+            raise TLSVerificationError(
+                f"TLS verification of {self.token_url} failed; set the ca_bundle setting to the CA that signed "
+                f"the server certificate ({type(exc).__name__})"
+            ) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise OktaConnectionError(f"token endpoint {self.token_url} unreachable: {type(exc).__name__}") from None
+        self._observe_response(response)
+        if dpop_key is not None:
+            dpop_key.remember_nonce(self.token_url, response.headers.get("DPoP-Nonce"))
+        return response
+
+    def _parse(self, response: requests.Response, requested: tuple[str, ...], dpop_key: DPoPKey | None) -> AccessToken:
+        try:
+            body = response.json()
+            value = body["access_token"]
+            token_type = body.get("token_type", "Bearer")
+            expires_in = float(body.get("expires_in", 3600))
+        except (ValueError, KeyError, TypeError):
+            raise TokenRequestError(
+                status=response.status_code, error="invalid_response", token_url=self.token_url,
+                error_description="the token endpoint's 200 response has no access_token",
+                request_id=response.headers.get("X-Okta-Request-Id"),
+            ) from None
+        granted = tuple(str(body.get("scope") or " ".join(requested)).split())
+        if token_type.lower() == "dpop" and dpop_key is None:
+            raise TokenRequestError(
+                status=200, error="unexpected_dpop", token_url=self.token_url,
+                error_description="Okta issued a DPoP-bound token to a request without a proof",
+            )
+        return AccessToken(
+            value=value, token_type=token_type, expires_at=self._clock() + expires_in, scopes=granted,
+            dpop_key=dpop_key if token_type.lower() == "dpop" else None,
+        )
+
+    def _error(self, response: requests.Response, error: dict, extra: str | None = None) -> TokenRequestError:
+        code = error.get("error") or ("http_error" if response.status_code != 200 else None)
+        description = error.get("error_description") or extra or _non_json_description(response)
+        return TokenRequestError(
+            status=response.status_code, error=code, error_description=description, token_url=self.token_url,
+            request_id=response.headers.get("X-Okta-Request-Id"), hint=token_error_hint(code, description, self.token_url),
+        )
+
+
+def _is_passing_fault(exc: BaseException) -> bool:
+    if isinstance(exc, TLSVerificationError):
+        return False
+    if isinstance(exc, OktaConnectionError):
+        return True
+    return isinstance(exc, TokenRequestError) and exc.status in (429, 500, 502, 503, 504)
+
+
+def _error_fields(response: requests.Response) -> dict | None:
+    if response.status_code < 400:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _dpop_required(error: dict) -> bool:
+    return error.get("error") == "invalid_dpop_proof" and DPOP_HEADER_MISSING in str(error.get("error_description"))
+
+
+def _non_json_description(response: requests.Response) -> str:
+    kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+    return f"HTTP {response.status_code} with a {kind} body, not an OAuth error (a proxy or load balancer answered?)"
+
+
+def token_error_hint(error: str | None, description: str | None, token_url: str) -> str | None:
+    """What to check for the known causes of a refused token request."""
+    text = (description or "").lower()
+    if error == "invalid_client":
+        if "already been used" in text or "jti" in text:
+            return "Each client assertion is single-use (its jti is consumed, even on failure); a new one is signed per request."
+        if "audience" in text or "aud" in text:
+            return f"The assertion's aud must be exactly the token URL called ({token_url}); check token_url / authorization_server_id."
+        if "kid" in text or "key" in text or "signature" in text:
+            return (
+                "The key is not one registered for this app: check key_id (kid) matches a public key in the app's JWKS "
+                "(kid is required when the app has several keys), and that private_key is that key's private half."
+            )
+        if "iss" in text or "sub" in text or "client" in text:
+            return "iss and sub must both be the app's client ID; check the connection's login (client ID)."
+        return (
+            "Okta did not accept the client assertion: check client ID, key_id (kid), that the public key is registered, "
+            "that the app uses 'Public key / Private key' client authentication, and the server clock."
+        )
+    if error == "invalid_scope":
+        return (
+            "Request at least one scope, and only scopes granted to the app (Okta Admin Console > Applications > the app "
+            "> Okta API Scopes). Management scopes (okta.*) need the org authorization server (/oauth2/v1/token)."
+        )
+    if error == "invalid_dpop_proof":
+        return "This app requires DPoP: set dpop to 'on' (or 'auto') in the connection."
+    if error == "unauthorized_client":
+        return "The app is not allowed the client_credentials grant: enable it in the app's General settings."
+    return None
+
+
+class TokenCache:
+    """Tokens per scope set, refreshed when less than `refresh_margin` seconds are left."""
+
+    def __init__(
+        self,
+        fetch: Callable[[Iterable[str]], AccessToken],
+        *,
+        refresh_margin: float = 300.0,
+        on_new_token: Callable[[AccessToken], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._fetch = fetch
+        self.refresh_margin = refresh_margin
+        self._on_new_token = on_new_token
+        self._clock = clock
+        self._tokens: dict[tuple[str, ...], AccessToken] = {}
+        self._locks: dict[tuple[str, ...], threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __repr__(self) -> str:
+        return f"TokenCache(scope_sets={list(self._tokens)})"
+
+    def _lock_for(self, key: tuple[str, ...]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _fresh(self, key: tuple[str, ...]) -> AccessToken | None:
+        token = self._tokens.get(key)
+        if token is not None and not token.is_expired(self.refresh_margin, now=self._clock()):
+            return token
+        return None
+
+    def get(self, scopes: Iterable[str], *, force_refresh: bool = False, stale: AccessToken | None = None) -> AccessToken:
+        """A valid token for these scopes. `force_refresh` with `stale` replaces only that token (one refresh per 401)."""
+        key = scope_key(scopes)
+        token = None if force_refresh else self._fresh(key)
+        if token is not None:
+            self.hits += 1
+            return token
+        with self._lock_for(key):
+            current = self._tokens.get(key)
+            if force_refresh and stale is not None and current is not None and current.value != stale.value:
+                return current  # another thread already replaced the rejected token
+            if not force_refresh:
+                token = self._fresh(key)
+                if token is not None:
+                    self.hits += 1
+                    return token
+            self.misses += 1
+            token = self._fetch(key)
+            self.put(token, key)
+            return token
+
+    def put(self, token: AccessToken, key: Iterable[str] | None = None) -> None:
+        """Adopt a token obtained elsewhere (e.g. minted by an earlier task of the same DAG run)."""
+        if self._on_new_token is not None:
+            self._on_new_token(token)
+        self._tokens[scope_key(key if key is not None else token.scopes)] = token
+
+    def peek(self, scopes: Iterable[str]) -> AccessToken | None:
+        return self._tokens.get(scope_key(scopes))
+
+    def clear(self) -> None:
+        self._tokens.clear()
+

@@ -1,0 +1,295 @@
+"""The one HTTP path to Okta: a keep-alive session, timeouts, rate-limit pacing, retries, error mapping, paging.
+
+Retries (one place decides them): 429 after the window's reset on the server's clock; 500/502/503/504, connection
+errors, timeouts and truncated or undecodable bodies with exponential backoff and full jitter; bounded attempts and
+total time. A 401 `E0000011` is retried once after a forced token refresh. TLS verification failures and every
+other 4xx fail at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
+from tenacity.wait import wait_random_exponential
+
+from okta_sync.api_errors import api_error, www_authenticate_params
+from okta_sync.config import OktaConfig
+from okta_sync.errors import OktaConnectionError, OktaSyncError, TLSVerificationError, UnsafeUrlError
+from okta_sync.links import parse_link_header
+from okta_sync.ratelimit import RateLimiter
+from okta_sync.tokens import AccessToken, TokenCache
+from okta_sync.version import USER_AGENT
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """A decoded success response: what callers need, nothing that could carry a secret."""
+
+    status: int
+    headers: Mapping[str, str]
+    data: Any
+    url: str
+
+    @property
+    def request_id(self) -> str | None:
+        return self.headers.get("X-Okta-Request-Id")
+
+    def link(self, rel: str) -> str | None:
+        return parse_link_header(self.headers.get("Link")).get(rel)
+
+
+@dataclass
+class TransportStats:
+    """Counters for progress logs, metrics and benchmarks (thread-safe increments)."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    token_refreshes_on_401: int = 0
+    rate_limit_wait_seconds: float = 0.0
+    by_status: dict[int, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, name: str, amount: float = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+    def count_status(self, status: int) -> None:
+        with self._lock:
+            self.requests += 1
+            self.by_status[status] = self.by_status.get(status, 0) + 1
+
+
+class _RetryableFailure(Exception):
+    """One failed attempt that may succeed later. Carries what the final error needs, never the request."""
+
+    def __init__(self, reason: str, *, wait: float | None = None, error: OktaSyncError):
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+        self.error = error
+
+
+def verify_setting(ca_bundle: str | None) -> str | bool:
+    """The explicit CA setting wins; requests would otherwise let REQUESTS_CA_BUNDLE override a session's verify."""
+    if ca_bundle:
+        if not os.path.exists(ca_bundle):
+            from okta_sync.errors import ConfigurationError
+
+            raise ConfigurationError("ca_bundle", f"{ca_bundle} does not exist")
+        return ca_bundle
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+
+
+def build_session(config: OktaConfig) -> requests.Session:
+    session = requests.Session()
+    # No netrc, no env overrides behind our back: proxies and CA are decided explicitly below.
+    session.trust_env = False
+    session.verify = verify_setting(config.ca_bundle)
+    if config.proxy:
+        session.proxies = {"http": config.proxy, "https": config.proxy}
+    else:
+        session.proxies = requests.utils.get_environ_proxies(config.org_url)
+    session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+    adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=max(config.max_concurrency, 4), max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+class Transport:
+    """Authenticated, paced, retried requests to one org."""
+
+    def __init__(
+        self,
+        config: OktaConfig,
+        tokens: TokenCache,
+        *,
+        session: requests.Session | None = None,
+        rate_limiter: RateLimiter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.config = config
+        self.tokens = tokens
+        self.session = session or build_session(config)
+        self.rate_limiter = rate_limiter or RateLimiter(fraction=config.rate_limit_fraction)
+        self.stats = TransportStats()
+        self._sleep = sleep
+        self._timeout = (config.connect_timeout, config.read_timeout)
+        origin = urlsplit(config.org_url)
+        self._origin = (origin.scheme, origin.hostname, origin.port)
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- URLs ---------------------------------------------------------------------------------------------------
+    def url_for(self, path_or_url: str) -> str:
+        """The one place that builds request URLs: relative paths join the org URL; absolute URLs must be the org's."""
+        if path_or_url.startswith("/"):
+            return self.config.org_url + path_or_url
+        self.check_same_origin(path_or_url)
+        return path_or_url
+
+    def check_same_origin(self, url: str) -> None:
+        parts = urlsplit(url)
+        if (parts.scheme, parts.hostname, parts.port) != self._origin:
+            raise UnsafeUrlError(
+                f"refusing to send the access token to {parts.scheme}://{parts.netloc}: "
+                f"only {self.config.org_url} is trusted (a Link header or redirect pointed elsewhere)"
+            )
+
+    # -- requests -----------------------------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        bucket: str,
+        scopes: tuple[str, ...],
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> ApiResponse:
+        url = self.url_for(path_or_url)
+        retrying = Retrying(
+            stop=stop_after_attempt(self.config.max_attempts) | stop_before_delay(self.config.max_retry_time),
+            wait=self._wait,
+            retry=retry_if_exception_type(_RetryableFailure),
+            before_sleep=self._before_sleep(method, url),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._send_with_token(method, url, bucket, scopes, params, json_body)
+        except _RetryableFailure as failure:
+            raise failure.error from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, state: RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome else None
+        if isinstance(failure, _RetryableFailure) and failure.wait is not None:
+            return failure.wait
+        return wait_random_exponential(multiplier=0.5, max=30)(state)
+
+    def _before_sleep(self, method: str, url: str) -> Callable[[RetryCallState], None]:
+        path = urlsplit(url).path
+
+        def log_retry(state: RetryCallState) -> None:
+            failure = state.outcome.exception() if state.outcome else None
+            seconds = state.next_action.sleep if state.next_action else 0.0
+            self.stats.count("retries")
+            log.warning(
+                "%s %s: %s; retry %d/%d in %.1fs",
+                method, path, getattr(failure, "reason", failure), state.attempt_number, self.config.max_attempts - 1, seconds,
+            )
+
+        return log_retry
+
+    def _send_with_token(self, method, url, bucket, scopes, params, json_body) -> ApiResponse:
+        token = self.tokens.get(scopes)
+        response, content = self._send_once(method, url, bucket, token, params, json_body)
+        if response.status_code == 401 and token.is_dpop and response.headers.get("DPoP-Nonce"):
+            # The resource server asks for (a new) nonce: the proof is rebuilt with it once.
+            response, content = self._send_once(method, url, bucket, token, params, json_body)
+        if response.status_code == 401 and _is_invalid_token(response, content):
+            log.info("%s %s: access token refused (401); refreshing it once", method, urlsplit(url).path)
+            self.stats.count("token_refreshes_on_401")
+            token = self.tokens.get(scopes, force_refresh=True, stale=token)
+            response, content = self._send_once(method, url, bucket, token, params, json_body)
+        return self._decode(method, url, response, content)
+
+    def _send_once(self, method, url, bucket, token: AccessToken, params, json_body) -> tuple[requests.Response, bytes]:
+        headers = {"Authorization": token.authorization_header()}
+        if token.dpop_key is not None:
+            headers["DPoP"] = token.dpop_key.proof(method, url, access_token=token.value)
+        if json_body is not None:
+            headers["Content-Type"] = "application/json"
+        waited = self.rate_limiter.acquire(bucket)
+        if waited:
+            self.stats.count("rate_limit_wait_seconds", waited)
+        response_headers = None
+        try:
+            response = self.session.request(
+                method, url, params=params,
+                data=json.dumps(json_body, separators=(",", ":")).encode() if json_body is not None else None,
+                headers=headers, timeout=self._timeout, allow_redirects=False,
+            )
+            content = response.content  # read here so a truncated body is one more retryable failure
+            response_headers = response.headers
+        except requests.exceptions.SSLError as exc:
+            raise TLSVerificationError(
+                f"TLS verification of {self.config.org_url} failed ({type(exc).__name__}); set the connection's "
+                f"ca_bundle to the CA that signed the server's certificate"
+            ) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as exc:
+            reason = type(exc).__name__
+            raise _RetryableFailure(
+                reason, error=OktaConnectionError(f"{method} {urlsplit(url).path}: {reason} after retries")
+            ) from None
+        finally:
+            self.rate_limiter.release(bucket, response_headers)
+        self.stats.count_status(response.status_code)
+        if token.dpop_key is not None:
+            token.dpop_key.remember_nonce(url, response.headers.get("DPoP-Nonce"))
+        if response.is_redirect:
+            self.check_same_origin(response.headers.get("Location", ""))
+        return response, content
+
+    def _decode(self, method: str, url: str, response: requests.Response, content: bytes) -> ApiResponse:
+        status = response.status_code
+        path = urlsplit(url).path
+        if status >= 400 or 300 <= status < 400:
+            error = api_error(status=status, method=method, path=path, headers=response.headers, content=content)
+            if status in RETRYABLE_STATUS:
+                wait = None
+                if status == 429:
+                    self.stats.count("rate_limited")
+                    wait = self.rate_limiter.wait_for_reset(response.headers)
+                raise _RetryableFailure(f"HTTP {status} {error.error_code or ''}".strip(), wait=wait, error=error)
+            raise error
+        try:
+            data = json.loads(content) if content else None
+        except ValueError:
+            reason = f"HTTP {status} with a body that is not valid JSON ({len(content)} bytes)"
+            raise _RetryableFailure(reason, error=OktaConnectionError(f"{method} {path}: {reason} after retries")) from None
+        return ApiResponse(status=status, headers=response.headers, data=data, url=url)
+
+    # -- paging -------------------------------------------------------------------------------------------------
+    def iter_pages(
+        self, path: str, *, bucket: str, scopes: tuple[str, ...], params: Mapping[str, Any] | None = None
+    ) -> Iterator[ApiResponse]:
+        """Each page in turn, following `Link: rel="next"`; one page in memory at a time."""
+        url: str | None = self.url_for(path)
+        while url is not None:
+            page = self.request("GET", url, bucket=bucket, scopes=scopes, params=params)
+            yield page
+            next_url = page.link("next")
+            if next_url is None:
+                return
+            self.check_same_origin(next_url)
+            if next_url == page.url and not params:
+                raise OktaSyncError(f"paging loop: the next link of {urlsplit(next_url).path} is the page itself")
+            url, params = next_url, None
+
+
+def _is_invalid_token(response: requests.Response, content: bytes) -> bool:
+    auth = www_authenticate_params(response.headers)
+    if auth.get("error") == "invalid_token":
+        return True
+    return b"E0000011" in content[:512]
