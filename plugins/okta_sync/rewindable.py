@@ -1,0 +1,48 @@
+"""A file object that can be read twice: validate everything first, then stream, never holding it all in memory.
+
+Seekable files are rewound in place; anything else (a pipe, a remote stream) is copied once to a spooled
+temporary file that stays in memory while small and moves to disk when large.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import IO, Any
+
+_SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024
+_COPY_CHUNK = 64 * 1024
+
+
+class Rewindable:
+    """Wraps a text or binary file object; `rewind()` returns it to where reading started."""
+
+    def __init__(self, file: IO[Any]):
+        self.is_binary = isinstance(file.read(0), bytes)
+        if _seekable(file):
+            self.file = file
+            self._start = file.tell()
+        else:
+            self.file = self._spool(file)
+            self._start = 0
+
+    def rewind(self) -> IO[Any]:
+        self.file.seek(self._start)
+        return self.file
+
+    def _spool(self, file: IO[Any]) -> IO[Any]:
+        if self.is_binary:
+            spool: IO[Any] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY_BYTES, mode="w+b")
+        else:
+            spool = tempfile.SpooledTemporaryFile(
+                max_size=_SPOOL_IN_MEMORY_BYTES, mode="w+", encoding="utf-8", errors="surrogatepass", newline=""
+            )
+        while chunk := file.read(_COPY_CHUNK):
+            spool.write(chunk)
+        return spool
+
+
+def _seekable(file: IO[Any]) -> bool:
+    try:
+        return bool(file.seekable())
+    except (AttributeError, ValueError, OSError):
+        return False
