@@ -190,8 +190,8 @@ def _decoded_lines(file: IO[bytes]) -> Iterator[str]:
         except UnicodeDecodeError as exc:
             position = offset + exc.start
             raise ChangesFeedError(
-                f"not valid UTF-8 at byte {position} of the file (byte {exc.start + 1} of the line, "
-                f"{raw[exc.start:exc.start + 1]!r}: {exc.reason}); save the file as UTF-8",
+                f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {position} of the file ({exc.reason}); "
+                f"save the file as UTF-8",
                 line=number, byte_offset=position,
             ) from None
         offset += len(raw)
