@@ -83,7 +83,7 @@ def test_config_can_start_from_nothing_and_clean_every_string():
     ([], "must be an object"),
 ])
 def test_bad_config_is_refused_naming_the_problem(config, words):
-    with pytest.raises(NormalizerConfigError, match=None) as caught:
+    with pytest.raises(NormalizerConfigError) as caught:
         Normalizer.from_config(config)
     assert words in str(caught.value)
     assert isinstance(caught.value, ValueError)
