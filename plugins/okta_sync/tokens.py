@@ -252,6 +252,7 @@ class TokenCache:
         on_new_token: Callable[[AccessToken], None] | None = None,
         clock: Callable[[], float] = time.time,
     ):
+        self._mint = fetch
         self._fetch = fetch
         self.refresh_margin = refresh_margin
         self._on_new_token = on_new_token
@@ -264,6 +265,12 @@ class TokenCache:
 
     def __repr__(self) -> str:
         return f"TokenCache(scope_sets={list(self._tokens)})"
+
+    def set_source(self, source: Callable[[tuple[str, ...], Callable[[Iterable[str]], AccessToken]], AccessToken]) -> None:
+        """Route cache misses through `source(scopes, mint)`, which may supply a token obtained elsewhere (e.g. the
+        DAG run's shared token) or call `mint` for a new one."""
+        mint = self._mint
+        self._fetch = lambda key: source(key, mint)
 
     def _lock_for(self, key: tuple[str, ...]) -> threading.Lock:
         with self._guard:
