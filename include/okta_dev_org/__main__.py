@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     thread = threading.Thread(target=org.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     org.mark_ready()
+    org.start_warmup()
     print(f"okta dev org listening on {org.url} ({options.users} users, ready in {time.monotonic() - started:.1f} s); "
           f"connection: {org.state_dir / 'connection.json'}", flush=True)
     stop.wait()

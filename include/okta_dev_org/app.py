@@ -196,7 +196,8 @@ class DevOrgApp:
     def stats_snapshot(self) -> dict:
         snapshot = self.stats.snapshot(self.limiter.peak, self.limiter.in_flight)
         snapshot["settings"] = self.settings()
-        snapshot["users"] = {"count": self.store.count, "visible": self.store.visible_count}
+        snapshot["users"] = {"count": self.store.count, "visible": self.store.visible_count,
+                             "serialised": self.store.warmed, "cache_limit": self.store.cache_limit}
         snapshot["time"] = time.time()
         return snapshot
 

@@ -38,7 +38,7 @@ class DevOrgOptions:
     search_cap: int | None = None
     granted_scopes: tuple[str, ...] = DEFAULT_SCOPES
     client_id: str | None = None  # default: derived from the seed and persisted in the state dir
-    json_cache_limit: int = 300_000  # cached serialised users; beyond it users are rendered per request
+    json_cache_limit: int = 1_100_000  # cached serialised users; beyond it users are rendered per request
 
     def __post_init__(self) -> None:
         if self.dpop not in ("required", "off"):

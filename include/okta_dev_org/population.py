@@ -88,6 +88,9 @@ def ascii_fold(text: str) -> str:
     return "".join(c for c in decomposed if c.isascii() and c.isalnum()).lower()
 
 
+_FOLDED = {name: ascii_fold(name) for name in FIRST_NAMES + LAST_NAMES}
+
+
 class Population:
     """Pure functions from index to a seeded user's attributes."""
 
@@ -147,7 +150,7 @@ class Population:
         department = DEPARTMENT_NAMES[(h >> 16) % len(DEPARTMENT_NAMES)]
         titles = DEPARTMENTS[department]
         title = titles[(h >> 24) % len(titles)]
-        login = f"{ascii_fold(first)}.{ascii_fold(last)}{index}@example.com"
+        login = f"{_FOLDED[first]}.{_FOLDED[last]}{index}@example.com"
         return {
             "firstName": first,
             "lastName": last,

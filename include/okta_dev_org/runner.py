@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,12 +56,18 @@ class OrgServer:
             "ca_bundle": self.ca_bundle,
         }
         write_json_atomically(self.state_dir / CONNECTION_FILE, self.connection)
+        self._stop = threading.Event()
+
+    def start_warmup(self) -> None:
+        threading.Thread(target=self.app.store.warm, args=(self._stop,), name="okta-dev-org-warmup",
+                         daemon=True).start()
 
     def mark_ready(self) -> None:
         write_json_atomically(self.state_dir / READY_FILE, {"port": self.port, "pid": os.getpid(),
                                                             "org_url": self.url})
 
     def close(self) -> None:
+        self._stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         (self.state_dir / READY_FILE).unlink(missing_ok=True)
@@ -78,6 +85,7 @@ class DevOrg:
         self._server = OrgServer(self.options)
         serve_in_thread(self._server.httpd)
         self._server.mark_ready()
+        self._server.start_warmup()
         self.admin = AdminClient(self.url, self.ca_bundle)
         return self
 

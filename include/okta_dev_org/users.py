@@ -70,10 +70,11 @@ class UserStore:
         self.outside_resource_set: set[int] = set()
         self.profiles: dict[int, dict] = {}  # changed profiles; others are derived from the seed
         self.logins: dict[str, int] = {}  # casefolded login -> index, for changed logins
-        self.extra_ids: dict[str, int] = {}
+        self.ids: list[str | None] = [None] * count  # filled on first use
         self.cache: dict[int, bytes] = {}
         self.cache_limit = json_cache_limit
         self.visible_count = 0
+        self.warmed = 0
         for index in range(count):
             status = population.status(index)
             created = population.created(index)
@@ -87,7 +88,10 @@ class UserStore:
 
     # ---- identity -------------------------------------------------------------------------------------------
     def user_id(self, index: int) -> str:
-        return self.pop.user_id(index)
+        user_id = self.ids[index]
+        if user_id is None:
+            user_id = self.ids[index] = self.pop.user_id(index)
+        return user_id
 
     def index_of(self, id_or_login: str) -> int | None:
         index = self.pop.index_of_id(id_or_login)
@@ -119,11 +123,32 @@ class UserStore:
         return self.pop.profile(index)[1] if self.messy[index] else {}
 
     # ---- serialisation --------------------------------------------------------------------------------------
-    def _core(self, index: int) -> bytes:
-        """The user's JSON up to (not including) `_links`, cached until the user changes."""
+    def list_item(self, index: int) -> bytes:
+        """The user as a collection lists it (only a `self` link), cached until the user changes."""
         cached = self.cache.get(index)
         if cached is not None:
             return cached
+        item = self._core(index) + b'"_links":{"self":{"href":"' + self._self_href(index) + b'"}}}'
+        if len(self.cache) >= self.cache_limit:
+            self.cache.pop(next(iter(self.cache)))
+        self.cache[index] = item
+        return item
+
+    def warm(self, stop) -> None:
+        """Serialise users ahead of the first listing (background thread), up to the cache limit."""
+        for start in range(0, min(self.count, self.cache_limit), 500):
+            if stop.is_set():
+                return
+            with self.lock:
+                for index in range(start, min(start + 500, self.count, self.cache_limit)):
+                    self.list_item(index)
+            self.warmed = min(start + 500, self.count, self.cache_limit)
+
+    def _core(self, index: int) -> bytes:
+        """The user's JSON up to (not including) `_links`."""
+        cached = self.cache.get(index)
+        if cached is not None:
+            return cached.rpartition(b'"_links":')[0]
         user_id = self.user_id(index)
         status = self.status[index]
         created = self.created[index]
@@ -146,14 +171,7 @@ class UserStore:
             '},"credentials":{"password":{},"emails":[{"value":', _json_value(email),
             ',"status":"VERIFIED","type":"PRIMARY"}],"provider":{"type":"OKTA","name":"OKTA"}},',
         ]
-        core = "".join(parts).encode()
-        if len(self.cache) >= self.cache_limit:
-            self.cache.pop(next(iter(self.cache)))
-        self.cache[index] = core
-        return core
-
-    def list_item(self, index: int) -> bytes:
-        return self._core(index) + b'"_links":{"self":{"href":"' + self._self_href(index) + b'"}}}'
+        return "".join(parts).encode()
 
     def _self_href(self, index: int) -> bytes:
         return f"{self.org_url}/api/v1/users/{self.user_id(index)}".encode()
@@ -177,7 +195,7 @@ class UserStore:
         return self._core(index) + b'"_links":' + json.dumps(links, separators=(",", ":")).encode() + b"}"
 
     def etag(self, index: int) -> str:
-        return 'W/"' + hashlib.sha1(self._core(index)).hexdigest()[:20] + '"'
+        return 'W/"' + hashlib.sha1(self.list_item(index)).hexdigest()[:20] + '"'
 
     def as_dict(self, index: int) -> dict:
         user = json.loads(self.full_json(index))
@@ -293,6 +311,7 @@ class UserStore:
             full.update(profile)
             self._validate(index, full, full, replace=True)
             self.count += 1
+            self.ids.append(None)
             self.status.append(STATUS_CODE[status])
             now = int(time.time())
             self.created.append(now)
