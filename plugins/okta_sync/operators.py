@@ -1,0 +1,307 @@
+"""Operators: thin wiring of OktaHook + core + files (ObjectStoragePath) + Assets. XCom carries counts and paths.
+
+    OktaTokenOperator              mints the DAG run's tokens once and hands them on sealed (one token per run)
+    OktaExportUsersOperator        users -> JSON Lines (gzip optional), streamed page by page
+    OktaPlanProfileChangesOperator export (hygiene) or a changes feed -> plan file
+    OktaPushProfileChangesOperator plan file -> partial updates -> per-change report
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any
+
+from airflow.sdk import BaseOperator, ObjectStoragePath
+
+from okta_sync.change_plan import Skipped, plan_changes_feed, plan_hygiene
+from okta_sync.changes_feed import read_changes_feed
+from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
+from okta_sync.errors import OktaApiError
+from okta_sync.export import read_users_jsonl, write_users_jsonl
+from okta_sync.hooks import DEFAULT_TOKEN_TASK_ID, OktaHook
+from okta_sync.plan_file import PlanWriter, read_plan
+from okta_sync.profile_rules import Normalizer
+from okta_sync.progress import Progress
+from okta_sync.push import PushOptions, push_changes
+from okta_sync.push_journal import PushJournal
+from okta_sync.reports import ReportStatus, report_writer, rows_for_plan_entry
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """Templated fields render as text unless the DAG renders native objects: accept both."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", "none", ""):
+        return False
+    raise ValueError(f"{name}: {value!r} is not a boolean")
+
+
+def as_optional_list(value: Any, name: str) -> list[str] | None:
+    if value in (None, "", "None", []):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else [v for v in text.replace(",", " ").split() if v]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name}: expected a list of strings, got {value!r}")
+    return list(value) or None
+
+
+def _optional(value: Any) -> Any:
+    return None if value in (None, "", "None") else value
+
+
+@contextlib.contextmanager
+def open_for_write(uri: str, *, keep_on_error: bool = False) -> Iterator[IO[bytes]]:
+    """Write to a sibling temporary object, then move it into place: readers never see half a file.
+
+    `.gz` names are gzip-compressed on the fly. With `keep_on_error` (reports), what was written is moved into place
+    even when the work failed, since it says what happened.
+    """
+    path = ObjectStoragePath(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial"
+    try:
+        with partial.open("wb") as raw:
+            if path.name.endswith(".gz"):
+                with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=5) as compressed:
+                    yield compressed
+            else:
+                yield raw
+        partial.rename(path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if keep_on_error:
+                partial.rename(path)
+            else:
+                partial.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def open_text_for_write(uri: str, *, keep_on_error: bool = False) -> Iterator[IO[str]]:
+    with open_for_write(uri, keep_on_error=keep_on_error) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        try:
+            yield text
+        finally:
+            text.flush()
+            text.detach()  # the binary file is closed (and moved into place) by open_for_write
+
+
+@contextlib.contextmanager
+def open_for_read(uri: str) -> Iterator[IO[bytes]]:
+    path = ObjectStoragePath(uri)
+    with path.open("rb") as raw:
+        if path.name.endswith(".gz"):
+            with gzip.GzipFile(fileobj=raw, mode="rb") as decompressed:
+                yield decompressed
+        else:
+            yield raw
+
+
+class _OktaOperator(BaseOperator):
+    """Shared wiring: the hook is built inside `execute`, never at DAG parse time."""
+
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, okta_conn_id: str = OktaHook.default_conn_name,
+                 token_task_id: str | None = DEFAULT_TOKEN_TASK_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.okta_conn_id = okta_conn_id
+        self.token_task_id = token_task_id
+
+    def okta_hook(self, context: Any, **overrides: Any) -> OktaHook:
+        hook = OktaHook(self.okta_conn_id, **overrides)
+        if self.token_task_id and self.token_task_id in self.dag.task_ids:
+            hook.join_run(context, token_task_id=self.token_task_id)
+        return hook
+
+    def _set_outlet_extra(self, context: Any, extra: dict[str, Any]) -> None:
+        for outlet in self.outlets:
+            with contextlib.suppress(Exception):
+                context["outlet_events"][outlet].extra = extra
+
+
+class OktaTokenOperator(_OktaOperator):
+    """Mint this DAG run's access tokens once and hand them to every Okta task of the run, sealed.
+
+    :param scope_sets: scope sets to mint now; by default the read scope only (writers mint the manage scope when,
+        and only when, they have something to write).
+    """
+
+    template_fields: Sequence[str] = ("scope_sets",)
+
+    def __init__(self, *, scope_sets: Iterable[Iterable[str]] = ((READ_SCOPE,),), **kwargs: Any) -> None:
+        kwargs.setdefault("task_id", DEFAULT_TOKEN_TASK_ID)
+        super().__init__(token_task_id=None, **kwargs)
+        self.scope_sets = [list(s) for s in scope_sets]
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        hook = OktaHook(self.okta_conn_id).join_run(context, token_task_id=self.task_id)
+        published = hook.mint_run_tokens(self.scope_sets)
+        self.log.info("Minted %d token(s) for this run: %s", len(published), [" ".join(p["scopes"]) for p in published])
+        return published
+
+
+class OktaExportUsersOperator(_OktaOperator):
+    """Export users to JSON Lines (one user per line; `.gz` compresses), streamed page by page.
+
+    :param output_uri: where to write (`file://...`, `s3://...` with the provider installed); templated.
+    :param search: Okta `search` expression (includes DEPROVISIONED users); templated.
+    :param filter: Okta `filter` expression; templated.
+    """
+
+    template_fields: Sequence[str] = ("output_uri", "search", "filter")
+
+    def __init__(self, *, output_uri: str, search: str | None = None, filter: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.output_uri = output_uri
+        self.search = search
+        self.filter = filter
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        hook = self.okta_hook(context)
+        search, filter_ = _optional(self.search), _optional(self.filter)
+        self.log.info("Exporting users to %s (search=%r, filter=%r)", self.output_uri, search, filter_)
+        progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
+        with open_for_write(self.output_uri) as file:
+            result = write_users_jsonl(hook.iter_user_pages(search=search, filter=filter_), file, progress=progress)
+        summary = {"path": self.output_uri, **result.as_dict()}
+        self.log.info("Exported %d users in %d pages to %s", result.users, result.pages, self.output_uri)
+        self._set_outlet_extra(context, {"users": result.users, "path": self.output_uri})
+        return summary
+
+
+class OktaPlanProfileChangesOperator(_OktaOperator):
+    """Plan profile changes: hygiene over an export, or desired values from a changes feed (CSV / JSON Lines).
+
+    :param plan_uri: where the plan file goes; templated.
+    :param users_uri: a users export (hygiene: normalise Okta's own profiles); templated.
+    :param changes_uri: a changes feed keyed by `id` or `login`; when set, it is planned instead; templated.
+    :param user_ids: restrict the plan to these user ids; templated.
+    :param normalization: normalisation rules (dict or JSON), see `Normalizer.from_config`; templated.
+    """
+
+    template_fields: Sequence[str] = ("plan_uri", "users_uri", "changes_uri", "user_ids", "normalization")
+
+    def __init__(self, *, plan_uri: str, users_uri: str | None = None, changes_uri: str | None = None,
+                 user_ids: Any = None, normalization: Any = None, changes_format: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan_uri = plan_uri
+        self.users_uri = users_uri
+        self.changes_uri = changes_uri
+        self.user_ids = user_ids
+        self.normalization = normalization
+        self.changes_format = changes_format
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        normalizer = Normalizer.from_config(_optional(self.normalization))
+        only = as_optional_list(self.user_ids, "user_ids")
+        changes_uri, users_uri = _optional(self.changes_uri), _optional(self.users_uri)
+        if not changes_uri and not users_uri:
+            raise ValueError("plan needs users_uri (hygiene) or changes_uri (a changes feed)")
+        counts: dict[str, int] = {}
+        with contextlib.ExitStack() as stack:
+            if changes_uri:
+                source = f"changes feed {changes_uri}"
+                feed_file = stack.enter_context(open_for_read(changes_uri))
+                fmt = self.changes_format or ("jsonl" if ".jsonl" in changes_uri or ".ndjson" in changes_uri else
+                                             "csv" if ".csv" in changes_uri else None)
+                feed = read_changes_feed(feed_file, format=fmt, normalizer=normalizer)
+                hook = self.okta_hook(context)
+                entries = plan_changes_feed(feed, _lookup(hook))
+            else:
+                source = f"users export {users_uri}"
+                users = read_users_jsonl(stack.enter_context(open_for_read(users_uri)))
+                entries = plan_hygiene(users, normalizer)
+            if only is not None:
+                wanted = set(only)
+                entries = (e for e in entries if getattr(e, "user_id", None) in wanted)
+            metadata = {"source": source, "dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
+            with open_text_for_write(self.plan_uri) as text, PlanWriter(text, metadata=metadata) as writer:
+                for entry in entries:
+                    writer.write(entry)
+            counts = dict(writer.counts)
+        summary = {"path": self.plan_uri, "change": counts.get("change", 0), "skipped": counts.get("skipped", 0),
+                   "unchanged": counts.get("unchanged", 0)}
+        self.log.info("Planned from %s: %s", source, summary)
+        return summary
+
+
+def _lookup(hook: OktaHook):
+    def lookup(key_kind: str, key: str) -> dict[str, Any] | None:
+        try:
+            return hook.get_user(key)
+        except OktaApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    return lookup
+
+
+class OktaPushProfileChangesOperator(_OktaOperator):
+    """Apply a plan with partial updates (`POST /api/v1/users/{id}`), and write a per-change report.
+
+    :param plan_uri: the plan file; templated.
+    :param report_uri: the report (`.csv` or `.jsonl`); templated.
+    :param dry_run: write the report, change nothing; templated.
+    :param max_concurrency: updates in flight at once (default: the connection's max_concurrency); templated.
+    :param fail_on_errors: fail the task (after writing the whole report) if any change failed.
+    """
+
+    template_fields: Sequence[str] = ("plan_uri", "report_uri", "dry_run", "max_concurrency")
+
+    def __init__(self, *, plan_uri: str, report_uri: str, dry_run: Any = False, max_concurrency: Any = None,
+                 fail_on_errors: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan_uri = plan_uri
+        self.report_uri = report_uri
+        self.dry_run = dry_run
+        self.max_concurrency = max_concurrency
+        self.fail_on_errors = fail_on_errors
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        dry_run = as_bool(self.dry_run, "dry_run")
+        with open_for_read(self.plan_uri) as plan_file:
+            plan = read_plan(plan_file)
+            hook = self.okta_hook(context)
+            concurrency = int(_optional(self.max_concurrency) or hook.config.max_concurrency)
+            fmt = "jsonl" if ".jsonl" in self.report_uri else "csv"
+            journal = PushJournal.for_report(self.report_uri, context)
+            progress = Progress("push", logger=self.log, total=plan.counts.get("change"),
+                                headroom=lambda: hook.client.rate_limit_headroom())
+            with open_text_for_write(self.report_uri, keep_on_error=True) as text, contextlib.closing(journal):
+                writer = report_writer(text, fmt)
+                for entry in plan:
+                    if isinstance(entry, Skipped):
+                        writer.write_all(rows_for_plan_entry(entry))
+                push_changes(hook.client, plan.changes(), writer,
+                             PushOptions(dry_run=dry_run, max_concurrency=concurrency),
+                             journal=journal if not dry_run else None, progress=progress)
+        summary = writer.summary.as_dict()
+        self.log.info("Push %s: %s; report at %s", "dry run" if dry_run else "done", summary, self.report_uri)
+        self._set_outlet_extra(context, {"report": self.report_uri, **summary})
+        result = {"report": self.report_uri, "dry_run": dry_run, **summary}
+        if self.fail_on_errors and summary.get(str(ReportStatus.FAILED)):
+            raise RuntimeError(f"{summary[str(ReportStatus.FAILED)]} change(s) failed; see the report {self.report_uri}")
+        return result
+
+
+__all__ = [
+    "OktaExportUsersOperator",
+    "OktaPlanProfileChangesOperator",
+    "OktaPushProfileChangesOperator",
+    "OktaTokenOperator",
+    "MANAGE_SCOPE",
+]

@@ -1,0 +1,176 @@
+"""Pushing a plan to Okta: partial updates, bounded concurrency, a report row for every intended change.
+
+Before an update the user is re-read by id (the plan came from `search`, which is eventually consistent, or from a
+feed planned earlier). Per attribute, against the fresh value:
+    fresh == planned old  -> sent (nothing changed since planning)
+    fresh == planned new  -> `unchanged` (someone already made the change)
+    anything else         -> `skipped` (changed in Okta since planning: never overwrite a newer value)
+A failure of one user is reported and the push goes on; a failure that would fail every user (the token, the key,
+TLS) stops it and the rest is reported `not_attempted`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from okta_sync.change_plan import DEPROVISIONED, DEPROVISIONED_REASON
+from okta_sync.errors import OktaApiError, OktaConnectionError, RateLimitError
+from okta_sync.profile_diff import ProfileChange
+from okta_sync.progress import Progress
+from okta_sync.reports import ReportRow, ReportStatus, rows_for_change
+
+log = logging.getLogger(__name__)
+
+CHANGED_SINCE_PLANNING = "changed in Okta since the plan was made; not overwritten (the next run re-plans it)"
+
+
+class UsersApi(Protocol):
+    def get_user(self, id_or_login: str) -> dict[str, Any]: ...
+    def update_profile(self, user_id: str, profile: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class ReportSink(Protocol):
+    def write(self, row: ReportRow) -> None: ...
+
+
+class Journal(Protocol):
+    """Durable per-change progress: what a retried task must not redo."""
+
+    def done(self, user_id: str) -> list[ReportRow] | None: ...
+    def record(self, user_id: str, rows: list[ReportRow]) -> None: ...
+
+
+@dataclass
+class PushOptions:
+    dry_run: bool = False
+    max_concurrency: int = 4
+    reread: bool = True
+
+
+def push_changes(
+    users: UsersApi,
+    changes: Iterable[ProfileChange],
+    report: ReportSink,
+    options: PushOptions,
+    *,
+    journal: Journal | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Apply every change and write its report rows. Raises after reporting if the push had to stop."""
+    if options.dry_run:
+        for change in changes:
+            for row in rows_for_change(change, ReportStatus.DRY_RUN):
+                report.write(row)
+        return
+    _Pusher(users, report, options, journal, progress).run(changes)
+
+
+class _Pusher:
+    def __init__(self, users, report, options, journal, progress):
+        self.users = users
+        self.report = report
+        self.options = options
+        self.journal = journal
+        self.progress = progress
+        self.fatal: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def run(self, changes: Iterable[ProfileChange]) -> None:
+        pending: dict[Future, ProfileChange] = {}
+        remaining = iter(changes)
+        with ThreadPoolExecutor(max_workers=self.options.max_concurrency, thread_name_prefix="okta-push") as pool:
+            for change in remaining:
+                if self.fatal is not None:
+                    self._not_attempted(change)
+                    continue
+                replay = self.journal.done(change.user_id) if self.journal else None
+                if replay is not None:
+                    self._write(replay)
+                    continue
+                pending[pool.submit(self._apply, change)] = change
+                if len(pending) >= self.options.max_concurrency * 2:  # bounded: the plan is never all in memory
+                    self._collect(pending, wait(pending, return_when=FIRST_COMPLETED).done)
+            self._collect(pending, list(pending))
+        if self.fatal is not None:
+            raise self.fatal
+
+    def _collect(self, pending: dict[Future, ProfileChange], done: Iterable[Future]) -> None:
+        for future in list(done):
+            change = pending.pop(future)
+            try:
+                rows = future.result()
+            except _Fatal as fatal:
+                self.fatal = self.fatal or fatal.error
+                rows = list(rows_for_change(change, ReportStatus.NOT_ATTEMPTED, reason=f"push stopped: {fatal.error}"))
+            self._write(rows)
+            if self.journal is not None and rows and rows[0].status != ReportStatus.NOT_ATTEMPTED:
+                self.journal.record(change.user_id, rows)
+
+    def _not_attempted(self, change: ProfileChange) -> None:
+        self._write(list(rows_for_change(change, ReportStatus.NOT_ATTEMPTED, reason=f"push stopped: {self.fatal}")))
+
+    def _write(self, rows: list[ReportRow]) -> None:
+        for row in rows:
+            self.report.write(row)
+        if self.progress is not None:
+            self.progress.advance(users=1, **{str(rows[0].status): 1} if rows else {})
+
+    def _apply(self, change: ProfileChange) -> list[ReportRow]:
+        if self.fatal is not None:
+            raise _Fatal(self.fatal)
+        try:
+            return list(self._apply_one(change))
+        except OktaApiError as error:
+            if isinstance(error, RateLimitError) or error.status == 401:
+                raise _Fatal(error) from None
+            return list(rows_for_change(change, ReportStatus.FAILED, error_code=error.error_code,
+                                        error_summary=error.error_summary, reason=error.hint))
+        except OktaConnectionError as error:
+            return list(rows_for_change(change, ReportStatus.FAILED, reason=str(error)))
+        except Exception as error:  # token, key, TLS, configuration: every other user would fail the same way
+            raise _Fatal(error) from None
+
+    def _apply_one(self, change: ProfileChange) -> Iterator[ReportRow]:
+        to_send: dict[str, tuple[Any, Any]] = {}
+        fresh_profile = None
+        if self.options.reread:
+            fresh = self.users.get_user(change.user_id)
+            if fresh.get("status") == DEPROVISIONED:
+                yield from rows_for_change(change, ReportStatus.SKIPPED, reason=DEPROVISIONED_REASON)
+                return
+            fresh_profile = fresh.get("profile") or {}
+        for name, (old, new) in change.changes.items():
+            current = fresh_profile.get(name) if fresh_profile is not None else old
+            if _same(current, old):
+                to_send[name] = (old, new)
+            elif _same(current, new):
+                yield _row(change, name, current, new, ReportStatus.UNCHANGED, reason="Okta already has this value")
+            else:
+                yield _row(change, name, current, new, ReportStatus.SKIPPED, reason=CHANGED_SINCE_PLANNING)
+        if not to_send:
+            return
+        update = ProfileChange(change.user_id, change.login, change.status, to_send, change.source, change.line)
+        self.users.update_profile(change.user_id, update.update_body()["profile"])
+        yield from rows_for_change(update, ReportStatus.APPLIED)
+
+
+class _Fatal(Exception):
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _row(change: ProfileChange, name: str, old: Any, new: Any, status: ReportStatus, reason: str) -> ReportRow:
+    return ReportRow(change.user_id, change.login, name, old, new, status, reason=reason, source=change.source,
+                     line=change.line)
+
+
