@@ -12,6 +12,8 @@ class AdminClient:
     def __init__(self, org_url: str, ca_bundle: str | None = None, timeout: float = 30.0):
         self.org_url = org_url.rstrip("/")
         self.session = requests.Session()
+        # With trust_env, REQUESTS_CA_BUNDLE would override session.verify; the dev org is local anyway.
+        self.session.trust_env = False
         self.session.verify = ca_bundle if ca_bundle else True
         self.timeout = timeout
 

@@ -25,6 +25,7 @@ class OrgClient:
         self.key = key if key is not None else load_private_key(connection["private_key_path"])
         self.kid = kid if kid is not None else (connection["key_id"] if client_id is None else None)
         self.http = requests.Session()
+        self.http.trust_env = False  # else REQUESTS_CA_BUNDLE overrides verify
         self.http.verify = connection["ca_bundle"] or True
         self.token_url = f"{org.url}/oauth2/v1/token"
 
@@ -45,6 +46,7 @@ class OrgClient:
 
     def api(self, scope: str = "okta.users.read okta.users.manage") -> requests.Session:
         session = requests.Session()
+        session.trust_env = False
         session.verify = self.http.verify
         session.headers["Authorization"] = f"Bearer {self.token(scope)}"
         return session

@@ -36,6 +36,7 @@ def main() -> None:
         connection = org.connection
         key = load_private_key(connection["private_key_path"])
         session = requests.Session()
+        session.trust_env = False
         session.verify = connection["ca_bundle"] or True
         token_url = f"{org.url}/oauth2/v1/token"
         token = session.post(token_url, data=token_form(client_assertion(
