@@ -8,9 +8,11 @@ The core (everything re-exported here except the Airflow layer) is plain Python 
         for user in okta.iter_users():
             print(user["profile"]["login"])
 
-The Airflow layer (`okta_sync.hooks`, `okta_sync.operators`) is imported from there explicitly, so importing the
-core never imports Airflow.
+The Airflow layer (`OktaHook` and the operators) is re-exported lazily: `from okta_sync import OktaHook` imports
+Airflow, `import okta_sync` alone does not.
 """
+
+from typing import Any
 
 from okta_sync.client import OktaClient
 from okta_sync.config import DEFAULT_SCOPES, MANAGE_SCOPE, READ_SCOPE, OktaConfig
@@ -28,11 +30,56 @@ from okta_sync.errors import (
     TokenRequestError,
     UnsafeUrlError,
 )
+from okta_sync.change_plan import NoChange, Skipped, plan_changes_feed, plan_hygiene
+from okta_sync.changes_feed import ChangesFeedError, read_changes_feed
+from okta_sync.export import read_users_jsonl, write_users_jsonl
+from okta_sync.plan_file import PlanFileError, read_plan, write_plan
+from okta_sync.profile_diff import ProfileChange, diff_profile
+from okta_sync.profile_rules import Normalizer, NormalizerConfigError
+from okta_sync.push import PushOptions, push_changes
+from okta_sync.reports import ReportRow, ReportStatus, report_writer
 from okta_sync.tokens import AccessToken
 from okta_sync.version import __version__
 
+_AIRFLOW_LAYER = {
+    "OktaHook": "okta_sync.hooks",
+    "OktaTokenOperator": "okta_sync.operators",
+    "OktaExportUsersOperator": "okta_sync.operators",
+    "OktaPlanProfileChangesOperator": "okta_sync.operators",
+    "OktaPushProfileChangesOperator": "okta_sync.operators",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _AIRFLOW_LAYER:
+        import importlib
+
+        return getattr(importlib.import_module(_AIRFLOW_LAYER[name]), name)
+    raise AttributeError(f"module 'okta_sync' has no attribute {name!r}")
+
 __all__ = [
+    *_AIRFLOW_LAYER,
     "AccessToken",
+    "ChangesFeedError",
+    "NoChange",
+    "Normalizer",
+    "NormalizerConfigError",
+    "PlanFileError",
+    "ProfileChange",
+    "PushOptions",
+    "ReportRow",
+    "ReportStatus",
+    "Skipped",
+    "diff_profile",
+    "plan_changes_feed",
+    "plan_hygiene",
+    "push_changes",
+    "read_changes_feed",
+    "read_plan",
+    "read_users_jsonl",
+    "report_writer",
+    "write_plan",
+    "write_users_jsonl",
     "CircuitOpenError",
     "ConfigurationError",
     "DEFAULT_SCOPES",

@@ -1,0 +1,111 @@
+"""okta_user_sync: keep Okta profiles clean, hourly, incrementally; or apply a changes feed when triggered by hand.
+
+    okta_token -> select_users -> export_users -> plan_changes -> push_changes -> commit_watermark
+
+Wiring and schedule only: the logic lives in the `okta_sync` package (plugins/okta_sync).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
+
+from okta_sync import (
+    OktaExportUsersOperator,
+    OktaPlanProfileChangesOperator,
+    OktaPushProfileChangesOperator,
+    OktaTokenOperator,
+)
+from okta_sync.sync_window import users_search
+
+USERS_EXPORT = Asset(name="okta_users_export", uri="okta://users/export")
+CHANGE_REPORT = Asset(name="okta_profile_change_report", uri="okta://users/change-report")
+
+DEFAULT_OUTPUT = (Path(__file__).resolve().parents[1] / "include" / "output").as_uri()
+RUN_DIR = (
+    "{{ var.value.get('okta_sync_output_uri', '" + DEFAULT_OUTPUT + "') }}"
+    "/okta_user_sync/{{ run_id | replace(':', '-') | replace('+', '_') }}"
+)
+
+
+@dag(
+    dag_id="okta_user_sync",
+    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    dagrun_timeout=timedelta(hours=3),
+    default_args={
+        "okta_conn_id": "okta_default",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+        "execution_timeout": timedelta(hours=2),
+    },
+    params={
+        "dry_run": Param(False, type="boolean", description="Plan and report, change nothing in Okta."),
+        "full_refresh": Param(False, type="boolean", description="Look at every user, not only those changed since the last run."),
+        "changes_uri": Param(None, type=["null", "string"], minLength=1,
+                             description="A changes feed (CSV or JSON Lines keyed by id or login) to apply instead of hygiene."),
+        "user_ids": Param(None, type=["null", "array"], items={"type": "string", "pattern": "^[A-Za-z0-9]{1,64}$"},
+                          maxItems=1000, description="Restrict the run to these Okta user ids."),
+    },
+    tags=["okta"],
+    doc_md=__doc__,
+)
+def okta_user_sync():
+    token = OktaTokenOperator(task_id="okta_token")
+
+    @task(inlets=[USERS_EXPORT])
+    def select_users(params=None, asset_state_store=None) -> dict:
+        """Incremental from the watermark of the last successful run; everything on the first run or full_refresh."""
+        watermark = None if params["full_refresh"] else asset_state_store[USERS_EXPORT].get("watermark")
+        search = users_search(watermark=watermark, user_ids=params["user_ids"])
+        mode = "user_ids" if params["user_ids"] else "incremental" if watermark else "full"
+        print(f"Selecting users ({mode}): search={search}")
+        return {"search": search, "mode": mode, "watermark": watermark}
+
+    selection = select_users()
+
+    export = OktaExportUsersOperator(
+        task_id="export_users",
+        output_uri=RUN_DIR + "/users.jsonl.gz",
+        search="{{ ti.xcom_pull(task_ids='select_users')['search'] }}",
+        outlets=[USERS_EXPORT],
+    )
+    plan = OktaPlanProfileChangesOperator(
+        task_id="plan_changes",
+        users_uri="{{ ti.xcom_pull(task_ids='export_users')['path'] }}",
+        changes_uri="{{ params.changes_uri }}",
+        plan_uri=RUN_DIR + "/plan.jsonl",
+    )
+    push = OktaPushProfileChangesOperator(
+        task_id="push_changes",
+        plan_uri="{{ ti.xcom_pull(task_ids='plan_changes')['path'] }}",
+        report_uri=RUN_DIR + "/report.csv",
+        dry_run="{{ params.dry_run }}",
+        outlets=[CHANGE_REPORT],
+    )
+
+    @task(inlets=[USERS_EXPORT])
+    def commit_watermark(selection: dict, exported: dict, pushed: dict, params=None, asset_state_store=None) -> dict:
+        """Advance the watermark only after a complete, real hygiene run (not a dry run, feed or id-restricted run)."""
+        partial_run = params["dry_run"] or params["changes_uri"] or params["user_ids"]
+        new = exported.get("max_last_updated")
+        old = selection.get("watermark")
+        if partial_run or not new or (old and new <= old):
+            print(f"Watermark kept at {old} (partial run: {bool(partial_run)}, newest lastUpdated: {new})")
+            return {"watermark": old, "advanced": False}
+        asset_state_store[USERS_EXPORT].set("watermark", new)
+        print(f"Watermark advanced from {old} to {new}")
+        return {"watermark": new, "advanced": True}
+
+    committed = commit_watermark(selection, export.output, push.output)
+    token >> selection >> export >> plan >> push >> committed
+
+
+okta_user_sync()

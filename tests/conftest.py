@@ -1,0 +1,52 @@
+"""Session-wide test setup.
+
+Airflow reads its configuration once, when first imported, so the isolated AIRFLOW_HOME (SQLite, this project's
+dags/ and plugins/, no examples) is set here, before any test module can import airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="okta-sync-airflow-home-"))
+
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__FERNET_KEY": "YRqbA7t0ZbIumBuENMapvqaN8iD5w59cqmgdvYMvzDs=",
+    }
+)
+# Tests decide CA and proxies explicitly; the machine's settings must not leak into them.
+for _name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+    os.environ.pop(_name, None)
+
+
+def connection_env_value(connection: dict, **extra) -> str:
+    """`AIRFLOW_CONN_OKTA_DEFAULT` (JSON form) for a dev org's connection.json."""
+    fields = {"private_key_path": connection["private_key_path"], "key_id": connection["key_id"],
+              "scopes": connection.get("scopes") or "okta.users.read okta.users.manage"}
+    if connection.get("ca_bundle"):
+        fields["ca_bundle"] = connection["ca_bundle"]
+    fields.update(extra)
+    return json.dumps({"conn_type": "okta", "host": connection["org_url"], "login": connection["client_id"],
+                       "extra": fields})
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """An initialised metadata DB in the session's AIRFLOW_HOME (initdb once per session)."""
+    from airflow.utils.db import initdb
+
+    initdb()
+    return _AIRFLOW_HOME
