@@ -32,6 +32,9 @@ def main() -> None:
     started = time.perf_counter()
     org = (DevOrg if args.in_process else DevOrgProcess)(options).start()
     print(f"startup with {args.users} users: {time.perf_counter() - started:.1f} s")
+    while org.admin.stats()["users"]["serialised"] < min(args.users, options.json_cache_limit):
+        time.sleep(0.5)
+    print(f"all users serialised after {time.perf_counter() - started:.1f} s")
     try:
         connection = org.connection
         key = load_private_key(connection["private_key_path"])

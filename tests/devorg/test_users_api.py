@@ -278,3 +278,35 @@ def test_messy_users_are_recorded_and_a_normaliser_fixes_exactly_them(devorg):
                 assert value != fields[name] and normalise(value) == fields[name]
             else:
                 assert normalise(value) == value
+
+
+def test_q_is_a_prefix_match_without_paging(devorg, api):
+    someone = next(u for u in devorg.admin.users() if u["status"] == "ACTIVE" and not u["_dev"]["messy"])
+    prefix = someone["profile"]["lastName"][:3]
+    response = api.get(f"{devorg.url}/api/v1/users", params={"q": prefix})
+    found = response.json()
+    assert 0 < len(found) <= 10  # q defaults to limit 10
+    assert "next" not in links(response)
+    assert all(any(str(u["profile"].get(n) or "").casefold().startswith(prefix.casefold())
+                   for n in ("firstName", "lastName", "email")) for u in found)
+
+
+def test_search_cap_stops_paging_a_search(fresh_org):
+    org = fresh_org(users=120, search_cap=50, deprovisioned_fraction=0.0)
+    api = OrgClient(org).api()
+    pages = page_all(api, f"{org.url}/api/v1/users?limit=20&search={quote('status pr')}")
+    assert sum(len(p.json()) for p in pages) == 50
+    listed = page_all(api, f"{org.url}/api/v1/users?limit=20")
+    assert sum(len(p.json()) for p in listed) == 120  # plain listing is not capped
+
+
+def test_admin_can_change_status_and_add_users(fresh_org):
+    org = fresh_org()
+    api = OrgClient(org).api()
+    user = org.admin.users()[0]
+    org.admin.set_user_status(user["id"], "DEPROVISIONED")
+    listed = [u["id"] for p in page_all(api, f"{org.url}/api/v1/users") for u in p.json()]
+    assert user["id"] not in listed
+    added = org.admin.add_user({"firstName": "Ada", "lastName": "Lovelace", "login": "ada@example.com",
+                                "email": "ada@example.com"})
+    assert api.get(f"{org.url}/api/v1/users/ada%40example.com").json()["id"] == added["id"]
