@@ -176,7 +176,12 @@ class Compiler:
             return v.casefold() if fold else v
 
         if op == "eq":
-            return lambda i: value(i) == wanted
+            predicate = lambda i: value(i) == wanted  # noqa: E731
+            if attribute in ("id", "profile.login"):
+                # Okta answers these from an index; so does the dev org, or a million-user org would crawl.
+                found = self.store.index_of(literal) if attribute == "id" else self.store.index_of_login(literal)
+                predicate.candidates = [found] if found is not None and predicate(found) else []
+            return predicate
         if op == "sw":
             return lambda i: (v := value(i)) is not None and v.startswith(wanted)
         if op == "co":

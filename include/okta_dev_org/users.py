@@ -218,6 +218,10 @@ class UserStore:
              stop: int | None = None) -> tuple[list[int], bool]:
         """Up to `limit` matching indexes from `start`, and whether any match remains after them."""
         end = self.count if stop is None else min(stop, self.count)
+        candidates = getattr(predicate, "candidates", None)
+        if candidates is not None:
+            matches = [i for i in candidates if start <= i < end]
+            return matches[:limit], len(matches) > limit
         found: list[int] = []
         status = self.status
         index = start

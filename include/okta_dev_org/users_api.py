@@ -147,8 +147,9 @@ def _find(app, raw: str):
 def get_user(app, request, raw: str) -> Response:
     authorize(app, request, READ_SCOPES)
     index = _find(app, raw)
-    body = app.store.full_json(index)
-    return Response(200, body, [("ETag", app.store.etag(index))])
+    with app.store.lock:
+        body, etag = app.store.full_json(index), app.store.etag(index)
+    return Response(200, body, [("ETag", etag)])
 
 
 def update_user(app, request, raw: str, replace: bool) -> Response:
@@ -168,4 +169,6 @@ def update_user(app, request, raw: str, replace: bool) -> Response:
     except ValidationError as exc:
         return Response(400, errors.validation_failed(exc.field_name, exc.causes))
     app.stats.update(store.user_id(index), request.method)
-    return Response(200, store.full_json(index), [("ETag", store.etag(index))])
+    with store.lock:
+        body, etag = store.full_json(index), store.etag(index)
+    return Response(200, body, [("ETag", etag)])
