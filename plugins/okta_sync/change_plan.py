@@ -114,11 +114,10 @@ def _plan_user(user: Mapping[str, Any], desired: Mapping[str, Any], source: str,
     if not isinstance(user_id, str) or not user_id:
         return Skipped("the user has no id", login=login, status=status, source=source, line=line)
     change = change_from_diff(user, desired, source=source, line=line)
-    if status == DEPROVISIONED:
-        return Skipped(DEPROVISIONED_REASON, user_id, login, status,
-                       changes=change.changes if change else {}, source=source, line=line)
     if change is None:
         return NoChange(user_id, login, status, source=source, line=line)
+    if status == DEPROVISIONED:  # only when there was something to change: otherwise nothing was intended
+        return Skipped(DEPROVISIONED_REASON, user_id, login, status, changes=change.changes, source=source, line=line)
     issues = tuple(
         RowIssue(line, login or user_id, name, reason)
         for name, (_old, new) in change.changes.items()
