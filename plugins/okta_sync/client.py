@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from okta_sync.transport import Transport, build_session
 from okta_sync.users import BUCKET_USER_READ, UsersClient
 
 BUCKET_TOKEN = "token"
+log = logging.getLogger(__name__)
 
 
 class OktaClient:
@@ -40,6 +42,11 @@ class OktaClient:
             key_id=config.key_id,
             algorithm=config.algorithm,
         )
+        if not self.signing_key.key_id:
+            log.warning(
+                "No key_id (kid) is configured and the key carries none: Okta accepts that only while the app has a "
+                "single public key, and refuses it once a second key is added (e.g. during rotation). Set key_id."
+            )
         session = build_session(config)
         self.rate_limiter = RateLimiter(fraction=config.rate_limit_fraction)
         self.token_endpoint = TokenEndpoint(
