@@ -112,6 +112,11 @@ class OktaConnectionError(OktaSyncError):
     """The org could not be reached (connection refused or reset, timeout) after the bounded retries."""
 
 
+class OutcomeUnknownError(OktaConnectionError):
+    """A write was sent but its response was lost or damaged, so it may or may not have taken effect. It is not
+    re-sent blindly (that could overwrite a value changed meanwhile): the caller re-reads first."""
+
+
 class TLSVerificationError(OktaConnectionError):
     """The server's certificate failed verification: never retried, it is not a passing fault."""
 

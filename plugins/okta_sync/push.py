@@ -6,20 +6,21 @@ feed planned earlier). Per attribute, against the fresh value:
     fresh == planned new  -> `unchanged` (someone already made the change)
     anything else         -> `skipped` (changed in Okta since planning: never overwrite a newer value)
 A failure of one user is reported and the push goes on; a failure that would fail every user (the token, the key,
-TLS) stops it and the rest is reported `not_attempted`.
+TLS) stops it and the rest is reported `not_attempted`. An update whose response was lost (it may have landed) is
+never re-sent blindly: the user is re-read and only what is still missing is sent again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from okta_sync.change_plan import DEPROVISIONED, DEPROVISIONED_REASON
-from okta_sync.errors import OktaApiError, OktaConnectionError, RateLimitError
+from okta_sync.errors import OktaApiError, OktaConnectionError, OutcomeUnknownError, RateLimitError
 from okta_sync.profile_diff import ProfileChange
 from okta_sync.progress import Progress
 from okta_sync.reports import ReportRow, ReportStatus, rows_for_change
@@ -27,6 +28,9 @@ from okta_sync.reports import ReportRow, ReportStatus, rows_for_change
 log = logging.getLogger(__name__)
 
 CHANGED_SINCE_PLANNING = "changed in Okta since the plan was made; not overwritten (the next run re-plans it)"
+ALREADY_THERE = "Okta already has this value"
+CONFIRMED_BY_REREAD = "the update's response was lost; a re-read confirmed it was applied"
+MAX_UPDATE_SENDS = 3  # an update whose response keeps getting lost is sent at most this often
 
 
 class UsersApi(Protocol):
@@ -136,7 +140,6 @@ class _Pusher:
             raise _Fatal(error) from None
 
     def _apply_one(self, change: ProfileChange) -> Iterator[ReportRow]:
-        to_send: dict[str, tuple[Any, Any]] = {}
         fresh_profile = None
         if self.options.reread:
             fresh = self.users.get_user(change.user_id)
@@ -144,25 +147,45 @@ class _Pusher:
                 yield from rows_for_change(change, ReportStatus.SKIPPED, reason=DEPROVISIONED_REASON)
                 return
             fresh_profile = fresh.get("profile") or {}
-        for name, (old, new) in change.changes.items():
-            current = fresh_profile.get(name) if fresh_profile is not None else old
-            if _same(current, old):
-                to_send[name] = (old, new)
-            elif _same(current, new):
-                yield _row(change, name, current, new, ReportStatus.UNCHANGED, reason="Okta already has this value")
-            else:
-                yield _row(change, name, current, new, ReportStatus.SKIPPED, reason=CHANGED_SINCE_PLANNING)
-        if not to_send:
+        to_send = yield from _against_fresh(change, change.changes, fresh_profile, ReportStatus.UNCHANGED, ALREADY_THERE)
+        for sends in range(1, MAX_UPDATE_SENDS + 1):
+            if not to_send:
+                return
+            update = ProfileChange(change.user_id, change.login, change.status, to_send, change.source, change.line)
+            try:
+                self.users.update_profile(change.user_id, update.update_body()["profile"])
+            except OutcomeUnknownError as error:
+                if not self.options.reread or sends == MAX_UPDATE_SENDS:
+                    raise
+                log.warning("%s; re-reading user %s to see whether it landed", error, change.user_id)
+                fresh_profile = self.users.get_user(change.user_id).get("profile") or {}
+                to_send = yield from _against_fresh(change, to_send, fresh_profile, ReportStatus.APPLIED,
+                                                    CONFIRMED_BY_REREAD)
+                continue
+            yield from rows_for_change(update, ReportStatus.APPLIED)
             return
-        update = ProfileChange(change.user_id, change.login, change.status, to_send, change.source, change.line)
-        self.users.update_profile(change.user_id, update.update_body()["profile"])
-        yield from rows_for_change(update, ReportStatus.APPLIED)
 
 
 class _Fatal(Exception):
     def __init__(self, error: BaseException):
         super().__init__(str(error))
         self.error = error
+
+
+def _against_fresh(change: ProfileChange, changes: dict[str, tuple[Any, Any]], fresh_profile: dict[str, Any] | None,
+                   done: ReportStatus, done_reason: str) -> Generator[ReportRow, None, dict[str, tuple[Any, Any]]]:
+    """Per attribute against the fresh profile: yield the rows of those already at the new value (`done`) or changed
+    by someone else (skipped); return those still to send. Without a fresh profile everything is still to send."""
+    to_send: dict[str, tuple[Any, Any]] = {}
+    for name, (old, new) in changes.items():
+        current = fresh_profile.get(name) if fresh_profile is not None else old
+        if _same(current, old):
+            to_send[name] = (old, new)
+        elif _same(current, new):
+            yield _row(change, name, old if done == ReportStatus.APPLIED else current, new, done, reason=done_reason)
+        else:
+            yield _row(change, name, current, new, ReportStatus.SKIPPED, reason=CHANGED_SINCE_PLANNING)
+    return to_send
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -3,7 +3,8 @@
 Retries (one place decides them): 429 after the window's reset on the server's clock; 500/502/503/504, connection
 errors, timeouts and truncated or undecodable bodies with exponential backoff and full jitter; bounded attempts and
 total time. A 401 `E0000011` is retried once after a forced token refresh. TLS verification failures and every
-other 4xx fail at once.
+other 4xx fail at once. A write (POST, PUT) whose request was sent but whose response was lost or damaged is not
+re-sent: it raises `OutcomeUnknownError` and the caller re-reads to learn whether it landed.
 """
 
 from __future__ import annotations
@@ -19,12 +20,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
+import urllib3
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_before_delay
 from tenacity.wait import wait_random_exponential
 
 from okta_sync.api_errors import api_error, www_authenticate_params
 from okta_sync.config import OktaConfig
-from okta_sync.errors import OktaConnectionError, OktaSyncError, TLSVerificationError, UnsafeUrlError
+from okta_sync.errors import (
+    OktaConnectionError,
+    OktaSyncError,
+    OutcomeUnknownError,
+    TLSVerificationError,
+    UnsafeUrlError,
+)
 from okta_sync.links import parse_link_header
 from okta_sync.ratelimit import RateLimiter
 from okta_sync.tokens import AccessToken, TokenCache
@@ -33,6 +41,7 @@ from okta_sync.version import USER_AGENT
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -77,11 +86,12 @@ class TransportStats:
 class _RetryableFailure(Exception):
     """One failed attempt that may succeed later. Carries what the final error needs, never the request."""
 
-    def __init__(self, reason: str, *, wait: float | None = None, error: OktaSyncError):
+    def __init__(self, reason: str, *, wait: float | None = None, error: OktaSyncError, sent: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
         self.error = error
+        self.sent = sent  # the server may have acted on the request (the response was lost or damaged)
 
 
 def verify_setting(ca_bundle: str | None) -> str | bool:
@@ -164,10 +174,11 @@ class Transport:
         json_body: Any = None,
     ) -> ApiResponse:
         url = self.url_for(path_or_url)
+        resend = method.upper() in SAFE_METHODS
         retrying = Retrying(
             stop=stop_after_attempt(self.config.max_attempts) | stop_before_delay(self.config.max_retry_time),
             wait=self._wait,
-            retry=retry_if_exception_type(_RetryableFailure),
+            retry=retry_if_exception(lambda exc: isinstance(exc, _RetryableFailure) and (resend or not exc.sent)),
             before_sleep=self._before_sleep(method, url),
             sleep=self._sleep,
             reraise=True,
@@ -177,6 +188,10 @@ class Transport:
                 with attempt:
                     return self._send_with_token(method, url, bucket, scopes, params, json_body)
         except _RetryableFailure as failure:
+            if failure.sent and not resend:
+                raise OutcomeUnknownError(
+                    f"{method} {urlsplit(url).path}: {failure.reason} after the request was sent; it may have taken effect"
+                ) from None
             raise failure.error from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -240,7 +255,8 @@ class Transport:
                 requests.exceptions.ContentDecodingError) as exc:
             reason = type(exc).__name__
             raise _RetryableFailure(
-                reason, error=OktaConnectionError(f"{method} {urlsplit(url).path}: {reason} after retries")
+                reason, error=OktaConnectionError(f"{method} {urlsplit(url).path}: {reason} after retries"),
+                sent=_request_was_sent(exc),
             ) from None
         finally:
             self.rate_limiter.release(bucket, response_headers)
@@ -267,7 +283,9 @@ class Transport:
             data = json.loads(content) if content else None
         except ValueError:
             reason = f"HTTP {status} with a body that is not valid JSON ({len(content)} bytes)"
-            raise _RetryableFailure(reason, error=OktaConnectionError(f"{method} {path}: {reason} after retries")) from None
+            raise _RetryableFailure(
+                reason, error=OktaConnectionError(f"{method} {path}: {reason} after retries"), sent=True
+            ) from None
         return ApiResponse(status=status, headers=response.headers, data=data, url=url)
 
     # -- paging -------------------------------------------------------------------------------------------------
@@ -286,6 +304,14 @@ class Transport:
             if next_url == page.url and not params:
                 raise OktaSyncError(f"paging loop: the next link of {urlsplit(next_url).path} is the page itself")
             url, params = next_url, None
+
+
+def _request_was_sent(exc: requests.exceptions.RequestException) -> bool:
+    """False only when the connection was never made (nothing reached the server); True when unsure."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return not isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 def _is_invalid_token(response: requests.Response, content: bytes) -> bool:
