@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from okta_sync.progress import Progress
+from okta_sync.user_pages import UserPage
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -32,22 +33,27 @@ def write_users_jsonl(pages: Iterable[list[dict[str, Any]]], file: IO[bytes], *,
     result = ExportResult()
     for page in pages:
         result.pages += 1
-        lines = []
-        for user in page:
-            if keep is not None and not keep(user):
-                continue
-            lines.append(_encode(user))
-            result.by_status[user.get("status")] += 1
-            last_updated = user.get("lastUpdated")
+        kept = range(len(page)) if keep is None else [i for i, user in enumerate(page) if keep(user)]
+        if kept:
+            file.write(_page_lines(page, kept).encode("utf-8"))
+            result.by_status.update([page[i].get("status") for i in kept])
             # Okta's timestamps share one ISO-8601 UTC format, so string order is time order.
-            if last_updated and (result.max_last_updated is None or last_updated > result.max_last_updated):
-                result.max_last_updated = last_updated
-        if lines:
-            file.write(("\n".join(lines) + "\n").encode("utf-8"))
-        result.users += len(lines)
+            newest = max((page[i].get("lastUpdated") or "" for i in kept), default="")
+            if newest and (result.max_last_updated is None or newest > result.max_last_updated):
+                result.max_last_updated = newest
+        result.users += len(kept)
         if progress is not None:
-            progress.advance(pages=1, users=len(lines))
+            progress.advance(pages=1, users=len(kept))
     return result
+
+
+def _page_lines(page: list[dict[str, Any]], kept: Sequence[int]) -> str:
+    """One line per user: the server's own JSON text when the page kept it (no re-encoding), else encoded."""
+    if isinstance(page, UserPage):
+        lines = [page.json_text(i) for i in kept]
+        if not any("\n" in line or "\r" in line for line in lines):  # pretty-printed input needs re-encoding
+            return "\n".join(lines) + "\n"
+    return "\n".join(_encode(page[i]) for i in kept) + "\n"
 
 
 def read_users_jsonl(file: IO[bytes]) -> Iterable[dict[str, Any]]:

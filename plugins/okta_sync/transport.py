@@ -172,6 +172,7 @@ class Transport:
         scopes: tuple[str, ...],
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
+        decode: Callable[[bytes], Any] = json.loads,
     ) -> ApiResponse:
         url = self.url_for(path_or_url)
         resend = method.upper() in SAFE_METHODS
@@ -186,7 +187,7 @@ class Transport:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._send_with_token(method, url, bucket, scopes, params, json_body)
+                    return self._send_with_token(method, url, bucket, scopes, params, json_body, decode)
         except _RetryableFailure as failure:
             if failure.sent and not resend:
                 raise OutcomeUnknownError(
@@ -215,7 +216,7 @@ class Transport:
 
         return log_retry
 
-    def _send_with_token(self, method, url, bucket, scopes, params, json_body) -> ApiResponse:
+    def _send_with_token(self, method, url, bucket, scopes, params, json_body, decode=json.loads) -> ApiResponse:
         token = self.tokens.get(scopes)
         response, content = self._send_once(method, url, bucket, token, params, json_body)
         if response.status_code == 401 and token.is_dpop and response.headers.get("DPoP-Nonce"):
@@ -226,7 +227,7 @@ class Transport:
             self.stats.count("token_refreshes_on_401")
             token = self.tokens.get(scopes, force_refresh=True, stale=token)
             response, content = self._send_once(method, url, bucket, token, params, json_body)
-        return self._decode(method, url, response, content)
+        return self._decode(method, url, response, content, decode)
 
     def _send_once(self, method, url, bucket, token: AccessToken, params, json_body) -> tuple[requests.Response, bytes]:
         headers = {"Authorization": token.authorization_header()}
@@ -267,7 +268,10 @@ class Transport:
             self.check_same_origin(response.headers.get("Location", ""))
         return response, content
 
-    def _decode(self, method: str, url: str, response: requests.Response, content: bytes) -> ApiResponse:
+    def _decode(
+        self, method: str, url: str, response: requests.Response, content: bytes,
+        decode: Callable[[bytes], Any] = json.loads,
+    ) -> ApiResponse:
         status = response.status_code
         path = urlsplit(url).path
         if status >= 400 or 300 <= status < 400:
@@ -280,7 +284,7 @@ class Transport:
                 raise _RetryableFailure(f"HTTP {status} {error.error_code or ''}".strip(), wait=wait, error=error)
             raise error
         try:
-            data = json.loads(content) if content else None
+            data = decode(content) if content else None
         except ValueError:
             reason = f"HTTP {status} with a body that is not valid JSON ({len(content)} bytes)"
             raise _RetryableFailure(
@@ -290,12 +294,13 @@ class Transport:
 
     # -- paging -------------------------------------------------------------------------------------------------
     def iter_pages(
-        self, path: str, *, bucket: str, scopes: tuple[str, ...], params: Mapping[str, Any] | None = None
+        self, path: str, *, bucket: str, scopes: tuple[str, ...], params: Mapping[str, Any] | None = None,
+        decode: Callable[[bytes], Any] = json.loads,
     ) -> Iterator[ApiResponse]:
         """Each page in turn, following `Link: rel="next"`; one page in memory at a time."""
         url: str | None = self.url_for(path)
         while url is not None:
-            page = self.request("GET", url, bucket=bucket, scopes=scopes, params=params)
+            page = self.request("GET", url, bucket=bucket, scopes=scopes, params=params, decode=decode)
             yield page
             next_url = page.link("next")
             if next_url is None:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
 from okta_sync.errors import OktaSyncError
 from okta_sync.transport import Transport
+from okta_sync.user_pages import decode_user_page
 
 USERS_PATH = "/api/v1/users"
 
@@ -58,7 +59,7 @@ class UsersClient:
         """Each page of users (a list of user dicts), following `rel="next"` until Okta sends none."""
         params = _list_params(search=search, filter=filter, q=q, limit=limit or self.page_size, fields=fields)
         for page in self.transport.iter_pages(
-            USERS_PATH, bucket=BUCKET_USERS_LIST, scopes=self.read_scopes, params=params
+            USERS_PATH, bucket=BUCKET_USERS_LIST, scopes=self.read_scopes, params=params, decode=decode_user_page
         ):
             if not isinstance(page.data, list):
                 raise OktaSyncError(f"GET {USERS_PATH}: expected a JSON array of users, got {type(page.data).__name__}")
