@@ -24,6 +24,10 @@ from okta_sync.errors import OktaConnectionError, TLSVerificationError, TokenReq
 log = logging.getLogger(__name__)
 
 DPOP_HEADER_MISSING = "The DPoP proof JWT header is missing."
+# An authorization-server outage lasts tens of seconds: a handful of quick jittered retries (~8 s in all with six
+# attempts) would give up long before it ends, so token requests are bounded by max_retry_time and at least this
+# many attempts, waiting 1 to 15 s between them.
+OUTAGE_ATTEMPTS = 20
 
 
 def scope_key(scopes: Iterable[str]) -> tuple[str, ...]:
@@ -90,8 +94,8 @@ class TokenEndpoint:
     def fetch(self, scopes: Iterable[str]) -> AccessToken:
         """A new token; a token endpoint that is down or overloaded (5xx, 429, unreachable) is retried, bounded."""
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.max_retry_time),
-            wait=wait_random_exponential(multiplier=0.5, max=15),
+            stop=stop_after_attempt(max(self.max_attempts, OUTAGE_ATTEMPTS)) | stop_before_delay(self.max_retry_time),
+            wait=wait_random_exponential(multiplier=0.5, min=1, max=15),
             retry=retry_if_exception(_is_passing_fault),
             before_sleep=lambda state: log.warning(
                 "token request failed (%s); retry %d in %.1fs",
