@@ -94,6 +94,13 @@ class OktaClient:
     def iter_user_pages(self, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
         return self.users.iter_user_pages(**kwargs)
 
+    def iter_user_pages_partitioned(self, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+        """Every user matching `search` (DEPROVISIONED included) once, from disjoint `created` windows paged
+        concurrently; see `okta_sync.partitions.iter_user_pages_partitioned` for the arguments."""
+        from okta_sync.partitions import iter_user_pages_partitioned
+
+        return iter_user_pages_partitioned(self, **kwargs)
+
     def get_user(self, id_or_login: str) -> dict[str, Any]:
         return self.users.get_user(id_or_login)
 

@@ -28,6 +28,10 @@ class UserPage(list):
         start, end = self._spans[index]
         return self._text[start:end]
 
+    def subset(self, indexes: list[int]) -> "UserPage":
+        """The users at these positions, still with their JSON text."""
+        return UserPage([self[i] for i in indexes], self._text, [self._spans[i] for i in indexes])
+
 
 def decode_user_page(content: bytes) -> Any:
     """`json.loads(content)`, except that a top-level array comes back as a `UserPage`. Raises ValueError."""
