@@ -54,3 +54,4 @@ def test_one_token_per_run_and_scope_set_across_task_processes(stack, org):
             assert "Bearer " not in result.logs[task] and "access_token" not in result.logs[task]
         sealed = [v for values in result.xcom.values() for k, v in values.items() if k.startswith("okta_token_")]
         assert sealed and all(str(v).startswith("okta-sync-token-v1.") for v in sealed)
+

@@ -1,0 +1,57 @@
+"""The schedule as the scheduler applies it: okta_user_sync gets one run for the latest hourly interval (a real data
+interval, no catch-up storm since its start date), and its export Asset triggers the data team's summary DAG."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from include.okta_dev_org import DevOrgOptions, DevOrgProcess
+from tests.airflow_stack import AirflowStack
+from tests.conftest import connection_env_value
+
+pytestmark = [pytest.mark.airflow, pytest.mark.scheduler]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _finished_runs(stack: AirflowStack, dag_id: str, timeout: float) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    runs: list[dict] = []
+    while time.monotonic() < deadline:
+        runs = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"]
+        if runs and all(r["state"] in ("success", "failed") for r in runs):
+            return runs
+        time.sleep(2)
+    raise AssertionError(f"{dag_id}: no finished run within {timeout}s (runs: {runs})")
+
+
+def test_hourly_schedule_and_asset_triggered_summary(tmp_path_factory):
+    options = DevOrgOptions(users=200, messy_fraction=0.1, seed=4, state_dir=tmp_path_factory.mktemp("devorg-schedule"))
+    with DevOrgProcess(options) as org:
+        env = {
+            "AIRFLOW_CONN_OKTA_DEFAULT": connection_env_value(org.connection),
+            "AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI": tmp_path_factory.mktemp("schedule-output").as_uri(),
+        }
+        with AirflowStack(ROOT / "dags", plugins_folder=ROOT / "plugins", env=env, python_path=[ROOT],
+                          use_job_schedule=True) as stack:
+            sync_runs = _finished_runs(stack, "okta_user_sync", timeout=240)
+            assert len(sync_runs) == 1, "catchup=False: one run for the latest interval, not one per hour since 2026-01-01"
+            (run,) = sync_runs
+            assert run["run_type"] == "scheduled" and run["state"] == "success", run
+            start = datetime.fromisoformat(run["data_interval_start"].replace("Z", "+00:00"))
+            end = datetime.fromisoformat(run["data_interval_end"].replace("Z", "+00:00"))
+            assert end - start == timedelta(hours=1) and start.minute == 0
+
+            summary_runs = _finished_runs(stack, "okta_users_summary", timeout=120)
+            result = stack.collect("okta_users_summary", summary_runs[0]["dag_run_id"], summary_runs[0]["state"])
+            assert result.state == "success", result.describe()
+            summary_path = result.xcom["summarise"]["return_value"]["path"]
+            summary = json.loads(Path(urlsplit(summary_path).path).read_text())
+            assert summary["users"] == options.users  # the first run exports every user of every status
+            assert sum(summary["by_status"].values()) == summary["users"]
