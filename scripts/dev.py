@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
-REQUIREMENTS = (ROOT / "requirements.txt", ROOT / "requirements-dev.txt")
+REQUIREMENTS = (ROOT / "requirements.txt", ROOT / "requirements-dev.txt", ROOT / "pyproject.toml")
 STAMP = VENV / ".requirements.sha256"
 UV_VERSION = "0.13.8"
 
@@ -50,6 +50,8 @@ def ensure_venv() -> Path:
     print("installing pinned requirements ...", file=sys.stderr)
     _run(PYTHON, "-m", "pip", "install", "--quiet", f"uv=={UV_VERSION}")
     _run(PYTHON, "-m", "uv", "pip", "install", "--quiet", "--python", PYTHON, "-r", ROOT / "requirements-dev.txt")
+    # The project itself, as the Airflow provider that puts the `okta` connection type in the UI.
+    _run(PYTHON, "-m", "uv", "pip", "install", "--quiet", "--python", PYTHON, "--no-deps", "-e", ROOT)
     STAMP.write_text(wanted + "\n")
     return PYTHON
 
