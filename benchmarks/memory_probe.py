@@ -1,0 +1,42 @@
+"""One export (or the SDK's collect-all pattern) in this fresh process; prints its peak RSS as JSON.
+
+    python -m benchmarks.memory_probe export|sdk CONNECTION_JSON
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+
+
+def main(mode: str, connection_path: str) -> None:
+    connection = json.loads(open(connection_path).read())
+    began = time.perf_counter()
+    if mode == "export":
+        from benchmarks.orgs import client_config
+        from okta_sync import OktaClient
+        from okta_sync.export import write_users_jsonl
+
+        with OktaClient(client_config(connection)) as client, open(os.devnull, "wb") as sink:
+            users = write_users_jsonl(client.iter_user_pages(), sink).users
+    elif mode == "sdk":
+        from benchmarks.listing import sdk_pages
+
+        class Org:
+            url, ca_bundle = connection["org_url"], connection["ca_bundle"]
+
+        Org.connection = connection
+        collected: list = []
+        sdk_pages(Org, collected.extend)  # the SDK's documented pattern: every page's users in one list
+        users = len(collected)
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"mode": mode, "users": users, "peak_rss_mb": peak_mb, "seconds": time.perf_counter() - began}))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
