@@ -72,7 +72,7 @@ def run(users: int, limit: int, latency_ms: float, workers: int, partitions: int
     result = PartitionedResult(
         users=len(expected), pages_needed=pages_needed, requests=requests, elapsed=elapsed,
         bound=windowed_bound(pages_needed, began, limit, workers, latency),
-        single_cursor=pages_needed * latency, rate_limited=stats["rate_limited"]["rate_limit"]
+        single_cursor=windowed_bound(pages_needed, began, limit, 1, latency), rate_limited=stats["rate_limited"]["rate_limit"]
         + stats["rate_limited"]["concurrency"],
         duplicates=sum(n - 1 for n in seen.values() if n > 1), missing=len(set(expected) - set(seen)),
         unexpected=len(set(seen) - set(expected)),
