@@ -15,6 +15,7 @@ from typing import Any
 from okta_sync.assertion import PrivateKeyJWT
 from okta_sync.config import OktaConfig
 from okta_sync.credentials import SigningKey, load_signing_key
+from okta_sync.metrics import Metrics, NoMetrics
 from okta_sync.ratelimit import RateLimiter
 from okta_sync.tokens import AccessToken, TokenCache, TokenEndpoint
 from okta_sync.transport import Transport, build_session
@@ -32,6 +33,7 @@ class OktaClient:
         config: OktaConfig,
         *,
         on_new_token: Callable[[AccessToken], None] | None = None,
+        metrics: Metrics | None = None,
         signing_key: SigningKey | None = None,
     ):
         self.config = config
@@ -59,10 +61,13 @@ class OktaClient:
             max_attempts=config.max_attempts,
             max_retry_time=config.max_retry_time,
         )
+        self.metrics = metrics or NoMetrics()
         self.tokens = TokenCache(
-            self.token_endpoint.fetch, refresh_margin=config.token_refresh_margin, on_new_token=on_new_token
+            self.token_endpoint.fetch, refresh_margin=config.token_refresh_margin, on_new_token=on_new_token,
+            metrics=self.metrics,
         )
-        self.transport = Transport(config, self.tokens, session=session, rate_limiter=self.rate_limiter)
+        self.transport = Transport(config, self.tokens, session=session, rate_limiter=self.rate_limiter,
+                                   metrics=self.metrics)
         self.users = UsersClient(self.transport, page_size=config.page_size)
 
     def __repr__(self) -> str:

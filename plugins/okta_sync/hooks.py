@@ -8,17 +8,20 @@ the run's token from the token task's XCom (sealed, see `token_handoff`) instead
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
+from airflow.sdk.observability.stats import Stats
 
 from okta_sync.client import OktaClient
 from okta_sync.config import OktaConfig, READ_SCOPE
 from okta_sync.connection_fields import config_from_connection
 from okta_sync.errors import OktaSyncError
+from okta_sync.metrics import PREFIX
 from okta_sync.token_handoff import SealedTokenError, open_sealed_token, seal_token
 from okta_sync.tokens import AccessToken, scope_key
 
@@ -67,7 +70,7 @@ class OktaHook(BaseHook):
 
     @cached_property
     def client(self) -> OktaClient:
-        client = OktaClient(self.config, on_new_token=_mask_token)
+        client = OktaClient(self.config, on_new_token=_mask_token, metrics=AirflowStatsMetrics())
         client.tokens.set_source(self._token_for_run)
         return client
 
@@ -163,3 +166,13 @@ class OktaHook(BaseHook):
 
 def _mask_token(token: AccessToken) -> None:
     mask_secret(token.value)
+
+
+class AirflowStatsMetrics:
+    """The core's metrics through Airflow's own `Stats` (StatsD, Datadog or OpenTelemetry, as configured)."""
+
+    def incr(self, name: str, count: int = 1) -> None:
+        Stats.incr(f"{PREFIX}.{name}", count)
+
+    def timing(self, name: str, seconds: float) -> None:
+        Stats.timing(f"{PREFIX}.{name}", timedelta(seconds=seconds))

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from okta_sync.change_plan import DEPROVISIONED, DEPROVISIONED_REASON
 from okta_sync.errors import OktaApiError, OktaConnectionError, OutcomeUnknownError, RateLimitError
 from okta_sync.profile_diff import ProfileChange
+from okta_sync.metrics import NoMetrics
 from okta_sync.progress import Progress
 from okta_sync.reports import ReportRow, ReportStatus, rows_for_change
 
@@ -66,16 +67,19 @@ def push_changes(
     progress: Progress | None = None,
 ) -> None:
     """Apply every change and write its report rows. Raises after reporting if the push had to stop."""
+    metrics = getattr(users, "metrics", None) or NoMetrics()
     if options.dry_run:
         for change in changes:
             for row in rows_for_change(change, ReportStatus.DRY_RUN):
                 report.write(row)
+                metrics.incr(f"changes.{row.status}")
         return
-    _Pusher(users, report, options, journal, progress).run(changes)
+    _Pusher(users, report, options, journal, progress, metrics).run(changes)
 
 
 class _Pusher:
-    def __init__(self, users, report, options, journal, progress):
+    def __init__(self, users, report, options, journal, progress, metrics):
+        self.metrics = metrics
         self.users = users
         self.report = report
         self.options = options
@@ -121,6 +125,7 @@ class _Pusher:
     def _write(self, rows: list[ReportRow]) -> None:
         for row in rows:
             self.report.write(row)
+            self.metrics.incr(f"changes.{row.status}")
         if self.progress is not None:
             self.progress.advance(users=1, **{str(rows[0].status): 1} if rows else {})
 

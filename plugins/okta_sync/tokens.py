@@ -20,6 +20,7 @@ from tenacity.wait import wait_random_exponential
 from okta_sync.assertion import PrivateKeyJWT
 from okta_sync.dpop import DPoPKey
 from okta_sync.errors import OktaConnectionError, TLSVerificationError, TokenRequestError
+from okta_sync.metrics import Metrics, NoMetrics
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +256,9 @@ class TokenCache:
         refresh_margin: float = 300.0,
         on_new_token: Callable[[AccessToken], None] | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ):
+        self.metrics = metrics or NoMetrics()
         self._mint = fetch
         self._fetch = fetch
         self.refresh_margin = refresh_margin
@@ -292,6 +295,7 @@ class TokenCache:
         token = None if force_refresh else self._fresh(key)
         if token is not None:
             self.hits += 1
+            self.metrics.incr("token.cache_hit")
             return token
         with self._lock_for(key):
             current = self._tokens.get(key)
@@ -301,9 +305,13 @@ class TokenCache:
                 token = self._fresh(key)
                 if token is not None:
                     self.hits += 1
+                    self.metrics.incr("token.cache_hit")
                     return token
             self.misses += 1
+            self.metrics.incr("token.cache_miss")
+            started = time.monotonic()
             token = self._fetch(key)
+            self.metrics.timing("token.fetch", time.monotonic() - started)
             self.put(token, key)
             return token
 

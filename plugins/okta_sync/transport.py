@@ -25,8 +25,10 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tenacity.wait import wait_random_exponential
 
 from okta_sync.api_errors import api_error, www_authenticate_params
+from okta_sync.circuit import CircuitBreaker
 from okta_sync.config import OktaConfig
 from okta_sync.errors import (
+    OktaApiError,
     OktaConnectionError,
     OktaSyncError,
     OutcomeUnknownError,
@@ -34,6 +36,7 @@ from okta_sync.errors import (
     UnsafeUrlError,
 )
 from okta_sync.links import parse_link_header
+from okta_sync.metrics import Metrics, NoMetrics
 from okta_sync.ratelimit import RateLimiter
 from okta_sync.tokens import AccessToken, TokenCache
 from okta_sync.version import USER_AGENT
@@ -132,12 +135,16 @@ class Transport:
         session: requests.Session | None = None,
         rate_limiter: RateLimiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        metrics: Metrics | None = None,
+        breaker: CircuitBreaker | None = None,
     ):
         self.config = config
         self.tokens = tokens
         self.session = session or build_session(config)
         self.rate_limiter = rate_limiter or RateLimiter(fraction=config.rate_limit_fraction)
         self.stats = TransportStats()
+        self.metrics = metrics or NoMetrics()
+        self.breaker = breaker or CircuitBreaker(on_open=lambda reason: self.metrics.incr("circuit.opened"))
         self._sleep = sleep
         self._timeout = (config.connect_timeout, config.read_timeout)
         origin = urlsplit(config.org_url)
@@ -188,7 +195,12 @@ class Transport:
             for attempt in retrying:
                 with attempt:
                     return self._send_with_token(method, url, bucket, scopes, params, json_body, decode)
+        except OktaApiError as error:
+            _log_api_failure(error)
+            raise
         except _RetryableFailure as failure:
+            if isinstance(failure.error, OktaApiError):
+                _log_api_failure(failure.error)
             if failure.sent and not resend:
                 raise OutcomeUnknownError(
                     f"{method} {urlsplit(url).path}: {failure.reason} after the request was sent; it may have taken effect"
@@ -209,6 +221,7 @@ class Transport:
             failure = state.outcome.exception() if state.outcome else None
             seconds = state.next_action.sleep if state.next_action else 0.0
             self.stats.count("retries")
+            self.metrics.incr("api.retries")
             log.warning(
                 "%s %s: %s; retry %d/%d in %.1fs",
                 method, path, getattr(failure, "reason", failure), state.attempt_number, self.config.max_attempts - 1, seconds,
@@ -235,10 +248,13 @@ class Transport:
             headers["DPoP"] = token.dpop_key.proof(method, url, access_token=token.value)
         if json_body is not None:
             headers["Content-Type"] = "application/json"
+        probe = self.breaker.before_call()
         waited = self.rate_limiter.acquire(bucket)
         if waited:
             self.stats.count("rate_limit_wait_seconds", waited)
+            self.metrics.timing("rate_limit.wait", waited)
         response_headers = None
+        started = time.monotonic()
         try:
             response = self.session.request(
                 method, url, params=params,
@@ -248,6 +264,7 @@ class Transport:
             content = response.content  # read here so a truncated body is one more retryable failure
             response_headers = response.headers
         except requests.exceptions.SSLError as exc:
+            self.breaker.record(True, probe=probe)  # not Okta failing: a configuration problem
             raise TLSVerificationError(
                 f"TLS verification of {self.config.org_url} failed ({type(exc).__name__}); set the connection's "
                 f"ca_bundle to the CA that signed the server's certificate"
@@ -255,6 +272,8 @@ class Transport:
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as exc:
             reason = type(exc).__name__
+            self.breaker.record(False, probe=probe, what=f"{method} {urlsplit(url).path}: {reason}")
+            self.metrics.incr("api.connection_errors")
             raise _RetryableFailure(
                 reason, error=OktaConnectionError(f"{method} {urlsplit(url).path}: {reason} after retries"),
                 sent=_request_was_sent(exc),
@@ -262,6 +281,11 @@ class Transport:
         finally:
             self.rate_limiter.release(bucket, response_headers)
         self.stats.count_status(response.status_code)
+        status = response.status_code
+        self.breaker.record(status < 500, probe=probe, what=f"{method} {urlsplit(url).path}: HTTP {status}")
+        self.metrics.incr(f"api.responses.{status // 100}xx")
+        self.metrics.incr(f"api.status.{status}")
+        self.metrics.timing(f"api.latency.{bucket}", time.monotonic() - started)
         if token.dpop_key is not None:
             token.dpop_key.remember_nonce(url, response.headers.get("DPoP-Nonce"))
         if response.is_redirect:
@@ -280,6 +304,7 @@ class Transport:
                 wait = None
                 if status == 429:
                     self.stats.count("rate_limited")
+                    self.metrics.incr("api.rate_limited")
                     wait = self.rate_limiter.wait_for_reset(response.headers)
                 raise _RetryableFailure(f"HTTP {status} {error.error_code or ''}".strip(), wait=wait, error=error)
             raise error
@@ -317,6 +342,14 @@ def _request_was_sent(exc: requests.exceptions.RequestException) -> bool:
         return False
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return not isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def _log_api_failure(error: OktaApiError) -> None:
+    """One line a person can act on, with Okta's identifiers; never a header, token or body."""
+    log.warning(
+        "Okta API failure: %s %s -> HTTP %s errorCode=%s errorSummary=%r errorId=%s X-Okta-Request-Id=%s",
+        error.method, error.path, error.status, error.error_code, error.error_summary, error.error_id, error.request_id,
+    )
 
 
 def _is_invalid_token(response: requests.Response, content: bytes) -> bool:

@@ -63,6 +63,7 @@ class UsersClient:
         ):
             if not isinstance(page.data, list):
                 raise OktaSyncError(f"GET {USERS_PATH}: expected a JSON array of users, got {type(page.data).__name__}")
+            self.transport.metrics.incr("users.listed", len(page.data))
             yield page.data
 
     def iter_users(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
