@@ -12,6 +12,15 @@ import sys
 import time
 
 
+def own_peak_rss_mb() -> float:
+    """VmHWM: this process's own high-water mark. ru_maxrss would carry the parent's peak across fork and exec."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main(mode: str, connection_path: str) -> None:
     connection = json.loads(open(connection_path).read())
     began = time.perf_counter()
@@ -34,7 +43,7 @@ def main(mode: str, connection_path: str) -> None:
         users = len(collected)
     else:
         raise SystemExit(f"unknown mode {mode}")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = own_peak_rss_mb()
     print(json.dumps({"mode": mode, "users": users, "peak_rss_mb": peak_mb, "seconds": time.perf_counter() - began}))
 
 
