@@ -275,7 +275,8 @@ class TokenCache:
 
     def set_source(self, source: Callable[[tuple[str, ...], Callable[[Iterable[str]], AccessToken]], AccessToken]) -> None:
         """Route cache misses through `source(scopes, mint)`, which may supply a token obtained elsewhere (e.g. the
-        DAG run's shared token) or call `mint` for a new one."""
+        DAG run's shared token) or call `mint` for a new one. A forced refresh always mints: the token obtained
+        elsewhere is the one Okta just refused."""
         mint = self._mint
         self._fetch = lambda key: source(key, mint)
 
@@ -310,7 +311,7 @@ class TokenCache:
             self.misses += 1
             self.metrics.incr("token.cache_miss")
             started = time.monotonic()
-            token = self._fetch(key)
+            token = self._mint(key) if force_refresh else self._fetch(key)
             self.metrics.timing("token.fetch", time.monotonic() - started)
             self.put(token, key)
             return token
