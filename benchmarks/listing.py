@@ -34,6 +34,10 @@ class ListingResult:
     def median(self, name: str) -> float:
         return statistics.median(self.rates[name])
 
+    def ratio(self, name: str, reference: str) -> float:
+        """Median over rounds of the ratio within a round: contenders of one round share the machine's mood."""
+        return statistics.median(a / b for a, b in zip(self.rates[name], self.rates[reference]))
+
 
 def floor_pass(org) -> int:
     """The floor: one keep-alive Session that GETs pages, follows Link and decodes JSON; nothing else."""
