@@ -150,19 +150,6 @@ class OktaHook(BaseHook):
         users = "read one user" if first_page else "the org has no users to read"
         return True, f"Token issued with scopes: {' '.join(token.scopes)}; {users}."
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "Org URL", "login": "Client ID", "password": "Private key (PEM or JWK)"},
-            "placeholders": {
-                "host": "https://dev-123.okta.com",
-                "login": "0oa1b2c3d4e5f6g7h8i9",
-                "password": "-----BEGIN PRIVATE KEY----- ... (or leave empty and set extra.private_key_path)",
-                "extra": '{"key_id": "my-kid", "scopes": "okta.users.read okta.users.manage"}',
-            },
-        }
-
 
 def _mask_token(token: AccessToken) -> None:
     mask_secret(token.value)
