@@ -57,7 +57,8 @@ def run(users: int, limit: int, latency_ms: float, workers: int, partitions: int
             began = time.time()
             client.get_token((READ_SCOPE,))
             with open(path, "wb") as file:
-                pages = client.iter_user_pages_partitioned(partitions=partitions, max_workers=workers)
+                pages = client.iter_user_pages_partitioned(partitions=partitions, max_workers=workers,
+                                                           json_text=True)
                 write_users_jsonl(pages, file)
             elapsed = time.time() - began
         stats = org.admin.stats()

@@ -184,9 +184,9 @@ class OktaExportUsersOperator(_OktaOperator):
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
         if self.partitions:
             pages = hook.client.iter_user_pages_partitioned(
-                search=search, partitions=self.partitions, include_deprovisioned=search is not None)
+                search=search, partitions=self.partitions, include_deprovisioned=search is not None, json_text=True)
         else:
-            pages = hook.iter_user_pages(search=search, filter=filter_)
+            pages = hook.iter_user_pages(search=search, filter=filter_, json_text=True)
         with open_for_write(self.output_uri) as file:
             result = write_users_jsonl(pages, file, progress=progress)
         summary = {"path": self.output_uri, **result.as_dict()}

@@ -113,6 +113,7 @@ def iter_user_pages_partitioned(
     include_deprovisioned: bool = True,
     split_at: int | None = DEFAULT_SPLIT_AT,
     limit: int | None = None,
+    json_text: bool = False,
 ) -> Iterator[list[dict[str, Any]]]:
     """Every user matching `search` (DEPROVISIONED included), exactly once, as pages fetched by a bounded pool.
 
@@ -129,6 +130,7 @@ def iter_user_pages_partitioned(
         now = int(time.time() * 1000)
         low, high = now - 1, now
     run = _PartitionedRun(client, search, windows, workers, include_deprovisioned, split_at, limit, low, high)
+    run.json_text = json_text
     return run.pages()
 
 
@@ -145,6 +147,7 @@ class _PartitionedRun:
         self.active = 0  # windows being paged: a split may still add work while any is active
         self.lock = threading.Condition()
         self.out: queue.Queue = queue.Queue(maxsize=self.workers)
+        self.json_text = False  # ask for `UserPage`s (each user's JSON text kept, for the export)
         self.stop = threading.Event()
         self.error: BaseException | None = None
 
@@ -203,7 +206,8 @@ class _PartitionedRun:
     def _page_window(self, window: Window) -> None:
         seen: list[str] = []
         count = 0
-        pages = self.client.iter_user_pages(search=window.expression(self.search), limit=self.limit)
+        extra = {"json_text": True} if self.json_text else {}
+        pages = self.client.iter_user_pages(search=window.expression(self.search), limit=self.limit, **extra)
         try:
             for page in pages:
                 if self.stop.is_set():

@@ -121,3 +121,14 @@ def test_windows_cover_all_time_without_overlap():
 def test_a_window_one_millisecond_wide_cannot_split():
     with pytest.raises(PartitionTooLargeError):
         Window(5, 6).halves(0, 10, frozenset())
+
+
+def test_pages_keep_each_users_json_text_only_when_asked(org):
+    from okta_sync.user_pages import UserPage
+
+    with _client(org) as client:
+        assert not isinstance(next(client.iter_user_pages(limit=5)), UserPage)
+        page = next(client.iter_user_pages(limit=5, json_text=True))
+        partitioned = next(client.iter_user_pages_partitioned(partitions=2, limit=5, json_text=True))
+    assert isinstance(page, UserPage) and isinstance(partitioned, UserPage)
+    assert page.json_text(0).startswith('{"id":"' + page[0]["id"])
