@@ -20,18 +20,24 @@ def parse_error_body(content: bytes, content_type: str | None) -> dict[str, Any]
     except (ValueError, UnicodeDecodeError):
         body = None
     if isinstance(body, dict) and ("errorCode" in body or "errorSummary" in body):
-        causes = body.get("errorCauses") or []
+        causes = body.get("errorCauses")
+        causes = causes if isinstance(causes, list) else [causes] if causes else []
         return {
             "error_code": _text(body.get("errorCode")),
             "error_summary": _text(body.get("errorSummary")),
             "error_id": _text(body.get("errorId")),
-            "error_causes": [_text(c.get("errorSummary") if isinstance(c, dict) else c) for c in causes if c],
+            "error_causes": [text for text in map(_cause_text, causes) if text],
         }
     if isinstance(body, dict) and "error" in body:  # OAuth-style body
         return {"error_code": _text(body.get("error")), "error_summary": _text(body.get("error_description"))}
     kind = (content_type or "no content type").split(";")[0].strip()
     size = len(content or b"")
     return {"error_summary": f"the response is not an Okta error ({kind}, {size} bytes): a proxy or gateway answered?"}
+
+
+def _cause_text(cause: Any) -> str | None:
+    """One errorCause as text; a cause without an errorSummary (or not an object) must not break the error."""
+    return _text(cause.get("errorSummary")) if isinstance(cause, dict) else _text(cause)
 
 
 def _text(value: Any) -> str | None:
