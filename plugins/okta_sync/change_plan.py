@@ -11,7 +11,8 @@ reason. A change carrying a value Okta would refuse is skipped whole, never sent
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -82,14 +83,25 @@ def plan_hygiene(users: Iterable[Mapping[str, Any]], normalizer: Normalizer | No
         yield _plan_user(user, normalizer.normalize_profile(_profile(user)), HYGIENE, None)
 
 
-def plan_changes_feed(rows: Iterable[FeedRow], lookup: Lookup) -> Iterator[PlanEntry]:
-    """One entry per feed row. `lookup(key_kind, key)` returns the Okta user dict or None when there is none.
+def plan_changes_feed(rows: Iterable[FeedRow], lookup: Lookup, *, max_workers: int = 1) -> Iterator[PlanEntry]:
+    """One entry per feed row, in feed order. `lookup(key_kind, key)` returns the Okta user dict or None.
 
     Rows with issues are skipped without a lookup; rows for unknown users are skipped, never matched by guess.
-    Row values are already normalised by the feed reader, with the rules it was given.
+    Row values are already normalised by the feed reader, with the rules it was given. With `max_workers` > 1 the
+    lookups (one API call each) run concurrently, at most `2 * max_workers` rows ahead of the consumer.
     """
-    for row in rows:
-        yield _plan_row(row, lookup)
+    if max_workers <= 1:
+        for row in rows:
+            yield _plan_row(row, lookup)
+        return
+    window: deque[Future[PlanEntry]] = deque()
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="okta-lookup") as pool:
+        for row in rows:
+            window.append(pool.submit(_plan_row, row, lookup))
+            if len(window) >= 2 * max_workers:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
 
 
 def _plan_row(row: FeedRow, lookup: Lookup) -> PlanEntry:

@@ -233,7 +233,7 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
                                              "csv" if ".csv" in changes_uri else None)
                 feed = read_changes_feed(feed_file, format=fmt, normalizer=normalizer)
                 hook = self.okta_hook(context)
-                entries = plan_changes_feed(feed, _lookup(hook))
+                entries = plan_changes_feed(feed, _lookup(hook), max_workers=hook.config.max_concurrency)
             else:
                 source = f"users export {users_uri}"
                 users = read_users_jsonl(stack.enter_context(open_for_read(users_uri)))

@@ -230,3 +230,27 @@ def test_feed_clearing_is_applied_only_when_allowed():
     assert isinstance(next(plan_changes_feed(read_changes_feed(io.StringIO(line)), directory.lookup)), NoChange)
     change = next(plan_changes_feed(read_changes_feed(io.StringIO(line), allow_clear=True), directory.lookup))
     assert change.update_body() == {"profile": {"title": None}}
+
+
+def test_concurrent_feed_lookups_keep_feed_order_and_bound_the_lookahead():
+    import threading
+    import time as _time
+
+    from okta_sync.changes_feed import FeedRow
+
+    rows = [FeedRow(line=i + 2, key_kind="id", key=f"00u{i}", values={"title": f"T{i}"}, issues=()) for i in range(40)]
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def lookup(kind, key):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        _time.sleep(0.01 if int(key[3:]) % 2 else 0.03)  # out-of-order completion
+        with lock:
+            in_flight[0] -= 1
+        return {"id": key, "status": "ACTIVE", "profile": {"login": f"{key}@x.com", "title": "old"}}
+
+    entries = list(plan_changes_feed(rows, lookup, max_workers=4))
+    assert [e.user_id for e in entries] == [f"00u{i}" for i in range(40)]
+    assert all(e.changes == {"title": ("old", f"T{int(e.user_id[3:])}")} for e in entries)
+    assert 1 < peak[0] <= 4
