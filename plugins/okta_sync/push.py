@@ -132,15 +132,17 @@ class _Pusher:
     def _apply(self, change: ProfileChange) -> list[ReportRow]:
         if self.fatal is not None:
             raise _Fatal(self.fatal)
+        rows: list[ReportRow] = []  # attributes already settled (unchanged, skipped) keep their rows on failure
         try:
-            return list(self._apply_one(change))
+            rows.extend(self._apply_one(change))
+            return rows
         except OktaApiError as error:
             if isinstance(error, RateLimitError) or error.status == 401:
                 raise _Fatal(error) from None
-            return list(rows_for_change(change, ReportStatus.FAILED, error_code=error.error_code,
-                                        error_summary=error.error_summary, reason=error.hint))
+            return rows + list(rows_for_change(_unsettled(change, rows), ReportStatus.FAILED, error_code=error.error_code,
+                                               error_summary=error.error_summary, reason=error.hint))
         except OktaConnectionError as error:
-            return list(rows_for_change(change, ReportStatus.FAILED, reason=str(error)))
+            return rows + list(rows_for_change(_unsettled(change, rows), ReportStatus.FAILED, reason=str(error)))
         except Exception as error:  # token, key, TLS, configuration: every other user would fail the same way
             raise _Fatal(error) from None
 
@@ -191,6 +193,12 @@ def _against_fresh(change: ProfileChange, changes: dict[str, tuple[Any, Any]], f
         else:
             yield _row(change, name, current, new, ReportStatus.SKIPPED, reason=CHANGED_SINCE_PLANNING)
     return to_send
+
+
+def _unsettled(change: ProfileChange, settled: list[ReportRow]) -> ProfileChange:
+    done = {row.attribute for row in settled}
+    remaining = {name: values for name, values in change.changes.items() if name not in done}
+    return ProfileChange(change.user_id, change.login, change.status, remaining, change.source, change.line)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -235,3 +235,18 @@ def test_a_custom_ca_is_honoured_and_its_absence_is_named(tmp_path):
             assert len(list(client.iter_users())) == 5
         with pytest.raises(TLSVerificationError, match="ca_bundle"):
             OktaClient(OktaConfig(**settings)).get_token()
+
+
+def test_a_failed_update_keeps_the_rows_of_attributes_already_settled(pem):
+    with ScriptedServer() as server:
+        server.route("POST", TOKEN, token_reply())
+        server.route("GET", f"{USERS}/00u1", Reply(200, {"id": "00u1", "status": "ACTIVE",
+                                                         "profile": {"title": "x", "firstName": "A" * 51 + " "}}))
+        server.route("POST", f"{USERS}/00u1", Reply(400, {"errorCode": "E0000001", "errorSummary": "Api validation failed",
+                                                          "errorCauses": [{"errorSummary": "firstName: too long"}]}))
+        report = _ListReport()
+        change = ProfileChange("00u1", "u@x", "ACTIVE", {"title": ("x ", "x"), "firstName": ("A" * 51 + " ", "A" * 51)})
+        push_changes(client_for(server, pem), [change], report, PushOptions(max_concurrency=1))
+    assert [(r.attribute, r.status) for r in report.rows] == [("title", ReportStatus.UNCHANGED),
+                                                                ("firstName", ReportStatus.FAILED)]
+    assert report.rows[1].error_code == "E0000001"
