@@ -6,12 +6,14 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import IO, Any
 
 from okta_sync.progress import Progress
 from okta_sync.user_pages import UserPage
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode_ascii = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass
@@ -32,28 +34,41 @@ def write_users_jsonl(pages: Iterable[list[dict[str, Any]]], file: IO[bytes], *,
     """Write each user of each page as one JSON line (UTF-8) to a binary file."""
     result = ExportResult()
     for page in pages:
-        result.pages += 1
-        kept = range(len(page)) if keep is None else [i for i, user in enumerate(page) if keep(user)]
-        if kept:
-            file.write(_page_lines(page, kept).encode("utf-8"))
-            result.by_status.update([page[i].get("status") for i in kept])
-            # Okta's timestamps share one ISO-8601 UTC format, so string order is time order.
-            newest = max((page[i].get("lastUpdated") or "" for i in kept), default="")
-            if newest and (result.max_last_updated is None or newest > result.max_last_updated):
-                result.max_last_updated = newest
-        result.users += len(kept)
+        written = _write_page(page, file, result, keep)
+        del page  # not held through the next request: one page in memory at a time (and less GC work)
         if progress is not None:
-            progress.advance(pages=1, users=len(kept))
+            progress.advance(pages=1, users=written)
     return result
 
 
-def _page_lines(page: list[dict[str, Any]], kept: Sequence[int]) -> str:
-    """One line per user: the server's own JSON text when the page kept it (no re-encoding), else encoded."""
+def _write_page(page: list[dict[str, Any]], file: IO[bytes], result: ExportResult,
+                keep: Callable[[dict[str, Any]], bool] | None) -> int:
+    result.pages += 1
+    kept = range(len(page)) if keep is None else [i for i, user in enumerate(page) if keep(user)]
+    if not kept:
+        return 0
+    users = page if len(kept) == len(page) else [page[i] for i in kept]
+    file.write(_page_lines(page, kept))
+    result.by_status.update(map(dict.get, users, repeat("status")))
+    # Okta's timestamps share one ISO-8601 UTC format, so string order is time order.
+    newest = max(filter(None, map(dict.get, users, repeat("lastUpdated"))), default="")
+    if newest and (result.max_last_updated is None or newest > result.max_last_updated):
+        result.max_last_updated = newest
+    result.users += len(kept)
+    return len(kept)
+
+
+def _page_lines(page: list[dict[str, Any]], kept: Sequence[int]) -> bytes:
+    """One line per user (UTF-8): the server's own text when the page could be cut (no re-encoding), else encoded."""
     if isinstance(page, UserPage):
-        lines = [page.json_text(i) for i in kept]
-        if not any("\n" in line or "\r" in line for line in lines):  # pretty-printed input needs re-encoding
-            return "\n".join(lines) + "\n"
-    return "\n".join(_encode(page[i]) for i in kept) + "\n"
+        lines = page.json_lines(kept)
+        if lines is not None:
+            return lines
+    text = "\n".join(_encode(page[i]) for i in kept) + "\n"
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (from a \ud800 escape) has no UTF-8 form: escape non-ASCII
+        return ("\n".join(_encode_ascii(page[i]) for i in kept) + "\n").encode("ascii")
 
 
 def read_users_jsonl(file: IO[bytes]) -> Iterable[dict[str, Any]]:

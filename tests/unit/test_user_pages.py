@@ -5,6 +5,8 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from okta_sync.export import read_users_jsonl, write_users_jsonl
 from okta_sync.user_pages import UserPage, decode_user_page
@@ -58,3 +60,63 @@ def test_the_export_filter_applies_to_server_text_too():
                                keep=lambda u: u["status"] == "ACTIVE")
     assert [json.loads(line)["id"] for line in out.getvalue().decode().splitlines()] == ["00u1"]
     assert result.users == 1 and result.pages == 2 and result.max_last_updated == "2025-01-02T00:00:00.000Z"
+
+
+# Strings built from the characters that could fool a boundary scan: braces, commas, quotes, escapes, whitespace.
+_tricky_text = st.text(alphabet=st.sampled_from(list('{},[]":\\ \t\n\r\u2028é😀a')) | st.characters(), max_size=12)
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | _tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_tricky_text, inner, max_size=3), max_leaves=8)
+_users = st.lists(st.fixed_dictionaries({"id": _tricky_text, "status": st.sampled_from(["ACTIVE", "SUSPENDED"])},
+                                        optional={"profile": st.dictionaries(_tricky_text, _values, max_size=4)}),
+                  max_size=6)
+
+
+def _body(users, style: str) -> bytes:
+    if style == "compact":
+        return json.dumps(users, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    if style == "ascii":
+        return json.dumps(users).encode()
+    if style == "indent":
+        return json.dumps(users, indent=1).encode()
+    return (" [ " + " ,\t".join(json.dumps(u, separators=(", ", " : ")) for u in users) + " ] ").encode()
+
+
+@given(users=_users, style=st.sampled_from(["compact", "ascii", "indent", "spaced"]), with_keep=st.booleans())
+@settings(max_examples=400, deadline=None)
+def test_any_page_exports_as_exactly_one_valid_json_object_per_line(users, style, with_keep):
+    try:
+        body = _body(users, style)
+        body.decode("utf-8")
+    except UnicodeError:
+        return  # a lone surrogate written raw is not UTF-8: Okta cannot send it (it escapes it)
+    page = decode_user_page(body)
+    assert page == users
+    indexes = list(range(0, len(users), 2))
+    out = io.BytesIO()
+    write_users_jsonl([page], out, keep=(lambda u: True) if with_keep else None)
+    subset = io.BytesIO()
+    write_users_jsonl([page.subset(indexes)], subset)
+    for output, expected in ((out.getvalue(), users), (subset.getvalue(), [users[i] for i in indexes])):
+        output.decode("utf-8")  # always valid UTF-8
+        lines = output.split(b"\n")
+        assert lines[-1] == b""
+        assert [json.loads(line) for line in lines[:-1]] == expected
+
+
+def test_a_boundary_lookalike_inside_a_string_is_not_cut():
+    users = [{"id": "00u1", "note": "x},{y"}, {"id": "00u2", "note": "}, {"}]
+    for body in (json.dumps(users, separators=(",", ":")), json.dumps(users)):
+        page = decode_user_page(body.encode())
+        assert page.json_lines() is None  # more lookalikes than boundaries: the users are encoded instead
+        out = io.BytesIO()
+        write_users_jsonl([page], out)
+        assert [json.loads(line) for line in out.getvalue().splitlines()] == users
+
+
+def test_an_okta_shaped_page_is_cut_from_the_servers_bytes_not_re_encoded():
+    body = b'[{"id":"00u1","profile":{"firstName":"Zo\\u00eb","url":"a\\/b"}},\n{"id":"00u2","profile":{}}]'
+    body = body.replace(b"\n", b"")
+    out = io.BytesIO()
+    write_users_jsonl([decode_user_page(body)], out)
+    assert out.getvalue() == body[1:-1].replace(b"},{", b"}\n{") + b"\n"  # escapes kept as sent
