@@ -327,11 +327,12 @@ class Transport:
         while url is not None:
             page = self.request("GET", url, bucket=bucket, scopes=scopes, params=params, decode=decode)
             yield page
-            next_url = page.link("next")
+            next_url, page_url = page.link("next"), page.url
+            del page  # the consumer has it: holding it through the next request keeps two pages alive (memory, GC)
             if next_url is None:
                 return
             self.check_same_origin(next_url)
-            if next_url == page.url and not params:
+            if next_url == page_url and not params:
                 raise OktaSyncError(f"paging loop: the next link of {urlsplit(next_url).path} is the page itself")
             url, params = next_url, None
 
