@@ -8,8 +8,8 @@ token) fills each rate-limit window as fast as latency allows.
 Why `created`: it never changes, so a user belongs to exactly one window for the whole run (a `lastUpdated` window
 would let a user who changes mid-run appear twice or not at all). The windows are `created lt b1`,
 `created ge b1 and created lt b2`, ... `created ge bN`: open at both ends, so every user is covered whatever the
-boundaries are; the boundaries only decide balance. They are spread evenly between the oldest `created` seen in one
-probe page and now, and there are more partitions than workers, so a skewed org still keeps every worker busy.
+boundaries are; the boundaries only decide balance. They sit at quantiles of the `created` values of one probe page,
+largest windows first, and there are more partitions than workers, so a skewed org still keeps every worker busy.
 
 `search` returns DEPROVISIONED users (the default listing omits them); `include_deprovisioned=False` drops them.
 A peer (SailPoint's Okta connector) reports that paging a `search` stops at 50,000 results: a partition that
@@ -90,8 +90,28 @@ def created_windows(oldest_ms: int, newest_ms: int, partitions: int) -> list[Win
     return [Window(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
 
 
+def sized_windows(created: list[int], now_ms: int, partitions: int, *, largest: float = 3.0) -> list[Window]:
+    """`partitions` windows cut at quantiles of a sample of `created`, largest first, shrinking to 1/`largest`.
+
+    Equal time spans leave some windows empty and others crowded (an org's sign-ups are uneven); quantiles
+    balance them. Shrinking sizes let the pool's last windows be short, so workers finish together instead of
+    one cursor paging alone at latency speed. Too small a sample falls back to equal time spans.
+    """
+    if len(created) < 2 * partitions:
+        return created_windows(min(created, default=now_ms - 1), now_ms, partitions)
+    ordered = sorted(created)
+    weights = [largest + (1 / largest - largest) * i / (partitions - 1) for i in range(partitions)] \
+        if partitions > 1 else [1.0]
+    total, cumulative, bounds = sum(weights), 0.0, []
+    for weight in weights[:-1]:
+        cumulative += weight / total
+        bounds.append(ordered[min(len(ordered) - 1, int(cumulative * len(ordered)))])
+    edges: list[int | None] = [None, *sorted(set(bounds)), None]
+    return [Window(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
+
 def probe_windows(client: PagedUsers, search: str | None, partitions: int, *, limit: int = 200) -> tuple[list[Window], int, int]:
-    """One page of the listing gives the oldest `created` to start from; now is the newest possible."""
+    """One page of the listing samples `created` (windows at its quantiles); now is the newest possible."""
     now = int(time.time() * 1000) + 1
     pages = client.iter_user_pages(search=search, limit=limit)
     try:
@@ -100,7 +120,7 @@ def probe_windows(client: PagedUsers, search: str | None, partitions: int, *, li
         pages.close()
     created = [parse_okta_time(u["created"]) for u in first if u.get("created")]
     oldest = min(created, default=now - 1)
-    return created_windows(oldest, now, partitions), oldest, now
+    return sized_windows(created, now, partitions), oldest, now
 
 
 def iter_user_pages_partitioned(
