@@ -86,11 +86,13 @@ class RateLimiter:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = lambda: random.uniform(0.05, 0.5),
+        margin: Callable[[], float] = lambda: random.uniform(0.01, 0.05),
     ):
         self.fraction = fraction
         self.server_clock = ServerClock(clock)
         self._sleep = sleep
-        self._jitter = jitter
+        self._jitter = jitter  # after a 429: spread the retries of every client that was refused
+        self._margin = margin  # pacing: the clock estimate is never ahead of the server's, so wake right at reset
         self._buckets: dict[str, RateLimitSnapshot] = {}
         self._in_flight: dict[str, int] = {}
         self._cond = threading.Condition()
@@ -125,7 +127,7 @@ class RateLimiter:
                 if delay <= 0:
                     self.waited_seconds += waited
                     return waited
-            pause = delay + self._jitter()
+            pause = delay + self._margin()
             self._sleep(pause)
             waited += pause
 
