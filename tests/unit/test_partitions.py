@@ -15,6 +15,7 @@ from okta_sync.partitions import (
     iter_user_pages_partitioned,
     okta_time,
     parse_okta_time,
+    sized_windows,
 )
 
 USERS = 300
@@ -132,3 +133,16 @@ def test_pages_keep_each_users_json_text_only_when_asked(org):
         partitioned = next(client.iter_user_pages_partitioned(partitions=2, limit=5, json_text=True))
     assert isinstance(page, UserPage) and isinstance(partitioned, UserPage)
     assert page.json_text(0).startswith('{"id":"' + page[0]["id"])
+
+
+def test_windows_follow_the_sample_not_the_calendar_and_shrink():
+    # Sign-ups only in [0, 1000) ms, "now" far later: equal time spans would leave every window but one empty.
+    sample = [i * 5 for i in range(200)]
+    windows = sized_windows(sample, 1_000_000, 8)
+    assert len(windows) == 8 and windows[0].start is None and windows[-1].end is None
+    assert all(a.end == b.start for a, b in zip(windows, windows[1:]))
+    counts = [sum(1 for c in sample if (w.start is None or c >= w.start) and (w.end is None or c < w.end))
+              for w in windows]
+    assert sum(counts) == 200 and all(counts)  # every window holds users
+    assert counts[0] > 2 * counts[-1] and counts == sorted(counts, reverse=True)  # largest first
+    assert sized_windows([5, 6], 100, 4) == created_windows(5, 100, 4)  # too small a sample: time spans
