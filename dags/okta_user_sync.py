@@ -24,6 +24,7 @@ from okta_sync.sync_window import users_search
 USERS_EXPORT = Asset(name="okta_users_export", uri="okta://users/export")
 CHANGE_REPORT = Asset(name="okta_profile_change_report", uri="okta://users/change-report")
 
+FULL_REFRESH_PARTITIONS = 8
 DEFAULT_OUTPUT = (Path(__file__).resolve().parents[1] / "include" / "output").as_uri()
 RUN_DIR = (
     "{{ var.value.get('okta_sync_output_uri', '" + DEFAULT_OUTPUT + "') }}"
@@ -66,8 +67,10 @@ def okta_user_sync():
         watermark = None if params["full_refresh"] else asset_state_store[USERS_EXPORT].get("watermark")
         search = users_search(watermark=watermark, user_ids=params["user_ids"])
         mode = "user_ids" if params["user_ids"] else "incremental" if watermark else "full"
-        print(f"Selecting users ({mode}): search={search}")
-        return {"search": search, "mode": mode, "watermark": watermark}
+        # A full listing pages disjoint `created` windows concurrently: a single cursor is latency-bound.
+        partitions = FULL_REFRESH_PARTITIONS if mode == "full" else None
+        print(f"Selecting users ({mode}): search={search} partitions={partitions}")
+        return {"search": search, "mode": mode, "watermark": watermark, "partitions": partitions}
 
     selection = select_users()
 
@@ -75,6 +78,7 @@ def okta_user_sync():
         task_id="export_users",
         output_uri=RUN_DIR + "/users.jsonl.gz",
         search="{{ ti.xcom_pull(task_ids='select_users')['search'] }}",
+        partitions="{{ ti.xcom_pull(task_ids='select_users')['partitions'] }}",
         outlets=[USERS_EXPORT],
     )
     plan = OktaPlanProfileChangesOperator(

@@ -163,15 +163,13 @@ class OktaExportUsersOperator(_OktaOperator):
         cursor. The same users are exported either way (DEPROVISIONED only with a `search`); not with `filter`.
     """
 
-    template_fields: Sequence[str] = ("output_uri", "search", "filter")
+    template_fields: Sequence[str] = ("output_uri", "search", "filter", "partitions")
 
     def __init__(self, *, output_uri: str, search: str | None = None, filter: str | None = None,
-                 partitions: int | None = None, **kwargs: Any) -> None:
+                 partitions: int | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if partitions is not None and filter is not None:
-            raise ValueError("partitions page `search` windows; they cannot combine with a `filter`")
-        if partitions is not None and partitions < 1:
-            raise ValueError("partitions must be at least 1")
+        if isinstance(partitions, int):
+            _check_partitions(partitions, filter)
         self.output_uri = output_uri
         self.search = search
         self.filter = filter
@@ -180,11 +178,14 @@ class OktaExportUsersOperator(_OktaOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         hook = self.okta_hook(context)
         search, filter_ = _optional(self.search), _optional(self.filter)
-        self.log.info("Exporting users to %s (search=%r, filter=%r)", self.output_uri, search, filter_)
+        partitions = _optional(self.partitions)
+        partitions = _check_partitions(int(partitions), filter_) if partitions is not None else None
+        self.log.info("Exporting users to %s (search=%r, filter=%r, partitions=%s)", self.output_uri, search, filter_,
+                      partitions)
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
-        if self.partitions:
+        if partitions:
             pages = hook.client.iter_user_pages_partitioned(
-                search=search, partitions=self.partitions, include_deprovisioned=search is not None, json_text=True)
+                search=search, partitions=partitions, include_deprovisioned=search is not None, json_text=True)
         else:
             pages = hook.iter_user_pages(search=search, filter=filter_, json_text=True)
         with open_for_write(self.output_uri) as file:
@@ -193,6 +194,14 @@ class OktaExportUsersOperator(_OktaOperator):
         self.log.info("Exported %d users in %d pages to %s", result.users, result.pages, self.output_uri)
         self._set_outlet_extra(context, {"users": result.users, "path": self.output_uri})
         return summary
+
+
+def _check_partitions(partitions: int, filter_: str | None) -> int:
+    if partitions < 1:
+        raise ValueError("partitions must be at least 1")
+    if filter_ is not None:
+        raise ValueError("partitions page `search` windows; they cannot combine with a `filter`")
+    return partitions
 
 
 class OktaPlanProfileChangesOperator(_OktaOperator):
