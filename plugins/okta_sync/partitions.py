@@ -19,7 +19,6 @@ partition ever relies on paging past that cap. Pages arrive in completion order,
 
 from __future__ import annotations
 
-import datetime as dt
 import queue
 import threading
 import time
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from okta_sync.errors import OktaSyncError
+from okta_sync.timestamps import okta_time, parse_okta_time
 from okta_sync.user_pages import UserPage
 
 DEFAULT_SPLIT_AT = 40_000  # under the 50,000 results a `search` is reported to stop at
@@ -68,16 +68,6 @@ class Window:
         if middle <= start or (self.end is not None and middle >= self.end):
             raise PartitionTooLargeError(f"{self.expression(None)} holds too many users to split further")
         return Window(self.start, middle, skip), Window(middle, self.end, skip)
-
-
-def okta_time(epoch_ms: int) -> str:
-    """Okta's ISO-8601 UTC form with milliseconds, e.g. 2024-05-01T00:00:00.000Z."""
-    moment = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=dt.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
-
-
-def parse_okta_time(text: str) -> int:
-    return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def created_windows(oldest_ms: int, newest_ms: int, partitions: int) -> list[Window]:

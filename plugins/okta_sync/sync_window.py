@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
+
+from okta_sync.timestamps import okta_timestamp, parse_okta_timestamp
 
 USER_STATUSES = ("STAGED", "PROVISIONED", "ACTIVE", "RECOVERY", "PASSWORD_EXPIRED", "LOCKED_OUT", "SUSPENDED",
                  "DEPROVISIONED")
 ALL_USERS_SEARCH = " or ".join(f'status eq "{status}"' for status in USER_STATUSES)
 _USER_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
-
-
-def okta_timestamp(moment: datetime) -> str:
-    """Okta's timestamp format: UTC, milliseconds, `Z`."""
-    moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def parse_okta_timestamp(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def users_search(*, watermark: str | None = None, overlap: timedelta = timedelta(minutes=10),

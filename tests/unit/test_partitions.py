@@ -13,10 +13,9 @@ from okta_sync.partitions import (
     Window,
     created_windows,
     iter_user_pages_partitioned,
-    okta_time,
-    parse_okta_time,
     sized_windows,
 )
+from okta_sync.timestamps import okta_time, parse_okta_time
 
 USERS = 300
 
