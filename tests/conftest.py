@@ -6,9 +6,11 @@ dags/ and plugins/, no examples) is set here, before any test module can import 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,23 @@ def connection_env_value(connection: dict, **extra) -> str:
     fields.update(extra)
     return json.dumps({"conn_type": "okta", "host": connection["org_url"], "login": connection["client_id"],
                        "extra": fields})
+
+
+@contextlib.contextmanager
+def dev_org_airflow_env(connection: dict, output_dir: Path) -> Iterator[None]:
+    """`okta_default` pointing at a dev org and the DAGs' output in `output_dir`, restored afterwards."""
+    values = {"AIRFLOW_CONN_OKTA_DEFAULT": connection_env_value(connection),
+              "AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI": output_dir.as_uri()}
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -8,14 +8,13 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from include.okta_dev_org import DevOrg, DevOrgOptions
 from okta_sync.profile_rules import Normalizer
-from tests.conftest import connection_env_value
+from tests.conftest import dev_org_airflow_env
 
 pytestmark = pytest.mark.airflow
 
@@ -37,17 +36,10 @@ def output_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def dagbag(org, output_dir, airflow_db):
-    saved = {k: os.environ.get(k) for k in ("AIRFLOW_CONN_OKTA_DEFAULT", "AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI")}
-    os.environ["AIRFLOW_CONN_OKTA_DEFAULT"] = connection_env_value(org.connection)
-    os.environ["AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI"] = output_dir.as_uri()
-    from airflow.dag_processing.dagbag import DagBag
+    with dev_org_airflow_env(org.connection, output_dir):
+        from airflow.dag_processing.dagbag import DagBag
 
-    yield DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"))
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+        yield DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"))
 
 
 def fresh_dag():

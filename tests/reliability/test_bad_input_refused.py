@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import stat
 import subprocess
 from pathlib import Path
@@ -20,7 +19,7 @@ from include.okta_dev_org import DevOrg, DevOrgOptions
 from okta_sync.errors import ConfigurationError, TokenRequestError
 from okta_sync.profile_rules import Normalizer
 from tests import keys
-from tests.conftest import connection_env_value
+from tests.conftest import connection_env_value, dev_org_airflow_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -144,15 +143,8 @@ def feed_org(tmp_path_factory):
 @pytest.fixture(scope="module")
 def feed_env(feed_org, tmp_path_factory, airflow_db):
     output = tmp_path_factory.mktemp("feed-output")
-    saved = {k: os.environ.get(k) for k in ("AIRFLOW_CONN_OKTA_DEFAULT", "AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI")}
-    os.environ["AIRFLOW_CONN_OKTA_DEFAULT"] = connection_env_value(feed_org.connection)
-    os.environ["AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI"] = output.as_uri()
-    yield output
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    with dev_org_airflow_env(feed_org.connection, output):
+        yield output
 
 
 def run_feed(feed_org, path: Path):
