@@ -55,3 +55,17 @@ def test_one_token_per_run_and_scope_set_across_task_processes(stack, org):
         sealed = [v for values in result.xcom.values() for k, v in values.items() if k.startswith("okta_token_")]
         assert sealed and all(str(v).startswith("okta-sync-token-v1.") for v in sealed)
 
+
+
+def test_the_ui_offers_the_okta_connection_type_with_labelled_fields(stack):
+    """What the connection form is built from (the provider metadata, installed by scripts/dev.py)."""
+    from importlib import metadata
+
+    if not any(ep.value.startswith("okta_sync.") for ep in metadata.entry_points(group="apache_airflow_provider")):
+        pytest.skip("the project is not installed as a provider (pip install -e .); scripts/dev.py does it")
+    hooks = {h["connection_type"]: h for h in stack.api("GET", "/ui/connections/hook_meta")}
+    okta = hooks["okta"]
+    assert okta["hook_name"] == "Okta"
+    text = str(okta)
+    for label in ("Org URL", "Client ID", "Private key (PEM or JWK)", "Key ID (kid)", "Private key path", "DPoP"):
+        assert label in text, label
