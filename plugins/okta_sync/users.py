@@ -126,8 +126,8 @@ class UsersClient:
         """
         if key_kind not in ("id", "login"):
             raise ValueError(f"key_kind must be 'id' or 'login', not {key_kind!r}")
-        if not key or any(ord(c) < 0x20 or c == "\x7f" for c in key):
-            return None  # no Okta id or login is empty or holds a control character
+        if key in ("", ".", "..") or any(ord(c) < 0x20 or c == "\x7f" for c in key):
+            return None  # no Okta id or login is empty, a dot segment, or holds a control character
         if NOT_IN_PATH.intersection(key):
             if key_kind == "id":
                 return None  # Okta ids are alphanumeric
@@ -186,6 +186,8 @@ class UsersClient:
 def user_path(id_or_login: str) -> str:
     if not id_or_login:
         raise ValueError("a user id or login is required")
+    if id_or_login in (".", ".."):  # dot segments: the URL would be normalised to another endpoint
+        raise ValueError("'.' and '..' are neither a user id nor a login")
     if NOT_IN_PATH.intersection(id_or_login):
         raise ValueError(
             "a login holding '/', ';' or '\\' cannot be fetched by path (Okta answers for another key or not at "

@@ -61,6 +61,10 @@ def test_a_seeded_login_and_a_missing_login_with_a_space(org, client):
     seeded = org.admin.users(limit=1)[0]
     assert client.get_user(seeded["profile"]["login"])["id"] == seeded["id"]
     assert client.find_user("login", "no body@example.com") is None  # 404 about the user, not a refused proof
+    before = org.admin.stats()["requests"]
+    for key in ("..", ".", "", "a\nb@example.com"):  # '..' would be sent as GET /api/v1/ (dot segments)
+        assert client.find_user("login", key) is None
+    assert org.admin.stats()["requests"] == before
 
 
 def test_find_user_never_returns_the_user_okta_resolved_by_shortname(org, client):
