@@ -46,6 +46,9 @@ def test_a_unique_login_shortname_resolves_like_the_login_and_the_id(org, api):
     seeded = org.admin.users(limit=4)[3]
     shortname = seeded["profile"]["login"].partition("@")[0]
     assert get(org, api, shortname).json()["id"] == seeded["id"]
+    # updates resolve the path the same way (pathId): a POST to /users/jdoe writes jdoe@example.com
+    assert api.post(f"{org.url}{USERS}/jdoe", json={"profile": {"title": "Via shortname"}}, timeout=10).status_code == 200
+    assert org.admin.user(jdoe["id"])["profile"]["title"] == "Via shortname"
 
 
 def test_an_ambiguous_shortname_finds_nobody(org, api):
