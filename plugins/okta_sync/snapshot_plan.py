@@ -7,7 +7,8 @@ per row: 100,000 reads where one listing is 500 pages. `feed_lookup` chooses by 
 - listing: one partitioned listing (`search`, so DEPROVISIONED users are in it, as a read by id finds them) written
   to a SQLite file in a temporary directory, indexed by id and by lowercased login; each row is then answered from
   disk. Memory stays flat in the feed's and the org's size: pages stream into the index, SQLite's page cache is
-  bounded, and no dict of profiles is ever built.
+  bounded, and no dict of profiles is ever built. Only id, status and profile are kept, in a private (0700)
+  temporary directory deleted when planning ends.
 
 Either way a row gets exactly the answer `find_user` would give: the user whose id is the key, or whose login
 equals it ignoring case (never one Okta resolved by shortname), or None. Where the listing cannot answer alone it
