@@ -25,10 +25,11 @@ from okta_sync.profile_diff import ProfileChange
 from okta_sync.push import PushOptions, push_changes
 from okta_sync.reports import ReportStatus, rows_for_plan_entry
 from okta_sync.snapshot_plan import (
-    LISTING, PER_ROW, ListingLookup, build_listing_index, estimate_cost, feed_lookup,
+    LISTING, PER_ROW, ListingIndex, ListingLookup, build_listing_index, estimate_cost, feed_lookup,
 )
 
-EXTRA_LOGINS = ("jdoe@example.com", "ops/bot@example.com", "semi;colon@example.com", "Mixed.Case@Example.com")
+EXTRA_LOGINS = ("jdoe@example.com", "ops/bot@example.com", "semi;colon@example.com", "Mixed.Case@Example.com",
+                "Straße.Łukasz@example.com")
 USERS_GET = "GET /api/v1/users/{id}"
 USERS_LIST = "GET /api/v1/users"
 
@@ -169,6 +170,37 @@ def test_the_choice_follows_the_cost_of_each_bucket():
     assert estimate_cost(1000).strategy == LISTING
     with pytest.raises(ValueError, match="strategy"):
         estimate_cost(10, strategy="guess")
+
+
+def test_the_index_answers_alone_only_what_it_can_answer_exactly(tmp_path):
+    asked = []
+    index = ListingIndex(tmp_path)
+    try:
+        index.add_page([
+            {"id": "00uA", "status": "ACTIVE", "profile": {"login": "Ann@example.com"}},
+            {"id": "00uB", "status": "ACTIVE", "profile": {"login": "twin@example.com"}},
+            {"id": "00uC", "status": "ACTIVE", "profile": {"login": "TWIN@example.com"}},  # Okta forbids; untrusted
+            {"id": "00u/D", "status": "ACTIVE", "profile": {"login": "slash/x@example.com"}},
+            {"id": "00uE", "status": "ACTIVE", "profile": "not an object"},
+            "not a user",
+        ])
+        index.finish(complete=True)
+        lookup = ListingLookup(index, lambda kind, key: asked.append((kind, key)) or None)
+        assert lookup("login", "ANN@EXAMPLE.COM")["id"] == "00uA"
+        assert lookup("id", "00ua") is None and lookup("id", "00uA")["id"] == "00uA"  # ids compare exactly
+        assert lookup("login", "ann") is None  # no shortnames
+        assert lookup("id", "00u/D") is None  # find_user never sends such an id
+        assert lookup("login", "slash/x@example.com") is None  # found by search, but not re-readable by id
+        assert lookup("login", "a\nb@example.com") is None  # a control character: no request either way
+        assert lookup("id", "00uE") == {"id": "00uE", "status": "ACTIVE", "profile": "not an object"}
+        assert asked == []
+        assert lookup("login", "Twin@example.com") is None and asked == [("login", "Twin@example.com")]
+        assert lookup.api_lookups == 1
+        with pytest.raises(ValueError, match="key_kind"):
+            lookup("email", "x")
+    finally:
+        index.close()
+    assert not index.path.exists()
 
 
 @pytest.fixture(scope="module")
