@@ -73,7 +73,7 @@ def _root(text: str, setting: str, position: int) -> Root:
 def resolve(uri: str, roots: tuple[Root, ...], *, what: str, setting: str) -> Location:
     """The allowed location of `uri` (named `what` in errors), or LocationError naming `setting`."""
     if not isinstance(uri, str) or not uri:
-        raise LocationError(f"{what} is empty")
+        raise LocationError(f"{what} is empty or not text")
     local = _local_path(uri, what)
     refused = LocationError(
         f"{what} is not under the allowed roots {[root.uri for root in roots]}; an administrator adds its folder to "
