@@ -36,7 +36,7 @@ from typing import IO, Any
 
 from okta_sync.profile_attributes import OKTA_BASE_ATTRIBUTES, refusal_reason
 from okta_sync.profile_rules import Normalizer
-from okta_sync.rewindable import Rewindable
+from okta_sync.rewindable import MAX_SPOOL_BYTES, Rewindable, TooLargeToSpool
 
 CSV = "csv"
 JSON_LINES = "jsonl"
@@ -116,6 +116,7 @@ def read_changes_feed(
     normalizer: Normalizer | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
     max_value_chars: int = MAX_VALUE_CHARS,
+    max_spool_bytes: int = MAX_SPOOL_BYTES,
 ) -> ChangesFeed:
     """Validate a changes feed read from a text or binary file object and return it, ready to iterate.
 
@@ -125,15 +126,18 @@ def read_changes_feed(
     key: "id" or "login" to insist on one key; None finds it (CSV: the first column if it is `id` or `login`,
       else the one column so named; JSON Lines: `id` if the first keyed object has one, else `login`).
     max_line_bytes, max_value_chars: the bounds described in the module docstring.
+    max_spool_bytes: how much of a non-seekable input (a pipe) may be copied aside to be read twice.
     """
     if format is not None and format not in FORMATS:
         raise ChangesFeedError(f"unknown format {format!r}; use one of {FORMATS}")
     if key is not None and key not in KEY_KINDS:
         raise ChangesFeedError(f"unknown key {key!r}; use one of {KEY_KINDS}")
     try:
-        source = Rewindable(file)
+        source = Rewindable(file, max_spool_bytes=max_spool_bytes)
     except UnicodeDecodeError as exc:
         raise ChangesFeedError(f"not valid UTF-8 ({exc.reason}); save the file as UTF-8") from None
+    except TooLargeToSpool as exc:
+        raise ChangesFeedError(str(exc)) from None
     known = frozenset(OKTA_BASE_ATTRIBUTES if known_attributes is None else known_attributes)
     values = _Values(known, allow_clear, normalizer or Normalizer.default(), max_value_chars)
     fmt = format or _detect_format(_lines(source, max_line_bytes))

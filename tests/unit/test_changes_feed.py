@@ -306,6 +306,16 @@ def test_an_oversized_line_in_a_text_stream_is_refused_too():
     assert (first.ok, second.ok) == (False, True)
 
 
+def test_an_endless_pipe_is_not_copied_aside_without_bound():
+    class Endless(NonSeekable):
+        def readinto(self, buffer):
+            buffer[:] = b"\n" * len(buffer)
+            return len(buffer)
+
+    with pytest.raises(ChangesFeedError, match="longer than 1000000 bytes"):
+        read_changes_feed(io.BufferedReader(Endless(b"")), max_spool_bytes=1_000_000)
+
+
 @pytest.mark.parametrize("fmt, data", [
     ("jsonl", json.dumps({"id": "00u1", "title": "t" * 20_000, "department": "D"}) + "\n"),
     ("jsonl", json.dumps({"id": "00u1", "title": ["t" * 100] * 200}) + "\n"),
