@@ -207,6 +207,8 @@ def attribute_label(name: str, position: int, what: str = "column") -> str:
 class _TooLong(str):
     """A line longer than the limit, never read whole: it carries only a few characters for format detection."""
 
+    limit: int = MAX_LINE_BYTES
+
 
 # --- lines: decoding with the position of any bad byte -------------------------------------------------------
 
@@ -229,7 +231,9 @@ def _bounded_lines(file: IO[Any], max_line: int) -> Iterator[Any]:
         if len(line) > max_line and not line.endswith(newline):
             while (rest := file.readline(_DRAIN_CHUNK)) and not rest.endswith(newline):
                 pass
-            yield _TooLong(line[:8].decode("utf-8", "ignore") if isinstance(line, bytes) else line[:8])
+            too_long = _TooLong(line[:8].decode("utf-8", "ignore") if isinstance(line, bytes) else line[:8])
+            too_long.limit = max_line
+            yield too_long
             continue
         yield line
 
@@ -445,7 +449,7 @@ class _JsonLinesParser(_Parser):
     def rows(self, lines: Iterator[str]) -> Iterator[FeedRow]:
         for line, text in enumerate(lines, start=1):
             if isinstance(text, _TooLong):
-                issue = RowIssue(line, None, None, "the line is too long; the row is not read")
+                issue = RowIssue(line, None, None, f"the line is longer than {text.limit} bytes; the row is not read")
                 yield FeedRow(line, self.key_kind or "id", None, {}, (issue,))
                 continue
             if not text.strip():
