@@ -28,7 +28,6 @@ from airflow.sdk.exceptions import AirflowFailException
 from okta_sync.change_plan import Skipped, plan_changes_feed, plan_hygiene
 from okta_sync.changes_feed import read_changes_feed
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
-from okta_sync.errors import OktaApiError
 from okta_sync.export import read_users_jsonl, write_users_jsonl
 from okta_sync.hooks import DEFAULT_TOKEN_TASK_ID, OktaHook
 from okta_sync.locations import LocationError, Root, open_local, parse_roots, resolve
@@ -474,15 +473,9 @@ def _refuse_another_runs_plan(plan_uri: str, metadata: dict[str, Any]) -> None:
 
 
 def _lookup(hook: OktaHook):
-    def lookup(key_kind: str, key: str) -> dict[str, Any] | None:
-        try:
-            return hook.get_user(key)
-        except OktaApiError as error:
-            if error.status == 404:
-                return None
-            raise
-
-    return lookup
+    # The user whose id or login is exactly the key: never one Okta resolved by login shortname, and logins holding
+    # `/` are searched, never put in the path.
+    return hook.client.find_user
 
 
 class OktaPushProfileChangesOperator(_OktaOperator):
