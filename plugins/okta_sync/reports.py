@@ -69,11 +69,15 @@ def neutralize_formula(cell: str) -> str:
     every separator that a trigger follows (a spreadsheet splitting on that separator would start a cell there)."""
     if not any(char in _TRIGGER_CHARS for char in cell):
         return cell
-    pieces = _SEPARATOR.split(cell)
-    separators = _SEPARATOR.findall(cell)
-    out = ["'" + pieces[0] if _starts_with_trigger(cell) else pieces[0]]
-    for separator, piece in zip(separators, pieces[1:]):
-        out.append(separator + ("'" + piece if _starts_with_trigger(piece) else piece))
+    out = ["'"] if _starts_with_trigger(cell) else []
+    start = 0
+    for match in _SEPARATOR.finditer(cell):
+        out.append(cell[start:match.end()])
+        start = match.end()
+        # what follows may itself be a separator that is a trigger (a tab after ';'): guard the rest, not the piece
+        if _starts_with_trigger(cell[start:]):
+            out.append("'")
+    out.append(cell[start:])
     return "".join(out)
 
 
