@@ -2,7 +2,8 @@
 
 Scheduled on the `okta_users_export` Asset: every time okta_user_sync writes an export, this DAG reads it (streamed,
 one user at a time) and writes a small summary (users by status and by department) next to it. The export's path
-comes from the Asset event, so the two DAGs share no code and no schedule.
+comes from the Asset event, so the two DAGs share no code and no schedule; it is read only under the output root
+(the Variable okta_sync_output_uri), never through a symlink or `..` out of it.
 """
 
 from __future__ import annotations
@@ -28,16 +29,16 @@ def okta_users_summary():
     @task(outlets=[USERS_SUMMARY])
     def summarise(triggering_asset_events=None) -> dict:
         from okta_sync import read_users_jsonl
-        from okta_sync.operators import open_for_read
+        from okta_sync.operators import open_output_for_read, open_text_for_write
 
         events = triggering_asset_events[USERS_EXPORT] if triggering_asset_events else []
         if not events:
             raise ValueError("no okta_users_export event: this DAG runs when okta_user_sync writes an export")
-        export_path = events[-1].extra["path"]
+        export_path = events[-1].extra.get("path")
         by_status: dict[str, int] = {}
         by_department: dict[str, int] = {}
         users = 0
-        with open_for_read(export_path) as file:
+        with open_output_for_read(export_path, what='the okta_users_export event\'s extra["path"]') as file:
             for user in read_users_jsonl(file):
                 users += 1
                 status = user.get("status") or "UNKNOWN"
@@ -46,7 +47,8 @@ def okta_users_summary():
                 by_department[department] = by_department.get(department, 0) + 1
         summary = {"export": export_path, "users": users, "by_status": by_status, "by_department": by_department}
         target = ObjectStoragePath(export_path).parent / "summary.json"
-        target.write_text(json.dumps(summary, indent=2, sort_keys=True))
+        with open_text_for_write(str(target)) as text:
+            text.write(json.dumps(summary, indent=2, sort_keys=True))
         print(f"{users} users summarised into {target}")
         return {"path": str(target), "users": users, "statuses": len(by_status), "departments": len(by_department)}
 

@@ -67,7 +67,9 @@ def task_output_to(log_path: Path):
 
 
 def run_folder(output_root: Path, run_id: str) -> Path:
-    return output_root / "okta_user_sync" / run_id.replace(":", "-").replace("+", "_")
+    from okta_sync.operators import run_folder_uri
+
+    return Path(run_folder_uri(str(output_root), "okta_user_sync", run_id))
 
 
 def summarise_run(folder: Path) -> dict:
