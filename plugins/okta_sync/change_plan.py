@@ -86,7 +86,8 @@ def plan_hygiene(users: Iterable[Mapping[str, Any]], normalizer: Normalizer | No
 
 def plan_changes_feed(rows: Iterable[FeedRow], lookup: Lookup, *, max_workers: int = 1) -> Iterator[PlanEntry]:
     """One entry per feed row, in feed order. `lookup(key_kind, key)` returns the Okta user dict or None
-    (`OktaClient.find_user` is one).
+    (`OktaClient.find_user` is one; `okta_sync.snapshot_plan.feed_lookup` chooses it by cost, answering a large
+    feed from one listing of the org with the same answers).
 
     Rows with issues are skipped without a lookup; rows for unknown users are skipped, never matched by guess: a
     user whose id (or login, ignoring case) is not the row's key counts as not found, whatever the lookup returned

@@ -37,6 +37,7 @@ from okta_sync.progress import Progress
 from okta_sync.push import PushOptions, push_changes
 from okta_sync.push_journal import PushJournal
 from okta_sync.reports import ReportStatus, report_writer, rows_for_plan_entry
+from okta_sync.snapshot_plan import AUTO, STRATEGIES, feed_lookup
 
 
 def as_bool(value: Any, name: str) -> bool:
@@ -401,14 +402,19 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
         Variable `okta_sync_feed_roots`, else the project's include/feeds/. Not templated, so a trigger's conf
         cannot widen it. A feed elsewhere (or reached through a symlink or `..` out of a root) fails the task
         at once, without retries.
+    :param feed_lookup: how a changes feed's rows find their users: "per_row" (one read each), "listing" (one
+        listing of the org, joined on disk) or "auto" (by cost: large feeds such as full snapshots list).
     """
 
     template_fields: Sequence[str] = ("plan_uri", "users_uri", "changes_uri", "user_ids", "normalization")
 
     def __init__(self, *, plan_uri: str, users_uri: str | None = None, changes_uri: str | None = None,
                  user_ids: Any = None, normalization: Any = None, changes_format: str | None = None,
-                 feed_roots: Any = None, **kwargs: Any) -> None:
+                 feed_roots: Any = None, feed_lookup: str = AUTO, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if feed_lookup not in STRATEGIES:
+            raise ValueError(f"feed_lookup must be one of {STRATEGIES}, not {feed_lookup!r}")
+        self.feed_lookup = feed_lookup
         self.feed_roots = feed_roots
         self.plan_uri = plan_uri
         self.users_uri = users_uri
@@ -424,6 +430,7 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
         if not changes_uri and not users_uri:
             raise ValueError("plan needs users_uri (hygiene) or changes_uri (a changes feed)")
         counts: dict[str, int] = {}
+        found = None
         with contextlib.ExitStack() as stack:
             if changes_uri:
                 source = f"changes feed {changes_uri}"
@@ -436,7 +443,9 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
                                              "csv" if ".csv" in changes_uri else None)
                 feed = read_changes_feed(feed_file, format=fmt, normalizer=normalizer)
                 hook = self.okta_hook(context)
-                entries = plan_changes_feed(feed, _lookup(hook), max_workers=hook.config.max_concurrency)
+                # A large feed (a full snapshot) is planned from one listing, a small one row by row: by cost.
+                found = stack.enter_context(feed_lookup(hook.client, feed.rows, strategy=self.feed_lookup))
+                entries = plan_changes_feed(feed, found.find_user, max_workers=found.max_workers)
             else:
                 source = f"users export {users_uri}"
                 users = read_users_jsonl(stack.enter_context(open_for_read(users_uri)))
@@ -451,7 +460,7 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
                     writer.write(entry)
             counts = dict(writer.counts)
         summary = {"path": self.plan_uri, "change": counts.get("change", 0), "skipped": counts.get("skipped", 0),
-                   "unchanged": counts.get("unchanged", 0)}
+                   "unchanged": counts.get("unchanged", 0), **(found.summary() if found is not None else {})}
         self.log.info("Planned from %s: %s", source, summary)
         return summary
 
@@ -470,12 +479,6 @@ def _refuse_another_runs_plan(plan_uri: str, metadata: dict[str, Any]) -> None:
     if (owner.get("dag_id"), owner.get("run_id")) != (metadata["dag_id"], metadata["run_id"]):
         raise AirflowFailException(f"{plan_uri} holds the plan of another DAG run; a run never reuses another run's "
                                    f"folder (name run folders with okta_sync.operators.run_folder_uri)")
-
-
-def _lookup(hook: OktaHook):
-    # The user whose id or login is exactly the key: never one Okta resolved by login shortname, and logins holding
-    # `/` are searched, never put in the path.
-    return hook.client.find_user
 
 
 class OktaPushProfileChangesOperator(_OktaOperator):

@@ -126,11 +126,9 @@ class UsersClient:
         """
         if key_kind not in ("id", "login"):
             raise ValueError(f"key_kind must be 'id' or 'login', not {key_kind!r}")
-        if key in ("", ".", "..") or any(ord(c) < 0x20 or c == "\x7f" for c in key):
-            return None  # no Okta id or login is empty, a dot segment, or holds a control character
+        if names_no_user(key_kind, key):
+            return None
         if NOT_IN_PATH.intersection(key):
-            if key_kind == "id":
-                return None  # Okta ids are alphanumeric
             return self._find_login_by_search(key)
         try:
             user = self.get_user(key)
@@ -194,6 +192,14 @@ def user_path(id_or_login: str) -> str:
             "all); use find_user('login', ...), which searches for it"
         )
     return f"{USERS_PATH}/{quote(id_or_login, safe='')}"
+
+
+def names_no_user(key_kind: str, key: str) -> bool:
+    """Whether a key can name no Okta user at all, so `find_user` answers None without a request: empty, a dot
+    segment, a control character, or an id holding `/`, `;` or `\\` (Okta ids are alphanumeric)."""
+    if key in ("", ".", "..") or any(ord(c) < 0x20 or c == "\x7f" for c in key):
+        return True
+    return key_kind == "id" and bool(NOT_IN_PATH.intersection(key))
 
 
 def is_user(user: Any, key_kind: str, key: str) -> bool:

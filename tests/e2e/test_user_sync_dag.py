@@ -234,3 +234,24 @@ def test_user_ids_restrict_the_run(dagbag, org, output_dir):
     folder = run_folder(output_dir, run)
     with gzip.open(folder / "users.jsonl.gz", "rt", encoding="utf-8") as export:
         assert [json.loads(line)["id"] for line in export] == [target["id"]]
+
+
+def test_a_snapshot_feed_is_planned_from_one_listing_not_one_read_per_row(dagbag, org, output_dir, feeds_dir):
+    everyone = org.admin.users()
+    changed = [u for u in everyone if u["status"] == "ACTIVE"][-3:]
+    feed = feeds_dir / "snapshot.csv"
+    with open(feed, "w", newline="", encoding="utf-8") as file:  # every user, and 100 hires not yet in Okta
+        writer = csv.writer(file)
+        writer.writerow(["id", "title"])
+        for user in everyone:
+            writer.writerow([user["id"], "Snapshot title" if user in changed else ""])
+        for n in range(100):
+            writer.writerow([f"00uNOTYET{n:011d}", "New hire"])
+    before = org.admin.stats()["requests"].get("GET /api/v1/users/{id}", 0)
+    run, delta = run_dag(dagbag, org, {"changes_uri": feed.as_uri()})
+    assert run.state == "success"
+    reads = org.admin.stats()["requests"].get("GET /api/v1/users/{id}", 0) - before
+    assert reads == len(changed)  # only the push's re-read of each change, none at plan time
+    assert set(delta["posts"]) == {u["id"] for u in changed}
+    rows = report_rows(run_folder(output_dir, run))
+    assert sum(r["status"] == "skipped" and r["user_id"].startswith("00uNOTYET") for r in rows) == 100
