@@ -14,6 +14,7 @@ import io
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
 from typing import IO, Any
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
@@ -30,6 +31,7 @@ from okta_sync.progress import Progress
 from okta_sync.push import PushOptions, push_changes
 from okta_sync.push_journal import PushJournal
 from okta_sync.reports import ReportStatus, report_writer, rows_for_plan_entry
+from okta_sync.timestamps import okta_timestamp
 
 
 def as_bool(value: Any, name: str) -> bool:
@@ -161,12 +163,15 @@ class OktaExportUsersOperator(_OktaOperator):
     :param partitions: page this many disjoint `created` windows concurrently (bounded by the connection's
         `max_concurrency`) instead of one cursor: the way to reach the rate limit when latency bounds a single
         cursor. The same users are exported either way (DEPROVISIONED only with a `search`); not with `filter`.
+    :param kind: what the export holds, for the Asset event's consumers: `full` (every user of every status: it
+        defines the population, so users missing from it were deleted), `incremental` (changed users only, the
+        default) or `user_ids`; templated.
     """
 
-    template_fields: Sequence[str] = ("output_uri", "search", "filter", "partitions")
+    template_fields: Sequence[str] = ("output_uri", "search", "filter", "partitions", "kind")
 
     def __init__(self, *, output_uri: str, search: str | None = None, filter: str | None = None,
-                 partitions: int | str | None = None, **kwargs: Any) -> None:
+                 partitions: int | str | None = None, kind: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(partitions, int):
             _check_partitions(partitions, filter)
@@ -174,6 +179,7 @@ class OktaExportUsersOperator(_OktaOperator):
         self.search = search
         self.filter = filter
         self.partitions = partitions
+        self.kind = kind
 
     def execute(self, context: Any) -> dict[str, Any]:
         hook = self.okta_hook(context)
@@ -182,6 +188,10 @@ class OktaExportUsersOperator(_OktaOperator):
         partitions = _check_partitions(int(partitions), filter_) if partitions is not None else None
         self.log.info("Exporting users to %s (search=%r, filter=%r, partitions=%s)", self.output_uri, search, filter_,
                       partitions)
+        kind = _optional(self.kind) or "incremental"
+        if kind not in ("full", "incremental", "user_ids"):
+            raise ValueError("kind must be full, incremental or user_ids")
+        exported_at = okta_timestamp(datetime.now(timezone.utc))  # before the first page: the snapshot's time
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
         if partitions:
             pages = hook.client.iter_user_pages_partitioned(
@@ -192,7 +202,9 @@ class OktaExportUsersOperator(_OktaOperator):
             result = write_users_jsonl(pages, file, progress=progress)
         summary = {"path": self.output_uri, **result.as_dict()}
         self.log.info("Exported %d users in %d pages to %s", result.users, result.pages, self.output_uri)
-        self._set_outlet_extra(context, {"users": result.users, "path": self.output_uri})
+        self._set_outlet_extra(context, {"users": result.users, "path": self.output_uri, "kind": kind,
+                                         "exported_at": exported_at, "watermark": result.max_last_updated,
+                                         "pages": result.pages, "by_status": dict(result.by_status)})
         return summary
 
 
