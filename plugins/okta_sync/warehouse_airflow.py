@@ -15,6 +15,7 @@ from airflow.sdk import BaseHook
 
 from okta_sync.export import read_users_jsonl
 from okta_sync.warehouse import (
+    FULL,
     ExportRef,
     SqlFlavour,
     WarehouseLoadError,
@@ -66,6 +67,11 @@ def exports_from_events(events: Iterable[Any]) -> tuple[list[ExportRef], list[in
     return exports, refused
 
 
+def _superseded(export: ExportRef, exports: list[ExportRef]) -> bool:
+    """A newer full export describes the whole population: an older export adds history, not the current state."""
+    return any(other.kind == FULL and other.order > export.order for other in exports)
+
+
 def newest_events(accessor: Any, limit: int = MAX_EVENTS) -> Any:
     """All of an inlet Asset's events (`inlet_events[asset]`), newest first and bounded; order is decided later."""
     with contextlib.suppress(AttributeError):
@@ -81,17 +87,28 @@ def load_new_exports(conn_id: str, events: Iterable[Any]) -> dict[str, Any]:
     hook = warehouse_hook(conn_id)
     flavour = flavour_for(hook)
     exports, refused = exports_from_events(events)
-    loads = []
+    loads, gone = [], []
     with contextlib.closing(hook.get_conn()) as connection:
         ensure_schema(connection, flavour)
         todo = pending_exports(exports, loaded_exports(connection))
         log.info("%d export event(s), %d not loaded yet, into %s (%s)", len(exports), len(todo), conn_id, flavour.name)
         for export in todo:
-            with open_for_read(export.path) as file:
-                result = load_export(connection, flavour, export, read_users_jsonl(file))
+            try:
+                with open_for_read(export.path) as file:
+                    result = load_export(connection, flavour, export, read_users_jsonl(file))
+            except FileNotFoundError:
+                if not _superseded(export, exports):
+                    raise WarehouseLoadError(f"asset event {export.event_id}: the export {export.path} is gone and "
+                                             "no newer full export supersedes it; restore the file or run "
+                                             "okta_user_sync with full_refresh") from None
+                log.warning("Export %s (event %d) is gone; a newer full export supersedes it: not loaded",
+                            export.path, export.event_id)
+                gone.append(export.event_id)
+                continue
             log.info("Loaded %s (%s, event %d): %s", export.path, export.kind, export.event_id, result.as_dict())
             loads.append(result.as_dict())
-    summary = {"loaded": len([r for r in loads if not r["skipped"]]), "loads": loads, "refused_events": refused,
+    summary = {"loaded": len([r for r in loads if not r["skipped"]]), "loads": loads[-100:],  # XCom: bounded
+               "refused_events": refused, "superseded_missing_events": gone,
                "users_read": sum(r["read"] for r in loads)}
     if refused:
         raise WarehouseLoadError(f"{len(refused)} export event(s) could not be loaded (ids {refused[:20]}); "

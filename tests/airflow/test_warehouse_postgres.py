@@ -117,6 +117,21 @@ def test_a_bad_event_fails_the_task_after_the_others_load_without_echoing(wareho
     assert warehouse("SELECT export_path FROM okta_sync_loads") == [(good,)]
 
 
+def test_a_missing_export_is_skipped_only_when_a_newer_full_export_supersedes_it(warehouse, tmp_path):
+    from okta_sync.warehouse import WarehouseLoadError
+    from okta_sync.warehouse_airflow import load_new_exports
+
+    gone = (tmp_path / "pruned.jsonl.gz").as_uri()
+    newer = write_export(tmp_path, "b.jsonl.gz", [user(1, "2026-01-05T00:00:00.000Z")])
+    old_event = Event(1, {"path": gone, "kind": "incremental", "exported_at": "2026-01-01T00:00:00.000Z"}, None)
+    summary = load_new_exports("okta_warehouse", [old_event, Event(
+        2, {"path": newer, "kind": "full", "exported_at": "2026-01-06T00:00:00.000Z"}, None)])
+    assert summary["superseded_missing_events"] == [1] and summary["loaded"] == 1
+    latest = Event(3, {"path": gone, "kind": "incremental", "exported_at": "2026-01-07T00:00:00.000Z"}, None)
+    with pytest.raises(WarehouseLoadError, match="event 3: the export .* is gone"):
+        load_new_exports("okta_warehouse", [latest])
+
+
 def test_the_dag_loads_what_okta_user_sync_exported(warehouse, tmp_path_factory, airflow_db):
     """okta_user_sync (full, then incremental) -> okta_users_to_warehouse -> okta_users_summary, all by Airflow."""
     from airflow.dag_processing.dagbag import DagBag
