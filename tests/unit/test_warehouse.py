@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import pytest
@@ -163,3 +165,11 @@ def test_bad_event_extras_are_refused_by_field_without_echo(extra, field):
     with pytest.raises(WarehouseLoadError) as caught:
         ExportRef.from_event(4, extra, datetime(2026, 1, 1, tzinfo=timezone.utc))
     assert f"extra.{field}" in str(caught.value) and "SECRET" not in str(caught.value)
+
+
+def test_the_core_imports_no_airflow():
+    blocker = ("import sys\nclass Block:\n    def find_spec(self, name, *args):\n"
+               "        if name.split('.')[0] == 'airflow': raise ImportError('airflow is blocked')\n"
+               "sys.meta_path.insert(0, Block())\nimport okta_sync.warehouse\nprint('ok')")
+    done = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr
