@@ -61,6 +61,7 @@ class SqlFlavour:
     json_type: str = "TEXT"
     timestamp_type: str = "VARCHAR(32)"
     text_type: str = "TEXT"
+    session_statements: tuple[str, ...] = ()  # run once per connection, before the schema
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def ensure_schema(connection: Any, flavour: SqlFlavour) -> None:
     """Create the tables when missing (idempotent), committed before any load begins."""
     cursor = connection.cursor()
     try:
-        for statement in schema_statements(flavour):
+        for statement in (*flavour.session_statements, *schema_statements(flavour)):
             cursor.execute(statement)
     finally:
         cursor.close()
