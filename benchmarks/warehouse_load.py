@@ -106,7 +106,8 @@ def markdown(rows: list[Measured], command: str) -> str:
              f"{platform.python_version()}, {platform.machine()}; shared, noisy machine) with:", "", "```", command,
              "```", "",
              "Each load is one process through the Airflow layer (the `okta_warehouse` DbApiHook); peak RSS is that "
-             "process's own (VmHWM, Airflow's imports included). Synthetic users with 16 profile attributes; "
+             "process's own (VmHWM, Airflow's imports included; on SQLite its bounded 64 MiB page cache). "
+             "Synthetic users with 16 profile attributes; "
              "PostgreSQL 15 on loopback (fsync off: a throwaway cluster), SQLite a file on local disk.", "",
              "| database | users | load | time | users/s | peak RSS |", "|---|---|---|---|---|---|"]
     for row in rows:

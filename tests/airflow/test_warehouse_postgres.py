@@ -24,7 +24,8 @@ Event = namedtuple("Event", "id extra timestamp")
 @pytest.fixture(scope="session")
 def postgres():
     if find_bin_dir() is None:
-        pytest.skip("PostgreSQL server binaries are not installed (/usr/lib/postgresql/*/bin; apt-get install postgresql)")
+        pytest.skip("PostgreSQL server binaries are not installed (/usr/lib/postgresql/*/bin): "
+                    "apt-get install postgresql")
     with PostgresServer() as server:
         yield server
 

@@ -102,7 +102,8 @@ def test_a_full_export_deletes_the_users_it_no_longer_lists(db):
     assert result.deleted == 1
     assert rows(db, "SELECT id, deleted_at FROM okta_users WHERE deleted_at IS NOT NULL") == [
         ("00u00000002", "2026-01-05T00:00:00.000Z")]
-    assert rows(db, "SELECT valid_to FROM okta_user_history WHERE id = '00u00000002'") == [("2026-01-05T00:00:00.000Z",)]
+    closed = rows(db, "SELECT valid_to FROM okta_user_history WHERE id = '00u00000002'")
+    assert closed == [("2026-01-05T00:00:00.000Z",)]
     # an incremental export never deletes
     assert load(db, "d.jsonl", [user(0)], event_id=4).deleted == 0
     # seen again later: restored, with a new version after the deletion
