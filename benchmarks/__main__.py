@@ -1,4 +1,6 @@
-"""`python3.11 scripts/dev.py bench [--quick] [--only listing,memory,partitioned,push,tokens,snapshot]`."""
+"""`python3.11 scripts/dev.py bench [--quick] [--only listing,memory,partitioned,push,tokens,snapshot]`.
+
+`python3.11 scripts/dev.py bench warehouse [--users N]`: the warehouse loads (benchmarks/warehouse_load.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ PUSH_CONCURRENCY = 16
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["warehouse"]:  # its own command: `bench warehouse --help`
+        from benchmarks import warehouse_load
+
+        return warehouse_load.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python3.11 scripts/dev.py bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not the targets' sizes")
     parser.add_argument("--only", default=",".join(SUITES), help=f"comma-separated subset of {','.join(SUITES)}")
@@ -168,8 +174,11 @@ def main(argv: list[str]) -> int:
     command = "python3.11 scripts/dev.py bench" + (" " + " ".join(shlex.quote(a) for a in argv) if argv else "")
     if not args.no_docs:
         chart(rows, ROOT / "docs" / "benchmarks.png")
+        from benchmarks.warehouse_load import kept_section
+
         (ROOT / "docs" / "benchmarks.md").write_text(
-            markdown(rows, command, "\n".join(details), profile or "(listing not run)", "benchmarks.png"))
+            markdown(rows, command, "\n".join(details), profile or "(listing not run)", "benchmarks.png")
+            + ("\n" + kept_section() if kept_section() else ""))
         print("\nwrote docs/benchmarks.md and docs/benchmarks.png")
     print(f"total {time.time() - began:.0f} s")
     return 0

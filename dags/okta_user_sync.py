@@ -77,6 +77,7 @@ def okta_user_sync():
         output_uri=RUN_DIR + "/users.jsonl.gz",
         search="{{ ti.xcom_pull(task_ids='select_users')['search'] }}",
         partitions="{{ ti.xcom_pull(task_ids='select_users')['partitions'] }}",
+        kind="{{ ti.xcom_pull(task_ids='select_users')['mode'] }}",
         outlets=[USERS_EXPORT],
     )
     plan = OktaPlanProfileChangesOperator(

@@ -19,6 +19,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,6 +39,7 @@ from okta_sync.push import PushOptions, push_changes
 from okta_sync.push_journal import PushJournal
 from okta_sync.reports import ReportStatus, report_writer, rows_for_plan_entry
 from okta_sync.snapshot_plan import AUTO, STRATEGIES, feed_lookup
+from okta_sync.timestamps import okta_timestamp
 
 
 def as_bool(value: Any, name: str) -> bool:
@@ -347,12 +349,15 @@ class OktaExportUsersOperator(_OktaOperator):
     :param partitions: page this many disjoint `created` windows concurrently (bounded by the connection's
         `max_concurrency`) instead of one cursor: the way to reach the rate limit when latency bounds a single
         cursor. The same users are exported either way (DEPROVISIONED only with a `search`); not with `filter`.
+    :param kind: what the export holds, for the Asset event's consumers: `full` (every user of every status: it
+        defines the population, so users missing from it were deleted), `incremental` (changed users only, the
+        default) or `user_ids`; templated.
     """
 
-    template_fields: Sequence[str] = ("output_uri", "search", "filter", "partitions")
+    template_fields: Sequence[str] = ("output_uri", "search", "filter", "partitions", "kind")
 
     def __init__(self, *, output_uri: str, search: str | None = None, filter: str | None = None,
-                 partitions: int | str | None = None, **kwargs: Any) -> None:
+                 partitions: int | str | None = None, kind: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(partitions, int):
             _check_partitions(partitions, filter)
@@ -360,6 +365,7 @@ class OktaExportUsersOperator(_OktaOperator):
         self.search = search
         self.filter = filter
         self.partitions = partitions
+        self.kind = kind
 
     def execute(self, context: Any) -> dict[str, Any]:
         hook = self.okta_hook(context)
@@ -368,6 +374,10 @@ class OktaExportUsersOperator(_OktaOperator):
         partitions = _check_partitions(int(partitions), filter_) if partitions is not None else None
         self.log.info("Exporting users to %s (search=%r, filter=%r, partitions=%s)", self.output_uri, search, filter_,
                       partitions)
+        kind = _optional(self.kind) or "incremental"
+        if kind not in ("full", "incremental", "user_ids"):
+            raise ValueError("kind must be full, incremental or user_ids")
+        exported_at = okta_timestamp(datetime.now(timezone.utc))  # before the first page: the snapshot's time
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
         if partitions:
             pages = hook.client.iter_user_pages_partitioned(
@@ -378,7 +388,9 @@ class OktaExportUsersOperator(_OktaOperator):
             result = write_users_jsonl(pages, file, progress=progress)
         summary = {"path": self.output_uri, **result.as_dict()}
         self.log.info("Exported %d users in %d pages to %s", result.users, result.pages, self.output_uri)
-        self._set_outlet_extra(context, {"users": result.users, "path": self.output_uri})
+        self._set_outlet_extra(context, {"users": result.users, "path": self.output_uri, "kind": kind,
+                                         "exported_at": exported_at, "watermark": result.max_last_updated,
+                                         "pages": result.pages, "by_status": dict(result.by_status)})
         return summary
 
 
