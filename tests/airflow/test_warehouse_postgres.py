@@ -31,8 +31,9 @@ def postgres():
 
 
 @pytest.fixture
-def warehouse(postgres, monkeypatch):
-    """`okta_warehouse` pointing at a fresh database of the server; yields a query function."""
+def warehouse(postgres, monkeypatch, tmp_path):
+    """`okta_warehouse` pointing at a fresh database of the server; yields a query function. Exports written under
+    tmp_path are inside the output root (the warehouse reads Asset-event paths only there)."""
     import psycopg
 
     name = f"wh_{os.urandom(4).hex()}"
@@ -40,6 +41,7 @@ def warehouse(postgres, monkeypatch):
     with psycopg.connect(dbname="postgres", autocommit=True, **admin) as connection:
         connection.execute(f"CREATE DATABASE {name}")
     monkeypatch.setenv("AIRFLOW_CONN_OKTA_WAREHOUSE", json.dumps({**postgres.connection, "schema": name}))
+    monkeypatch.setenv("AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI", tmp_path.as_uri())
 
     def query(sql, *args):
         with psycopg.connect(dbname=name, **admin) as connection:
@@ -178,3 +180,18 @@ def test_the_dag_loads_what_okta_user_sync_exported(warehouse, tmp_path_factory,
         summary = json.loads(summary_file.read_text())
         assert summary["users"] == 61 and summary["deleted"] == 0
         assert summary["by_status"]["SUSPENDED"] >= 1 and summary["by_department"]["Data"] == 1
+
+
+def test_an_event_path_outside_the_output_root_is_refused_by_id_never_read(warehouse, tmp_path, tmp_path_factory):
+    from okta_sync.warehouse import WarehouseLoadError
+    from okta_sync.warehouse_airflow import load_new_exports
+
+    elsewhere = tmp_path_factory.mktemp("not-the-output-root")
+    outside = write_export(elsewhere, "secret.jsonl.gz", [user(7, "2026-01-01T00:00:00.000Z")])
+    good = write_export(tmp_path, "a.jsonl.gz", [user(1, "2026-01-01T00:00:00.000Z")])
+    events = [Event(1, {"path": good, "kind": "full", "exported_at": "2026-01-02T00:00:00.000Z"}, None),
+              Event(2, {"path": outside, "kind": "incremental", "exported_at": "2026-01-03T00:00:00.000Z"}, None)]
+    with pytest.raises(WarehouseLoadError) as caught:
+        load_new_exports("okta_warehouse", events)
+    assert "ids [2]" in str(caught.value) and "not-the-output-root" not in str(caught.value)
+    assert warehouse("SELECT id FROM okta_users") == [(user(1, "x")["id"],)]
