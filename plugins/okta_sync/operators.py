@@ -273,6 +273,27 @@ def _lookup(hook: OktaHook):
     return lookup
 
 
+WRITE_MODE_VARIABLE = "okta_sync_write_mode"
+WRITE_MODES = ("dry_run", "apply")
+
+
+def decide_write_mode(dry_run: bool, run_type: Any, write_mode: str | None, variable: str = WRITE_MODE_VARIABLE
+                      ) -> tuple[bool, str]:
+    """(dry_run, why): a manual run follows its `dry_run` param; any other run (scheduled, backfill, asset
+    triggered) writes to Okta only once the operator has set the Variable to `apply`: unpausing is not consent."""
+    run_type = str(getattr(run_type, "value", run_type) or "unknown")
+    if run_type == "manual":
+        return dry_run, f"manual run with dry_run={dry_run}"
+    mode = (write_mode or "dry_run").strip().lower()
+    if mode not in WRITE_MODES:
+        raise ValueError(f"Variable {variable}: must be one of {', '.join(WRITE_MODES)}")
+    if mode == "apply":
+        return dry_run, f"{run_type} run, Variable {variable}=apply"
+    current = "unset" if write_mode is None else repr(mode)
+    return True, (f"{run_type} run, Variable {variable} is {current}: "
+                  f"nothing is written to Okta until it is set to 'apply'")
+
+
 class OktaPushProfileChangesOperator(_OktaOperator):
     """Apply a plan with partial updates (`POST /api/v1/users/{id}`), and write a per-change report.
 
@@ -281,13 +302,17 @@ class OktaPushProfileChangesOperator(_OktaOperator):
     :param dry_run: write the report, change nothing; templated.
     :param max_concurrency: updates in flight at once (default: the connection's max_concurrency); templated.
     :param fail_on_errors: fail the task (after writing the whole report) if any change failed.
+    :param write_mode_variable: runs that nobody triggered by hand are dry runs until this Variable is `apply`
+        (see `decide_write_mode`); None: always follow `dry_run`.
     """
 
     template_fields: Sequence[str] = ("plan_uri", "report_uri", "dry_run", "max_concurrency")
 
     def __init__(self, *, plan_uri: str, report_uri: str, dry_run: Any = False, max_concurrency: Any = None,
-                 fail_on_errors: bool = True, **kwargs: Any) -> None:
+                 fail_on_errors: bool = True, write_mode_variable: str | None = WRITE_MODE_VARIABLE,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.write_mode_variable = write_mode_variable
         self.plan_uri = plan_uri
         self.report_uri = report_uri
         self.dry_run = dry_run
@@ -296,6 +321,13 @@ class OktaPushProfileChangesOperator(_OktaOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         dry_run = as_bool(self.dry_run, "dry_run")
+        if self.write_mode_variable:
+            from airflow.sdk import Variable
+
+            dry_run, why = decide_write_mode(dry_run, getattr(context.get("dag_run"), "run_type", None),
+                                             Variable.get(self.write_mode_variable, default=None),
+                                             self.write_mode_variable)
+            self.log.info("Mode: %s (%s)", "DRY RUN, nothing is written to Okta" if dry_run else "APPLY, writing to Okta", why)
         with open_for_read(self.plan_uri) as plan_file:
             plan = read_plan(plan_file)
             hook = self.okta_hook(context)
@@ -327,4 +359,6 @@ __all__ = [
     "OktaPushProfileChangesOperator",
     "OktaTokenOperator",
     "MANAGE_SCOPE",
+    "WRITE_MODE_VARIABLE",
+    "decide_write_mode",
 ]

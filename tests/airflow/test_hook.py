@@ -110,6 +110,31 @@ def test_test_connection_mints_a_token_reads_a_user_and_names_the_scopes(okta_co
     assert "okta.users.read" in message and "read one user" in message
 
 
+@pytest.mark.parametrize(
+    ("org_options", "extra", "expected"),
+    [
+        ({}, {}, ["okta.users.manage can be minted", "does not require DPoP"]),
+        ({"granted_scopes": ("okta.users.read",)}, {"scopes": "okta.users.read okta.users.manage"},
+         ["okta.users.manage cannot be minted, pushes will fail", "invalid_scope"]),
+        ({}, {"scopes": "okta.users.read"}, ["okta.users.manage is not in this connection's scopes"]),
+        ({"dpop": "required"}, {"dpop": "auto"}, ["the app requires DPoP (dpop=auto turned it on)"]),
+    ],
+    ids=["full", "manage-not-granted", "read-only-connection", "dpop-required"],
+)
+def test_test_connection_says_whether_pushes_can_write_and_whether_dpop_is_required(
+        monkeypatch, tmp_path, org_options, extra, expected):
+    from okta_sync import OktaHook
+
+    options = DevOrgOptions(users=3, seed=6, rate_limit=0, concurrency_limit=0, state_dir=tmp_path, **org_options)
+    with DevOrg(options) as other:
+        monkeypatch.setenv("AIRFLOW_CONN_OKTA_PROBE", connection_env_value(other.connection, max_attempts="1", **extra))
+        ok, message = OktaHook("okta_probe").test_connection()
+    assert ok, message
+    assert "read one user" in message
+    for part in expected:
+        assert part in message
+
+
 def test_test_connection_reports_a_refusal(okta_conn, org):
     from okta_sync import OktaHook
 
