@@ -59,6 +59,7 @@ def ensure_venv() -> Path:
 
 def _venv_env() -> dict[str, str]:
     env = dict(os.environ)
+    env.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")  # the browser test uses the system's Chromium
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "plugins"), env.get("PYTHONPATH")]))
     return env
 

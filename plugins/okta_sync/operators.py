@@ -347,7 +347,8 @@ class OktaPushProfileChangesOperator(_OktaOperator):
         summary = writer.summary.as_dict()
         self.log.info("Push %s: %s; report at %s", "dry run" if dry_run else "done", summary, self.report_uri)
         self._set_outlet_extra(context, {"report": self.report_uri, **summary})
-        result = {"report": self.report_uri, "dry_run": dry_run, **summary}
+        # The mode last: the summary's own "dry_run" (rows with that status) must not overwrite it.
+        result = {"report": self.report_uri, **summary, "dry_run": dry_run}
         if self.fail_on_errors and summary.get(str(ReportStatus.FAILED)):
             raise RuntimeError(f"{summary[str(ReportStatus.FAILED)]} change(s) failed; see the report {self.report_uri}")
         return result
