@@ -327,7 +327,7 @@ class OktaPushProfileChangesOperator(_OktaOperator):
             dry_run, why = decide_write_mode(dry_run, getattr(context.get("dag_run"), "run_type", None),
                                              Variable.get(self.write_mode_variable, default=None),
                                              self.write_mode_variable)
-            self.log.info("Mode: %s (%s)", "DRY RUN, nothing is written to Okta" if dry_run else "APPLY, writing to Okta", why)
+            self.log.info("Mode: %s (%s)", "DRY RUN" if dry_run else "APPLY, writing to Okta", why)
         with open_for_read(self.plan_uri) as plan_file:
             plan = read_plan(plan_file)
             hook = self.okta_hook(context)

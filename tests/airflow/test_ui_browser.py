@@ -197,6 +197,10 @@ def test_a_new_user_sees_the_dags_a_green_test_the_trigger_form_and_a_dry_run(ai
         browser.close()
 
     command, home = airflow_ui["command"], airflow_ui["home"]
+    # No noise in any task: no masking warning for a short non-secret, no missing-kid warning.
+    task_logs = "".join(p.read_text() for p in (home / "logs").rglob("*.log"))
+    assert "Mode: DRY RUN" in task_logs
+    assert "Skipping masking" not in task_logs and "No key_id" not in task_logs
     command.send_signal(signal.SIGTERM)
     assert command.wait(60) == 0
     out = (airflow_ui["tmp"] / "dev-airflow.out").read_text()
