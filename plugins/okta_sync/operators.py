@@ -183,6 +183,7 @@ class OktaExportUsersOperator(_OktaOperator):
         self.log.info("Exporting users to %s (search=%r, filter=%r, partitions=%s)", self.output_uri, search, filter_,
                       partitions)
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
+        hook.client.rate_limiter.add_wait_observer(progress.on_wait)  # log rate-limit waits while they last
         if partitions:
             pages = hook.client.iter_user_pages_partitioned(
                 search=search, partitions=partitions, include_deprovisioned=search is not None, json_text=True)
@@ -336,6 +337,7 @@ class OktaPushProfileChangesOperator(_OktaOperator):
             journal = PushJournal.for_report(self.report_uri, context)
             progress = Progress("push", logger=self.log, total=plan.counts.get("change"),
                                 headroom=lambda: hook.client.rate_limit_headroom())
+            hook.client.rate_limiter.add_wait_observer(progress.on_wait)  # log rate-limit waits while they last
             with open_text_for_write(self.report_uri, keep_on_error=True) as text, contextlib.closing(journal):
                 writer = report_writer(text, fmt)
                 for entry in plan:
