@@ -18,7 +18,7 @@ from airflow.sdk.log import mask_secret
 from airflow.sdk.observability.stats import Stats
 
 from okta_sync.client import OktaClient
-from okta_sync.config import MANAGE_SCOPE, OktaConfig, READ_SCOPE
+from okta_sync.config import CLIENT_SECRET_BASIC, MANAGE_SCOPE, OktaConfig, READ_SCOPE
 from okta_sync.connection_fields import config_from_connection
 from okta_sync.errors import OktaSyncError
 from okta_sync.metrics import PREFIX
@@ -94,8 +94,8 @@ class OktaHook(BaseHook):
         """The token cache's source: the run's shared token when there is one, else a new one (published when
         this task is the token task)."""
         run = self._run
-        if run is None or not run.get("token_task_id"):
-            return mint(scopes)
+        if run is None or not run.get("token_task_id") or self.client.signing_key is None:
+            return mint(scopes)  # no key (client_secret_basic): nothing to seal a shared token with
         is_token_task = run["task_id"] == run["token_task_id"]
         if not is_token_task:
             sealed = run["ti"].xcom_pull(task_ids=run["token_task_id"], key=token_xcom_key(scopes))
@@ -138,6 +138,8 @@ class OktaHook(BaseHook):
         return self.client.update_profile(user_id, profile)
 
     def get_token(self, scopes: Iterable[str] | None = None) -> AccessToken:
+        """A token for `scopes` (default: the connection's). With `client_auth: client_secret_basic` and an
+        `authorization_server_id`, a custom authorization server's own scopes, e.g. for an internal API."""
         return self.client.get_token(scopes)
 
     def test_connection(self) -> tuple[bool, str]:
@@ -145,6 +147,10 @@ class OktaHook(BaseHook):
         app requires DPoP. Reads failing is a failed test; a missing manage scope is reported, not failed (a
         read-only deployment grants only the read scope)."""
         try:
+            if self.config.client_auth == CLIENT_SECRET_BASIC:  # a custom server's own scopes: no Users API
+                token = self.client.get_token()
+                return True, (f"Token issued by authorization server {self.config.authorization_server_id or '(token_url)'}"
+                              f" with scopes: {' '.join(token.scopes)}; {self._dpop_status(token)}.")
             token = self.client.get_token((READ_SCOPE,))
             first_page = next(self.client.iter_user_pages(limit=1), [])
         except OktaSyncError as exc:
