@@ -192,7 +192,8 @@ def test_a_new_user_sees_the_dags_a_green_test_the_trigger_form_and_a_dry_run(ai
         page.goto(f"{run_path}/tasks/push_changes")
         expect(page.get_by_text("Mode: DRY RUN").first).to_be_visible()
         expect(page.get_by_text("manual run with dry_run=True").first).to_be_visible()
-        page.set_viewport_size({"width": 1800, "height": 900})  # room for the log lines
+        page.get_by_role("button", name="Press f for fullscreen").click()  # whole log lines
+        expect(page.get_by_text("Push dry run").first).to_be_visible()
         page.screenshot(path=screenshots / "dry-run-log.png")
         browser.close()
 
