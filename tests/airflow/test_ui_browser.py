@@ -80,7 +80,7 @@ def chromium():
 
 
 @pytest.fixture(scope="module")
-def airflow_ui(tmp_path_factory, chromium):
+def airflow_ui(tmp_path_factory):
     """`scripts/dev.py airflow` as a user runs it (same module, same flags), on free ports in a temporary home."""
     tmp = tmp_path_factory.mktemp("airflow-ui")
     devorg_state, home = tmp / "devorg", tmp / "home"
@@ -197,11 +197,27 @@ def test_a_new_user_sees_the_dags_a_green_test_the_trigger_form_and_a_dry_run(ai
         page.screenshot(path=screenshots / "dry-run-log.png")
         browser.close()
 
-    command, home = airflow_ui["command"], airflow_ui["home"]
     # No noise in any task: no masking warning for a short non-secret, no missing-kid warning.
-    task_logs = "".join(p.read_text() for p in (home / "logs").rglob("*.log"))
+    task_logs = "".join(p.read_text() for p in (airflow_ui["home"] / "logs").rglob("*.log"))
     assert "Mode: DRY RUN" in task_logs
     assert "Skipping masking" not in task_logs and "No key_id" not in task_logs
+
+
+def test_the_test_button_request_passes_and_sigterm_leaves_no_process(airflow_ui):
+    """Without a browser too: the body Airflow 3.3.2's Test button sends (port 0, masked extras) is green, and
+    SIGTERM to the command ends every process it started (components, executor workers, task processes)."""
+    api = airflow_ui["api"]
+    stored = api._call("GET", "/api/v2/connections/okta_default")
+    body = {key: stored[key] for key in ("connection_id", "conn_type", "host", "login", "extra")}
+    body.update({"port": 0, "password": "", "schema": "", "description": ""})  # Number(null) is 0
+    request = urllib.request.Request(f"{api.base_url}/api/v2/connections/test", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json",
+                                                             "Authorization": f"Bearer {api.token}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        result = json.loads(response.read())
+    assert result["status"] is True, result
+
+    command, home = airflow_ui["command"], airflow_ui["home"]
     command.send_signal(signal.SIGTERM)
     assert command.wait(60) == 0
     out = (airflow_ui["tmp"] / "dev-airflow.out").read_text()
