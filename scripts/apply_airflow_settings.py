@@ -187,15 +187,17 @@ PATH_EXTRAS = ("private_key_path", "ca_bundle")
 
 
 def with_paths_resolved(settings: AirflowSettings, project_dir: str | Path) -> AirflowSettings:
-    """Relative file paths in connection extras made absolute against the project directory: Astro runs Airflow
-    from its project directory, plain Airflow components run from anywhere."""
+    """Relative file paths in connection extras (and a sqlite connection's host, its database file) made absolute
+    against the project directory: Astro runs Airflow from its project directory, plain Airflow from anywhere."""
     base = Path(project_dir).resolve()
     for index, entry in enumerate(settings.connections):
         extra = dict(entry.extra or {})
         changed = {name: str(base / extra[name]) for name in PATH_EXTRAS
                    if isinstance(extra.get(name), str) and extra[name] and not Path(extra[name]).is_absolute()}
         if changed:
-            settings.connections[index] = dataclasses.replace(entry, extra={**extra, **changed})
+            entry = settings.connections[index] = dataclasses.replace(entry, extra={**extra, **changed})
+        if entry.conn_type == "sqlite" and entry.host and not Path(entry.host).is_absolute():  # host = the DB file
+            settings.connections[index] = dataclasses.replace(entry, host=str(base / entry.host))
     return settings
 
 

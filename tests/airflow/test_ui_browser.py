@@ -148,14 +148,15 @@ def test_a_new_user_sees_the_dags_a_green_test_the_trigger_form_and_a_dry_run(ai
         page.screenshot(path=screenshots / "dags.png")
 
         page.goto(f"{base_url}/connections")
-        page.get_by_role("button", name="Test Connection").click()
+        okta_row = page.locator("tr", has_text="okta_default")
+        okta_row.get_by_role("button", name="Test Connection").click()
         toast = page.get_by_text("Token issued with scopes: okta.users.read")
         expect(toast).to_be_visible()
         expect(page.get_by_text("Test Connection Successful")).to_be_visible()
         expect(page.get_by_text("okta.users.manage can be minted").first).to_be_visible()
         page.screenshot(path=screenshots / "connection-test.png")
 
-        page.get_by_role("button", name="Edit Connection").click()
+        okta_row.get_by_role("button", name="Edit Connection").click()
         expect(page.get_by_text("Org URL")).to_be_visible()
         expect(page.get_by_text("Private key (PEM or JWK)")).to_be_visible()
         page.screenshot(path=screenshots / "connection-form.png")
