@@ -159,6 +159,13 @@ class AirflowStack:
     def log_folder(self) -> Path:
         return self.home / "logs"
 
+    def exited_component(self) -> tuple[str, int] | None:
+        """(name, exit code) of a component that is no longer running, if any."""
+        for name, popen in self._processes.items():
+            if popen.poll() is not None:
+                return name, popen.returncode
+        return None
+
     def processes(self) -> list[psutil.Process]:
         """Every live process of this stack: components, executor workers, task supervisors and tasks."""
         return marked_processes(self.marker, self.home)

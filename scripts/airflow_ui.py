@@ -31,7 +31,7 @@ DEVORG_CONN_ID = "okta_default"
 
 
 class Stop(Exception):
-    """SIGTERM, turned into an exception so the same clean-up as Ctrl+C runs."""
+    """SIGTERM or SIGINT (Ctrl+C), turned into an exception so one clean-up runs."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -108,6 +108,7 @@ def main(argv: list[str]) -> int:
         raise Stop()
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, on_sigterm)  # Ctrl+C, even when started with SIGINT ignored (e.g. from a script's `&`)
     org = DevOrgProcess(options)
     stack = build_stack(args)
     try:
@@ -119,12 +120,11 @@ def main(argv: list[str]) -> int:
         stack.wait_for_dag("okta_user_sync", timeout=120)
         print(f"\nAirflow UI: {stack.base_url}/  (no login; dev org at {org.url})\n"
               f"Component logs: {stack.home}/<component>.out. Ctrl+C stops everything.", flush=True)
-        while True:
-            for name, process in stack._processes.items():
-                if process.poll() is not None:
-                    print(f"{name} exited with {process.returncode}:\n{stack.component_output(name)}", file=sys.stderr)
-                    return 1
+        while (exited := stack.exited_component()) is None:
             time.sleep(1)
+        name, code = exited
+        print(f"{name} exited with {code}:\n{stack.component_output(name)}", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, Stop):
         print("\nStopping ...", flush=True)
         return 0
@@ -132,7 +132,8 @@ def main(argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not interrupt the clean-up
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         stack.stop()
         org.stop()
         left = stack.processes()
