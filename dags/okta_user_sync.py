@@ -3,6 +3,7 @@
     okta_token -> select_users -> export_users -> plan_changes -> push_changes -> commit_watermark -> remove_old_outputs
 
 Wiring and schedule only: the logic lives in the `okta_sync` package (plugins/okta_sync).
+Scheduled runs are dry runs until the Variable `okta_sync_write_mode` is `apply`; a manual run follows `dry_run`.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def okta_user_sync():
     @task(inlets=[USERS_EXPORT])
     def commit_watermark(selection: dict, exported: dict, pushed: dict, params=None, asset_state_store=None) -> dict:
         """Advance the watermark only after a complete, real hygiene run (not a dry run, feed or id-restricted run)."""
-        partial_run = params["dry_run"] or params["changes_uri"] or params["user_ids"]
+        # pushed["dry_run"]: the push's own decision (scheduled runs are dry runs until okta_sync_write_mode=apply)
+        partial_run = pushed.get("dry_run", params["dry_run"]) or params["changes_uri"] or params["user_ids"]
         new = exported.get("max_last_updated")
         old = selection.get("watermark")
         if partial_run or not new or (old and new <= old):

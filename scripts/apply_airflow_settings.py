@@ -25,6 +25,7 @@ kept as JSON (the Astro CLI silently drops them; quote them to stay portable).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -107,7 +108,8 @@ def _connection(path: Path, index: int, raw: dict) -> ConnectionEntry | None:
     if extra not in (None, "") and not isinstance(extra, dict):
         raise AirflowSettingsError(path, "connections", index, "conn_extra", "must be a mapping or a JSON object")
     port = raw.get("conn_port")
-    if port not in (None, "", 0):
+    # An explicit 0 is kept: Airflow 3.3.2's Test button sends port 0 for a connection without one (README).
+    if port not in (None, ""):
         try:
             port = int(port)
         except (TypeError, ValueError):
@@ -178,6 +180,24 @@ def load_settings(path: str | Path) -> AirflowSettings:
     for index, conn_id in enumerate(ids):
         if conn_id in ids[:index]:
             raise AirflowSettingsError(path, "connections", index, "conn_id", f"{conn_id!r} appears twice")
+    return settings
+
+
+PATH_EXTRAS = ("private_key_path", "ca_bundle")
+
+
+def with_paths_resolved(settings: AirflowSettings, project_dir: str | Path) -> AirflowSettings:
+    """Relative file paths in connection extras (and a sqlite connection's host, its database file) made absolute
+    against the project directory: Astro runs Airflow from its project directory, plain Airflow from anywhere."""
+    base = Path(project_dir).resolve()
+    for index, entry in enumerate(settings.connections):
+        extra = dict(entry.extra or {})
+        changed = {name: str(base / extra[name]) for name in PATH_EXTRAS
+                   if isinstance(extra.get(name), str) and extra[name] and not Path(extra[name]).is_absolute()}
+        if changed:
+            entry = settings.connections[index] = dataclasses.replace(entry, extra={**extra, **changed})
+        if entry.conn_type == "sqlite" and entry.host and not Path(entry.host).is_absolute():  # host = the DB file
+            settings.connections[index] = dataclasses.replace(entry, host=str(base / entry.host))
     return settings
 
 
@@ -255,9 +275,12 @@ def _upsert_pool(session, entry: PoolEntry) -> str:
     return "updated"
 
 
-def apply_settings(path: str | Path = DEFAULT_SETTINGS) -> ApplySummary:
-    """Upsert the file's connections, variables and pools into the configured metadata DB, in one transaction."""
+def apply_settings(path: str | Path = DEFAULT_SETTINGS, project_dir: str | Path | None = None) -> ApplySummary:
+    """Upsert the file's connections, variables and pools into the configured metadata DB, in one transaction.
+    With `project_dir`, relative paths in connection extras are resolved against it."""
     settings = load_settings(path)
+    if project_dir is not None:
+        settings = with_paths_resolved(settings, project_dir)
     from airflow.utils.session import create_session
 
     summary = ApplySummary(skipped=list(settings.skipped))
@@ -277,13 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--print-env", action="store_true", help="print `export AIRFLOW_CONN_<ID>=...` lines instead of applying"
     )
+    parser.add_argument("--project-dir", help="resolve relative paths in connection extras (private_key_path, "
+                        "ca_bundle) against this directory, as Astro's project directory")
     args = parser.parse_args(argv)
     try:
         if args.print_env:
             for name, value in connection_env(args.path).items():
                 print(f"export {name}={shlex.quote(value)}")
             return 0
-        print(f"{args.path}: {apply_settings(args.path)}")
+        print(f"{args.path}: {apply_settings(args.path, args.project_dir)}")
     except (AirflowSettingsError, FileNotFoundError, yaml.YAMLError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -25,6 +25,7 @@ AIRFLOW_HOME = ROOT / ".airflow"
 DEVORG_STATE = ROOT / ".devorg"
 DEVORG_PORT = 8970
 DEVORG_CLIENT_ID = "0oa1devorg2sync3demo"  # the login of okta_default in airflow_settings.yaml
+DEVORG_KEY_ID = "okta-sync-dev-key"  # its extra key_id
 
 # Airflow reads its configuration when first imported: set the isolated home before that.
 os.environ.setdefault("AIRFLOW_HOME", str(AIRFLOW_HOME))
@@ -94,7 +95,8 @@ def main(argv: list[str]) -> int:
     from okta_sync.profile_rules import Normalizer
 
     options = DevOrgOptions(port=DEVORG_PORT, state_dir=DEVORG_STATE, users=args.users, seed=args.seed,
-                            messy_fraction=args.messy_fraction, client_id=DEVORG_CLIENT_ID)
+                            messy_fraction=args.messy_fraction, client_id=DEVORG_CLIENT_ID,
+                            key_id=DEVORG_KEY_ID)
     print(f"Starting the dev org on 127.0.0.1:{DEVORG_PORT} with {args.users} users ...")
     org = DevOrgProcess(options)
     try:

@@ -4,6 +4,7 @@
     python3.11 scripts/dev.py sync      # the main job: a user sync against the local dev org
     python3.11 scripts/dev.py test      # the test suite
     python3.11 scripts/dev.py bench     # the benchmarks (not part of the tests)
+    python3.11 scripts/dev.py airflow   # the Airflow UI with the dev org on http://127.0.0.1:8080 (--help)
 
 The virtualenv is rebuilt only when a requirements file changed (a stamp holds their hash).
 """
@@ -56,11 +57,24 @@ def ensure_venv() -> Path:
     return PYTHON
 
 
+def _venv_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")  # the browser test uses the system's Chromium
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "plugins"), env.get("PYTHONPATH")]))
+    return env
+
+
 def _exec_in_venv(args: list[str]) -> int:
     python = ensure_venv()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "plugins"), env.get("PYTHONPATH")]))
-    return subprocess.call([str(python), *args], cwd=ROOT, env=env)
+    return subprocess.call([str(python), *args], cwd=ROOT, env=_venv_env())
+
+
+def _replace_with_venv(args: list[str]) -> int:
+    """Become the venv's Python (same pid): Ctrl+C and SIGTERM reach the job itself, which stops what it started."""
+    python = ensure_venv()
+    os.chdir(ROOT)
+    os.execve(str(python), [str(python), *args], _venv_env())
+    return 1  # not reached
 
 
 def main(argv: list[str]) -> int:
@@ -76,6 +90,8 @@ def main(argv: list[str]) -> int:
         return _exec_in_venv(["-m", "benchmarks", *rest])
     if command == "devorg":
         return _exec_in_venv(["-m", "include.okta_dev_org", *rest])
+    if command == "airflow":
+        return _replace_with_venv(["-m", "scripts.airflow_ui", *rest])
     if command == "python":
         return _exec_in_venv(rest)
     print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)

@@ -48,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> DevOrgOptions:
     p.add_argument("--granted-scopes", default=" ".join(d.granted_scopes),
                    help="scopes granted to the default client (space-separated)")
     p.add_argument("--client-id", default=None, help="the default client's id (default: derived from the seed)")
+    p.add_argument("--key-id", default=None, help="the kid its public key is registered under (default: thumbprint)")
     p.add_argument("--json-cache-limit", type=int, default=d.json_cache_limit,
                    help="serialised users kept in memory")
     a = p.parse_args(argv)
@@ -60,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> DevOrgOptions:
         fail_statuses=tuple(int(s) for s in a.fail_statuses.split(",") if s), reset_rate=a.reset_rate,
         slow_body_rate=a.slow_body_rate, slow_body_ms=a.slow_body_ms, truncate_rate=a.truncate_rate,
         invalid_json_rate=a.invalid_json_rate, dpop=a.dpop, tls=a.tls, search_cap=a.search_cap,
-        granted_scopes=tuple(a.granted_scopes.split()), client_id=a.client_id, json_cache_limit=a.json_cache_limit,
+        granted_scopes=tuple(a.granted_scopes.split()), client_id=a.client_id, key_id=a.key_id, json_cache_limit=a.json_cache_limit,
     )
 
 

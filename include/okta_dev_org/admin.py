@@ -57,8 +57,11 @@ class AdminClient:
         return self._call("POST", "/tokens/revoke")["revoked"]
 
     def register_client(self, client_id: str, jwks: list[dict], granted_scopes=None,
-                        dpop_required: bool = False) -> None:
+                        dpop_required: bool = False, client_secret: str | None = None) -> None:
+        """A private_key_jwt client (jwks), or with `client_secret` (and no jwks) a client_secret_basic one."""
         payload = {"client_id": client_id, "jwks": jwks, "dpop_required": dpop_required}
+        if client_secret is not None:
+            payload["client_secret"] = client_secret
         if granted_scopes is not None:
             payload["granted_scopes"] = list(granted_scopes)
         self._call("POST", "/clients", payload)

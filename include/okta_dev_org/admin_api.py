@@ -65,9 +65,9 @@ def handle(app, request) -> Response:
         if path == "/_dev/tokens/revoke" and method == "POST":
             return _json({"revoked": app.auth.revoke_all()})
         if path == "/_dev/clients" and method == "POST":
-            app.auth.register_client(payload["client_id"], payload["jwks"],
+            app.auth.register_client(payload["client_id"], payload.get("jwks") or [],
                                      payload.get("granted_scopes", app.options.granted_scopes),
-                                     bool(payload.get("dpop_required", False)))
+                                     bool(payload.get("dpop_required", False)), payload.get("client_secret"))
             return _json({"ok": True, "client_id": payload["client_id"]})
     except (KeyError, TypeError, ValueError) as exc:
         return _error(f"{type(exc).__name__}: {exc}")

@@ -165,7 +165,7 @@ class DevOrgApp:
         authorization = request.headers.get("Authorization") or ""
         try:
             body = self.auth.token(form, request.url_without_query, server, request.headers.get("DPoP"),
-                                   authorization.lower().startswith("basic "))
+                                   authorization.lower().startswith("basic "), authorization)
         except OAuthRefusal as refusal:
             self.stats.token_result(refusal.reason)
             return Response(refusal.status, refusal.body(), list(refusal.headers))

@@ -38,6 +38,7 @@ class DevOrgOptions:
     search_cap: int | None = None
     granted_scopes: tuple[str, ...] = DEFAULT_SCOPES
     client_id: str | None = None  # default: derived from the seed and persisted in the state dir
+    key_id: str | None = None  # the kid the default client's public key is registered under (default: its thumbprint)
     json_cache_limit: int = 1_100_000  # cached serialised users; beyond it users are rendered per request
 
     def __post_init__(self) -> None:
@@ -77,6 +78,8 @@ class DevOrgOptions:
             argv += ["--search-cap", str(self.search_cap)]
         if self.client_id:
             argv += ["--client-id", self.client_id]
+        if self.key_id:
+            argv += ["--key-id", self.key_id]
         return argv
 
     def replace(self, **changes) -> "DevOrgOptions":

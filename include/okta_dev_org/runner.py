@@ -36,6 +36,9 @@ class OrgServer:
         client = ensure_client(self.state_dir, options.client_id or default_client_id(options.seed))
         if options.client_id and options.client_id != client["client_id"]:
             client["client_id"] = options.client_id
+        if options.key_id:  # as in Okta, where a key added to an app may carry the kid you choose
+            client["kid"] = options.key_id
+            client["jwk"] = {**client["jwk"], "kid": options.key_id}
         self.client = client
         tls_context, self.ca_bundle = None, None
         if options.tls:

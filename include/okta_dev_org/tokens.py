@@ -1,10 +1,13 @@
 """The authorization servers: client registry, strict private_key_jwt verification, scopes, DPoP, access tokens."""
 from __future__ import annotations
 
+import base64
+import hmac
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from urllib.parse import unquote_plus
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -19,7 +22,13 @@ MAX_ASSERTION_LIFETIME = 3600
 CLOCK_SKEW = 60
 ALGORITHMS_BY_KTY = {"RSA": ("RS256", "RS384", "RS512"), "EC": ("ES256", "ES384", "ES512")}
 EC_ALG_BY_CURVE = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
-CUSTOM_SERVERS = {"default"}
+# Custom authorization servers and the scopes their admins defined (no management scopes: Okta mints okta.* only
+# at the org authorization server). "default" is the one every Okta org has.
+CUSTOM_SERVER_SCOPES = {"default": frozenset({"internal.api.read", "internal.api.write"})}
+CUSTOM_SERVERS = set(CUSTOM_SERVER_SCOPES)
+ORG_SERVER_NEEDS_PRIVATE_KEY_JWT = ("Client Credentials requests to the Org Authorization Server must use the "
+                                   "private_key_jwt token_endpoint_auth_method.")
+SECRET_INVALID = "The client secret supplied for a confidential client is invalid."
 MANAGEMENT_PREFIX = "okta."
 
 
@@ -29,6 +38,7 @@ class Client:
     jwks: list[dict]
     granted_scopes: frozenset[str]
     dpop_required: bool = False
+    client_secret: str | None = field(default=None, repr=False)  # token_endpoint_auth_method client_secret_basic
 
 
 @dataclass
@@ -65,7 +75,9 @@ class AuthorizationServer:
         self.signing_kid = jwk_thumbprint(jwk)
 
     # ---- clients --------------------------------------------------------------------------------------------
-    def register_client(self, client_id: str, jwks: list[dict], granted_scopes, dpop_required: bool = False) -> None:
+    def register_client(self, client_id: str, jwks: list[dict], granted_scopes, dpop_required: bool = False,
+                        client_secret: str | None = None) -> None:
+        """A private_key_jwt client (jwks) or, with `client_secret` and no jwks, a client_secret_basic one."""
         for key in jwks:
             if "d" in key:
                 raise ValueError("register the public JWK only")
@@ -73,12 +85,13 @@ class AuthorizationServer:
                 raise ValueError(f"unsupported kty {key.get('kty')!r}")
         with self.lock:
             self.clients[client_id] = Client(client_id, [dict(k) for k in jwks], frozenset(granted_scopes),
-                                             dpop_required)
+                                             dpop_required, client_secret)
 
     # ---- token endpoint -------------------------------------------------------------------------------------
     def token(self, form: dict[str, str], invoked_url: str, server: str, dpop_proof: str | None,
-              basic_auth: bool) -> dict:
-        """The token response for a form-encoded request to `invoked_url`; raises OAuthRefusal."""
+              basic_auth: bool, authorization: str | None = None) -> dict:
+        """The token response for a form-encoded request to `invoked_url`; raises OAuthRefusal. `authorization`:
+        the request's Authorization header (client_secret_basic)."""
         if time.time() < self.outage_until:
             raise OAuthRefusal(503, "temporarily_unavailable",
                                "The authorization server is temporarily unavailable.", "outage")
@@ -90,8 +103,16 @@ class AuthorizationServer:
                                    "Can't supply multiple client credentials. Use one of the following: credentials "
                                    "in the Authorization header, credentials in the post body, or a "
                                    "`client_assertion` in the post body.", "multiple_credentials")
-            raise OAuthRefusal(401, "invalid_client",
-                               "The client secret supplied for a confidential client is invalid.", "not_private_key_jwt")
+            if server == "org" or not basic_auth:
+                # Okta: a service app's client secret is refused at the org authorization server.
+                raise OAuthRefusal(401, "invalid_client", ORG_SERVER_NEEDS_PRIVATE_KEY_JWT if server == "org"
+                                   else SECRET_INVALID, "not_private_key_jwt")
+            client = self._authenticate_secret(authorization or "", form.get("client_id"))
+            if form["grant_type"] != "client_credentials":
+                raise OAuthRefusal(400, "unsupported_grant_type", "The grant type in the request isn't supported.",
+                                   "grant_type_unsupported")
+            jkt = self._dpop_for_token(client, dpop_proof, invoked_url)
+            return self._issue(client, self._scopes(client, form.get("scope"), server), server, jkt)
         assertion = form.get("client_assertion")
         if not assertion:
             raise OAuthRefusal(401, "invalid_client", "No client credentials found", "no_credentials")
@@ -138,6 +159,20 @@ class AuthorizationServer:
                                "The audience claim for client_assertion must be the endpoint invoked for the request.",
                                "aud_mismatch")
         self._consume_jti(claims)
+        return client
+
+    def _authenticate_secret(self, authorization: str, form_client_id: str | None) -> Client:
+        """client_secret_basic: `Basic base64(urlencode(client_id):urlencode(secret))` (RFC 6749 2.3.1)."""
+        try:
+            decoded = base64.b64decode(authorization.split(" ", 1)[1].strip(), validate=True).decode("utf-8")
+            client_id, secret = (unquote_plus(part) for part in decoded.split(":", 1))
+        except (IndexError, ValueError):
+            raise OAuthRefusal(401, "invalid_client", "No client credentials found", "basic_malformed") from None
+        client = self.clients.get(client_id)
+        if client is None or (form_client_id is not None and form_client_id != client_id):
+            raise OAuthRefusal(401, "invalid_client", "Invalid value for the `client_id` parameter", "client_unknown")
+        if client.client_secret is None or not hmac.compare_digest(client.client_secret.encode(), secret.encode()):
+            raise OAuthRefusal(401, "invalid_client", SECRET_INVALID, "secret_invalid")
         return client
 
     def _key_for(self, client: Client, header: dict, alg: str):
@@ -213,6 +248,8 @@ class AuthorizationServer:
             raise OAuthRefusal(400, "invalid_scope", "No scopes were requested.", "scope_missing")
         for scope in scopes:
             management = scope.startswith(MANAGEMENT_PREFIX)
+            if server != "org" and scope in CUSTOM_SERVER_SCOPES.get(server, ()):
+                continue  # the custom server's own scope (its access policy admits every client here)
             if server != "org" or (management and scope not in client.granted_scopes) or not management:
                 raise OAuthRefusal(400, "invalid_scope", "The requested scope is invalid, unknown, or malformed.",
                                    "scope_not_granted" if management and server == "org" else "scope_invalid")

@@ -55,3 +55,7 @@ class PrivateKeyJWT:
 
     def form_fields(self, token_url: str) -> dict[str, str]:
         return {"client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": self.assertion(token_url)}
+
+    def auth_headers(self, token_url: str) -> dict[str, str]:
+        """No header: the assertion travels in the form body (ClientSecretBasic uses the Authorization header)."""
+        return {}

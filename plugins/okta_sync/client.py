@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from okta_sync.assertion import PrivateKeyJWT
-from okta_sync.config import OktaConfig
+from okta_sync.client_secret import ClientSecretBasic
+from okta_sync.config import CLIENT_SECRET_BASIC, OktaConfig
 from okta_sync.credentials import SigningKey, load_signing_key
 from okta_sync.metrics import Metrics, NoMetrics
 from okta_sync.ratelimit import RateLimiter
@@ -37,14 +38,19 @@ class OktaClient:
         signing_key: SigningKey | None = None,
     ):
         self.config = config
-        self.signing_key = signing_key or load_signing_key(
-            private_key=config.private_key,
-            private_key_path=config.private_key_path,
-            passphrase=config.private_key_passphrase,
-            key_id=config.key_id,
-            algorithm=config.algorithm,
-        )
-        if not self.signing_key.key_id:
+        self.signing_key = self.client_auth = None
+        if config.client_auth == CLIENT_SECRET_BASIC:  # a custom authorization server's own scopes, no key
+            self.client_auth = ClientSecretBasic(config.client_id, config.client_secret)
+        else:
+            self.signing_key = signing_key or load_signing_key(
+                private_key=config.private_key,
+                private_key_path=config.private_key_path,
+                passphrase=config.private_key_passphrase,
+                key_id=config.key_id,
+                algorithm=config.algorithm,
+            )
+            self.client_auth = PrivateKeyJWT(config.client_id, self.signing_key, lifetime=config.assertion_lifetime)
+        if self.signing_key is not None and not self.signing_key.key_id:
             log.warning(
                 "No key_id (kid) is configured and the key carries none: Okta accepts that only while the app has a "
                 "single public key, and refuses it once a second key is added (e.g. during rotation). Set key_id."
@@ -54,7 +60,7 @@ class OktaClient:
         self.token_endpoint = TokenEndpoint(
             session,
             config.resolved_token_url,
-            PrivateKeyJWT(config.client_id, self.signing_key, lifetime=config.assertion_lifetime),
+            self.client_auth,
             dpop=config.dpop,
             timeout=(config.connect_timeout, config.read_timeout),
             observe_response=lambda response: self.rate_limiter.observe(BUCKET_TOKEN, response.headers),

@@ -15,6 +15,10 @@ MANAGE_SCOPE = "okta.users.manage"
 DEFAULT_SCOPES = (READ_SCOPE, MANAGE_SCOPE)
 DPOP_MODES = ("off", "on", "auto")
 MAX_ASSERTION_LIFETIME = 3600
+PRIVATE_KEY_JWT = "private_key_jwt"
+CLIENT_SECRET_BASIC = "client_secret_basic"
+CLIENT_AUTH_METHODS = (PRIVATE_KEY_JWT, CLIENT_SECRET_BASIC)
+ORG_TOKEN_PATH = "/oauth2/v1/token"
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -79,6 +83,9 @@ class OktaConfig:
     token_refresh_margin: float = 300.0
     max_attempts: int = 6
     max_retry_time: float = 300.0
+    # client_secret_basic: a custom authorization server's own scopes with the app's client secret (no key).
+    client_auth: str = PRIVATE_KEY_JWT
+    client_secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "org_url", (self.org_url or "").strip().rstrip("/"))
@@ -100,7 +107,8 @@ class OktaConfig:
             raise ConfigurationError("org_url", f"{self.org_url!r} has no host")
         if not self.client_id:
             raise ConfigurationError("client_id", "is empty; it is the service app's Client ID (0oa...)")
-        if not (self.private_key or self.private_key_path):
+        self._validate_client_auth()
+        if self.client_auth == PRIVATE_KEY_JWT and not (self.private_key or self.private_key_path):
             raise ConfigurationError("private_key", "give the private key inline or set private_key_path")
         if not self.scopes:
             raise ConfigurationError("scopes", "no scope given; Okta answers invalid_scope when none is requested")
@@ -125,6 +133,29 @@ class OktaConfig:
                 raise ConfigurationError(name, "must be positive; calls without a timeout can hang a task forever")
         if self.max_attempts < 1:
             raise ConfigurationError("max_attempts", "must be at least 1")
+
+    def _validate_client_auth(self) -> None:
+        if self.client_auth not in CLIENT_AUTH_METHODS:
+            raise ConfigurationError("client_auth", f"must be one of {', '.join(CLIENT_AUTH_METHODS)}")
+        if self.client_auth != CLIENT_SECRET_BASIC:
+            return
+        if not self.client_secret:
+            raise ConfigurationError("client_secret", "client_secret_basic needs the app's client secret "
+                                                      "(the connection's password)")
+        if self.private_key or self.private_key_path:
+            raise ConfigurationError("private_key_path" if self.private_key_path else "private_key",
+                                     "a key is not used with client_secret_basic: remove it, or use private_key_jwt")
+        if not self.authorization_server_id and (not self.token_url or self.token_url.rstrip("/").endswith(ORG_TOKEN_PATH)):
+            raise ConfigurationError(
+                "authorization_server_id",
+                "Okta refuses a client secret at the org authorization server for a service app: client_secret_basic "
+                "works only with a custom authorization server (set authorization_server_id); the org server and its "
+                "okta.* scopes need private_key_jwt")
+        management = [scope for scope in self.scopes if scope.startswith("okta.")]
+        if management:
+            raise ConfigurationError(
+                "scopes", f"{', '.join(management)}: okta.* scopes are minted only by the org authorization server "
+                          "(private_key_jwt); list the custom authorization server's own scopes")
 
     @property
     def resolved_token_url(self) -> str:

@@ -2,7 +2,8 @@
 
     host      the org URL (https://dev-123.okta.com)
     login     the service app's client ID
-    password  the private key inline (PEM or JWK): lets a secrets backend hold it
+    password  the private key inline (PEM or JWK): lets a secrets backend hold it; with extra client_auth
+              client_secret_basic, the client secret (a custom authorization server's own scopes)
     extra     private_key_path, key_id, scopes, private_key_passphrase, authorization_server_id | token_url,
               dpop, timeout, connect_timeout, ca_bundle, proxy, rate_limit_fraction, max_concurrency, page_size,
               algorithm, assertion_lifetime, token_refresh_margin, max_attempts, max_retry_time
@@ -42,8 +43,9 @@ EXTRA_FIELDS = {
     "token_refresh_margin": "token_refresh_margin",
     "max_attempts": "max_attempts",
     "max_retry_time": "max_retry_time",
+    "client_auth": "client_auth",
 }
-SECRET_SETTINGS = frozenset({"private_key", "private_key_passphrase", "private_key_path"})
+SECRET_SETTINGS = frozenset({"private_key", "private_key_passphrase", "private_key_path", "client_secret"})
 
 
 def org_url_from(host: str | None, schema: str | None = None, port: int | None = None) -> str:
@@ -87,9 +89,10 @@ def config_from_connection(
     settings: dict[str, Any] = {"org_url": org_url_from(host, schema, port), "client_id": (login or "").strip()}
     if not settings["client_id"]:
         raise ConfigurationError("login", "is empty; it holds the service app's client ID (0oa...)")
-    if password:
-        settings["private_key"] = password
-    for name, value in parse_extra(extra).items():
+    extras = parse_extra(extra)
+    if password:  # the private key, or with client_auth client_secret_basic the client secret
+        settings["client_secret" if extras.get("client_auth") == "client_secret_basic" else "private_key"] = password
+    for name, value in extras.items():
         if name not in EXTRA_FIELDS:
             raise ConfigurationError(f"extra.{name}", f"unknown field; known fields: {', '.join(sorted(EXTRA_FIELDS))}")
         settings[EXTRA_FIELDS[name]] = value

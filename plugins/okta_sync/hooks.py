@@ -18,7 +18,7 @@ from airflow.sdk.log import mask_secret
 from airflow.sdk.observability.stats import Stats
 
 from okta_sync.client import OktaClient
-from okta_sync.config import OktaConfig, READ_SCOPE
+from okta_sync.config import CLIENT_SECRET_BASIC, MANAGE_SCOPE, OktaConfig, READ_SCOPE
 from okta_sync.connection_fields import config_from_connection
 from okta_sync.errors import OktaSyncError
 from okta_sync.metrics import PREFIX
@@ -94,8 +94,8 @@ class OktaHook(BaseHook):
         """The token cache's source: the run's shared token when there is one, else a new one (published when
         this task is the token task)."""
         run = self._run
-        if run is None or not run.get("token_task_id"):
-            return mint(scopes)
+        if run is None or not run.get("token_task_id") or self.client.signing_key is None:
+            return mint(scopes)  # no key (client_secret_basic): nothing to seal a shared token with
         is_token_task = run["task_id"] == run["token_task_id"]
         if not is_token_task:
             sealed = run["ti"].xcom_pull(task_ids=run["token_task_id"], key=token_xcom_key(scopes))
@@ -138,17 +138,42 @@ class OktaHook(BaseHook):
         return self.client.update_profile(user_id, profile)
 
     def get_token(self, scopes: Iterable[str] | None = None) -> AccessToken:
+        """A token for `scopes` (default: the connection's). With `client_auth: client_secret_basic` and an
+        `authorization_server_id`, a custom authorization server's own scopes, e.g. for an internal API."""
         return self.client.get_token(scopes)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Mint a token and read one user; say which scopes were granted."""
+        """Mint a read token and read one user; then say whether the manage scope can be minted and whether the
+        app requires DPoP. Reads failing is a failed test; a missing manage scope is reported, not failed (a
+        read-only deployment grants only the read scope)."""
         try:
+            if self.config.client_auth == CLIENT_SECRET_BASIC:  # a custom server's own scopes: no Users API
+                token = self.client.get_token()
+                return True, (f"Token issued by authorization server {self.config.authorization_server_id or '(token_url)'}"
+                              f" with scopes: {' '.join(token.scopes)}; {self._dpop_status(token)}.")
             token = self.client.get_token((READ_SCOPE,))
             first_page = next(self.client.iter_user_pages(limit=1), [])
         except OktaSyncError as exc:
             return False, str(exc)
         users = "read one user" if first_page else "the org has no users to read"
-        return True, f"Token issued with scopes: {' '.join(token.scopes)}; {users}."
+        return True, "; ".join([f"Token issued with scopes: {' '.join(token.scopes)}, {users}",
+                                self._manage_scope_status(), self._dpop_status(token)]) + "."
+
+    def _manage_scope_status(self) -> str:
+        if MANAGE_SCOPE not in self.config.scopes:
+            return f"{MANAGE_SCOPE} is not in this connection's scopes (read-only: pushes cannot write)"
+        try:
+            self.client.get_token((MANAGE_SCOPE,))
+        except OktaSyncError as exc:
+            return f"{MANAGE_SCOPE} cannot be minted, pushes will fail ({exc})"
+        return f"{MANAGE_SCOPE} can be minted (pushes can write)"
+
+    def _dpop_status(self, token: AccessToken) -> str:
+        if not token.is_dpop:
+            return "the app does not require DPoP"
+        if self.config.dpop == "auto":
+            return "the app requires DPoP (dpop=auto turned it on)"
+        return "DPoP-bound token (dpop=on)"
 
 
 def _mask_token(token: AccessToken) -> None:

@@ -379,6 +379,7 @@ class OktaExportUsersOperator(_OktaOperator):
             raise ValueError("kind must be full, incremental or user_ids")
         exported_at = okta_timestamp(datetime.now(timezone.utc))  # before the first page: the snapshot's time
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
+        hook.client.rate_limiter.add_wait_observer(progress.on_wait)  # log rate-limit waits while they last
         if partitions:
             pages = hook.client.iter_user_pages_partitioned(
                 search=search, partitions=partitions, include_deprovisioned=search is not None, json_text=True)
@@ -493,6 +494,27 @@ def _refuse_another_runs_plan(plan_uri: str, metadata: dict[str, Any]) -> None:
                                    f"folder (name run folders with okta_sync.operators.run_folder_uri)")
 
 
+WRITE_MODE_VARIABLE = "okta_sync_write_mode"
+WRITE_MODES = ("dry_run", "apply")
+
+
+def decide_write_mode(dry_run: bool, run_type: Any, write_mode: str | None, variable: str = WRITE_MODE_VARIABLE
+                      ) -> tuple[bool, str]:
+    """(dry_run, why): a manual run follows its `dry_run` param; any other run (scheduled, backfill, asset
+    triggered) writes to Okta only once the operator has set the Variable to `apply`: unpausing is not consent."""
+    run_type = str(getattr(run_type, "value", run_type) or "unknown")
+    if run_type == "manual":
+        return dry_run, f"manual run with dry_run={dry_run}"
+    mode = (write_mode or "dry_run").strip().lower()
+    if mode not in WRITE_MODES:
+        raise ValueError(f"Variable {variable}: must be one of {', '.join(WRITE_MODES)}")
+    if mode == "apply":
+        return dry_run, f"{run_type} run, Variable {variable}=apply"
+    current = "unset" if write_mode is None else repr(mode)
+    return True, (f"{run_type} run, Variable {variable} is {current}: "
+                  f"nothing is written to Okta until it is set to 'apply'")
+
+
 class OktaPushProfileChangesOperator(_OktaOperator):
     """Apply a plan with partial updates (`POST /api/v1/users/{id}`), and write a per-change report.
 
@@ -501,13 +523,17 @@ class OktaPushProfileChangesOperator(_OktaOperator):
     :param dry_run: write the report, change nothing; templated.
     :param max_concurrency: updates in flight at once (default: the connection's max_concurrency); templated.
     :param fail_on_errors: fail the task (after writing the whole report) if any change failed.
+    :param write_mode_variable: runs that nobody triggered by hand are dry runs until this Variable is `apply`
+        (see `decide_write_mode`); None: always follow `dry_run`.
     """
 
     template_fields: Sequence[str] = ("plan_uri", "report_uri", "dry_run", "max_concurrency")
 
     def __init__(self, *, plan_uri: str, report_uri: str, dry_run: Any = False, max_concurrency: Any = None,
-                 fail_on_errors: bool = True, **kwargs: Any) -> None:
+                 fail_on_errors: bool = True, write_mode_variable: str | None = WRITE_MODE_VARIABLE,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.write_mode_variable = write_mode_variable
         self.plan_uri = plan_uri
         self.report_uri = report_uri
         self.dry_run = dry_run
@@ -516,6 +542,13 @@ class OktaPushProfileChangesOperator(_OktaOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         dry_run = as_bool(self.dry_run, "dry_run")
+        if self.write_mode_variable:
+            from airflow.sdk import Variable
+
+            dry_run, why = decide_write_mode(dry_run, getattr(context.get("dag_run"), "run_type", None),
+                                             Variable.get(self.write_mode_variable, default=None),
+                                             self.write_mode_variable)
+            self.log.info("Mode: %s (%s)", "DRY RUN" if dry_run else "APPLY, writing to Okta", why)
         with open_for_read(self.plan_uri) as plan_file:
             plan = read_plan(plan_file)
             hook = self.okta_hook(context)
@@ -524,6 +557,7 @@ class OktaPushProfileChangesOperator(_OktaOperator):
             journal = PushJournal.for_report(self.report_uri, plan.sha256)
             progress = Progress("push", logger=self.log, total=plan.counts.get("change"),
                                 headroom=lambda: hook.client.rate_limit_headroom())
+            hook.client.rate_limiter.add_wait_observer(progress.on_wait)  # log rate-limit waits while they last
             with open_text_for_write(self.report_uri, keep_on_error=True) as text, contextlib.closing(journal):
                 writer = report_writer(text, fmt)
                 for entry in plan:
@@ -535,7 +569,8 @@ class OktaPushProfileChangesOperator(_OktaOperator):
         summary = writer.summary.as_dict()
         self.log.info("Push %s: %s; report at %s", "dry run" if dry_run else "done", summary, self.report_uri)
         self._set_outlet_extra(context, {"report": self.report_uri, **summary})
-        result = {"report": self.report_uri, "dry_run": dry_run, **summary}
+        # The mode last: the summary's own "dry_run" (rows with that status) must not overwrite it.
+        result = {"report": self.report_uri, **summary, "dry_run": dry_run}
         if self.fail_on_errors and summary.get(str(ReportStatus.FAILED)):
             raise RuntimeError(f"{summary[str(ReportStatus.FAILED)]} change(s) failed; see the report {self.report_uri}")
         return result
@@ -547,4 +582,6 @@ __all__ = [
     "OktaPushProfileChangesOperator",
     "OktaTokenOperator",
     "MANAGE_SCOPE",
+    "WRITE_MODE_VARIABLE",
+    "decide_write_mode",
 ]

@@ -48,7 +48,8 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "okta-sync-airflow",
         "name": "Okta user sync",
-        "description": "Okta service-app connection (private_key_jwt), OktaHook and user-sync operators.",
+        # Rendered as markdown by the UI: an unquoted private_key_jwt loses its underscores (emphasis).
+        "description": "Okta service-app connection (`private_key_jwt`), OktaHook and user-sync operators.",
         "versions": [__version__],
         "integrations": [{"integration-name": "Okta", "external-doc-url": "https://developer.okta.com/docs/guides/implement-oauth-for-okta-serviceapp/main/", "tags": ["service"]}],
         "hooks": [{"integration-name": "Okta", "python-modules": ["okta_sync.hooks"]}],

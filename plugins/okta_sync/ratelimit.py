@@ -97,6 +97,19 @@ class RateLimiter:
         self._in_flight: dict[str, int] = {}
         self._cond = threading.Condition()
         self.waited_seconds = 0.0
+        self._wait_observers: list[Callable[[str | None, float], None]] = []
+
+    def add_wait_observer(self, observer: Callable[[str | None, float], None]) -> None:
+        """`observer(bucket, seconds)` hears of every wait before it starts: pacing names its bucket, the wait
+        after a 429 passes None. For progress logs; an observer that raises is ignored."""
+        self._wait_observers.append(observer)
+
+    def _notify_wait(self, bucket: str | None, seconds: float) -> None:
+        for observer in list(self._wait_observers):
+            try:
+                observer(bucket, seconds)
+            except Exception:  # noqa: BLE001 - a progress log must never break a request
+                pass
 
     def snapshot(self, bucket: str) -> RateLimitSnapshot | None:
         with self._cond:
@@ -128,6 +141,7 @@ class RateLimiter:
                     self.waited_seconds += waited
                     return waited
             pause = delay + self._margin()
+            self._notify_wait(bucket, pause)
             self._sleep(pause)
             waited += pause
 
@@ -164,4 +178,6 @@ class RateLimiter:
         reset = _header_int(headers, "X-Rate-Limit-Reset")
         if reset is None:
             return 0.0
-        return max(0.0, self.server_clock.seconds_until(reset)) + self._jitter()
+        wait = max(0.0, self.server_clock.seconds_until(reset)) + self._jitter()
+        self._notify_wait(None, wait)
+        return wait

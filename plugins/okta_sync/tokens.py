@@ -18,6 +18,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_befo
 from tenacity.wait import wait_random_exponential
 
 from okta_sync.assertion import PrivateKeyJWT
+from okta_sync.client_secret import ClientSecretBasic
 from okta_sync.dpop import DPoPKey
 from okta_sync.errors import OktaConnectionError, TLSVerificationError, TokenRequestError
 from okta_sync.metrics import Metrics, NoMetrics
@@ -68,7 +69,7 @@ class TokenEndpoint:
         self,
         session: requests.Session,
         token_url: str,
-        client_auth: PrivateKeyJWT,
+        client_auth: PrivateKeyJWT | ClientSecretBasic,
         *,
         dpop: str = "off",
         timeout: tuple[float, float] = (10.0, 60.0),
@@ -135,7 +136,7 @@ class TokenEndpoint:
 
     def _post(self, scopes: tuple[str, ...], dpop_key: DPoPKey | None) -> requests.Response:
         data = {"grant_type": "client_credentials", "scope": " ".join(scopes), **self.client_auth.form_fields(self.token_url)}
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **self.client_auth.auth_headers(self.token_url)}
         if dpop_key is not None:
             headers["DPoP"] = dpop_key.proof("POST", self.token_url)
         self.requests_made += 1

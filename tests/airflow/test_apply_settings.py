@@ -178,3 +178,28 @@ def test_duplicate_conn_ids_are_refused(tmp_path):
     text = "airflow:\n  connections:\n" + "    - conn_id: x\n      conn_type: okta\n" * 2
     with pytest.raises(AirflowSettingsError, match="appears twice"):
         load_settings(_write(tmp_path, "s.yaml", text))
+
+
+def test_relative_paths_are_resolved_against_the_project_directory(tmp_path):
+    """`scripts/dev.py airflow` runs Airflow from its own home: a key path relative to the project must still work."""
+    from scripts.apply_airflow_settings import with_paths_resolved
+
+    path = tmp_path / "airflow_settings.yaml"
+    path.write_text(textwrap.dedent("""
+        airflow:
+          connections:
+            - conn_id: okta_default
+              conn_type: okta
+              conn_host: http://127.0.0.1:8970
+              conn_login: 0oa1
+              conn_port: 0
+              conn_extra: {private_key_path: .devorg/key.pem, ca_bundle: /etc/ssl/ca.pem, scopes: okta.users.read}
+            - conn_id: warehouse
+              conn_type: sqlite
+              conn_host: include/output/w.db
+    """))
+    okta, warehouse = with_paths_resolved(load_settings(path), "/srv/project").connections
+    assert okta.extra == {"private_key_path": "/srv/project/.devorg/key.pem", "ca_bundle": "/etc/ssl/ca.pem",
+                          "scopes": "okta.users.read"}
+    assert okta.port == 0  # kept: Airflow 3.3.2's Test button sends port 0 (README)
+    assert warehouse.host == "/srv/project/include/output/w.db"

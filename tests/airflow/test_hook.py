@@ -110,6 +110,31 @@ def test_test_connection_mints_a_token_reads_a_user_and_names_the_scopes(okta_co
     assert "okta.users.read" in message and "read one user" in message
 
 
+@pytest.mark.parametrize(
+    ("org_options", "extra", "expected"),
+    [
+        ({}, {}, ["okta.users.manage can be minted", "does not require DPoP"]),
+        ({"granted_scopes": ("okta.users.read",)}, {"scopes": "okta.users.read okta.users.manage"},
+         ["okta.users.manage cannot be minted, pushes will fail", "invalid_scope"]),
+        ({}, {"scopes": "okta.users.read"}, ["okta.users.manage is not in this connection's scopes"]),
+        ({"dpop": "required"}, {"dpop": "auto"}, ["the app requires DPoP (dpop=auto turned it on)"]),
+    ],
+    ids=["full", "manage-not-granted", "read-only-connection", "dpop-required"],
+)
+def test_test_connection_says_whether_pushes_can_write_and_whether_dpop_is_required(
+        monkeypatch, tmp_path, org_options, extra, expected):
+    from okta_sync import OktaHook
+
+    options = DevOrgOptions(users=3, seed=6, rate_limit=0, concurrency_limit=0, state_dir=tmp_path, **org_options)
+    with DevOrg(options) as other:
+        monkeypatch.setenv("AIRFLOW_CONN_OKTA_PROBE", connection_env_value(other.connection, max_attempts="1", **extra))
+        ok, message = OktaHook("okta_probe").test_connection()
+    assert ok, message
+    assert "read one user" in message
+    for part in expected:
+        assert part in message
+
+
 def test_test_connection_reports_a_refusal(okta_conn, org):
     from okta_sync import OktaHook
 
@@ -180,3 +205,50 @@ def test_an_expiring_shared_token_is_not_adopted(okta_conn, org):
     hook = OktaHook().join_run({"run_id": "r", "ti": FakeTI("export")}, token_task_id="okta_token")
     assert hook.get_token(["okta.users.read"]).value != "old-token"
     assert hook.tokens_adopted == 0
+
+
+CUSTOM_SECRET = "hook-secret-Zx9+/=="
+
+
+def _secret_connection(org, **extra) -> str:
+    fields = {"client_auth": "client_secret_basic", "authorization_server_id": "default", "scopes": "internal.api.read"}
+    fields.update(extra)
+    return json.dumps({"conn_type": "okta", "host": org.url, "login": "0oahooksecret", "password": CUSTOM_SECRET,
+                       "extra": {k: v for k, v in fields.items() if v is not None}})
+
+
+def test_get_token_for_a_custom_authorization_server_with_a_client_secret(monkeypatch, org, caplog):
+    from okta_sync import OktaHook
+
+    org.app.auth.register_client("0oahooksecret", [], (), client_secret=CUSTOM_SECRET)
+    monkeypatch.setenv("AIRFLOW_CONN_OKTA_INTERNAL", _secret_connection(org))
+    hook = OktaHook("okta_internal")
+    with mock.patch("okta_sync.hooks.mask_secret") as mask:
+        token = hook.get_token()
+        ok, message = hook.test_connection()
+    assert token.scopes == ("internal.api.read",) and token.token_type == "Bearer"
+    assert ok and "authorization server default with scopes: internal.api.read" in message, message
+    assert CUSTOM_SECRET in [call.args[0] for call in mask.call_args_list]  # the secret is masked when read
+    for text in (repr(hook.config), repr(hook.client.client_auth), str(token), message, caplog.text):
+        assert CUSTOM_SECRET not in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "says"),
+    [
+        ({"authorization_server_id": None}, "authorization_server_id",
+         "Okta refuses a client secret at the org authorization server"),
+        ({"scopes": "okta.users.read"}, "scopes", "okta.* scopes are minted only by the org authorization server"),
+        ({"private_key_path": "/keys/app.pem"}, "private_key_path", "not used with client_secret_basic"),
+        ({"client_auth": "client_secret_jwt"}, "client_auth", "must be one of"),
+    ],
+    ids=["org-server", "management-scope", "key-too", "unknown-method"],
+)
+def test_a_client_secret_connection_that_okta_would_refuse_names_the_field(monkeypatch, org, extra, field, says):
+    from okta_sync import OktaHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_OKTA_INTERNAL", _secret_connection(org, **extra))
+    with pytest.raises(ConfigurationError) as refused:
+        OktaHook("okta_internal").get_token()
+    assert refused.value.field == field and says in str(refused.value)
+    assert CUSTOM_SECRET not in str(refused.value)

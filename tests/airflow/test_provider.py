@@ -43,3 +43,13 @@ def test_airflow_discovers_the_okta_connection_type():
     hook = manager.hooks["okta"]
     assert hook is not None and hook.hook_class_name == "okta_sync.hooks.OktaHook"
     assert hook.connection_type == "okta"
+
+
+def test_the_description_survives_the_uis_markdown():
+    """The UI renders the description as markdown: a bare private_key_jwt shows as "privatekeyjwt"."""
+    import re
+
+    description = get_provider_info()["description"]
+    outside_code = re.sub(r"`[^`]*`", "", description)
+    assert "_" not in outside_code, description
+    assert "`private_key_jwt`" in description

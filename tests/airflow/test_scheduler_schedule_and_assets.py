@@ -49,6 +49,10 @@ def test_hourly_schedule_and_asset_triggered_summary(tmp_path_factory):
             start = datetime.fromisoformat(run["data_interval_start"].replace("Z", "+00:00"))
             end = datetime.fromisoformat(run["data_interval_end"].replace("Z", "+00:00"))
             assert end - start == timedelta(hours=1) and start.minute == 0
+            # Unpausing is not consent: without okta_sync_write_mode=apply the scheduled run writes nothing.
+            pushed = stack.collect("okta_user_sync", run["dag_run_id"], run["state"])
+            assert pushed.xcom["push_changes"]["return_value"]["dry_run"] is True
+            assert org.admin.stats()["requests"].get("POST /api/v1/users/{id}", 0) == 0
 
             # the export Asset triggers the warehouse load, whose table Asset triggers the summary
             load_runs = _finished_runs(stack, "okta_users_to_warehouse", timeout=120)
