@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import gzip
 import itertools
 import json
 import pickle
@@ -184,6 +185,13 @@ def test_a_declared_content_length_above_the_cap_is_refused_before_reading(serve
     client = make_client(server, rsa_pem, max_response_bytes=64 * 1024)
     with pytest.raises(ResponseLimitError, match="max_response_bytes"):
         client.get_user("00u1")
+
+
+def test_a_gzip_bomb_is_stopped_as_it_inflates(server, rsa_pem):
+    bomb = gzip.compress(b"[" + b" " * (50 * 1024 * 1024) + b"]")  # 50 KB on the wire, 50 MB inflated
+    server.route("GET", USERS, Reply(200, bomb, headers={"Content-Encoding": "gzip"}))
+    with pytest.raises(ResponseLimitError, match="max_response_bytes"):
+        list(make_client(server, rsa_pem, max_attempts=1).iter_users())
 
 
 def test_more_users_than_the_limit_asked_for_is_an_error_naming_limit(server, rsa_pem):
