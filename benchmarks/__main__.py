@@ -1,4 +1,6 @@
-"""`python3.11 scripts/dev.py bench [--quick] [--only listing,memory,partitioned,push,tokens]`."""
+"""`python3.11 scripts/dev.py bench [--quick] [--only listing,memory,partitioned,push,tokens,snapshot]`.
+
+`python3.11 scripts/dev.py bench warehouse [--users N]`: the warehouse loads (benchmarks/warehouse_load.py)."""
 
 from __future__ import annotations
 
@@ -9,21 +11,27 @@ import sys
 import time
 from dataclasses import asdict
 
-from benchmarks import listing, memory, partitioned, pushing, tokens
+from benchmarks import listing, memory, partitioned, pushing, snapshot, tokens
 from benchmarks.orgs import OUTPUT, ROOT, dev_org
 from benchmarks.report import Row, chart, markdown, text_table
 
-SUITES = ("listing", "memory", "partitioned", "push", "tokens")
+SUITES = ("listing", "memory", "partitioned", "push", "tokens", "snapshot")
 FULL = dict(listing_users=50_000, listing_rounds=7, memory=(100_000, 1_000_000), sdk_memory=100_000,
-            part_users=100_000, part_limit=300, push_updates=1000, push_limit=600, lifted_updates=480)
+            part_users=100_000, part_limit=300, push_updates=1000, push_limit=600, lifted_updates=480,
+            snapshot=(20_000, 100_000))
 QUICK = dict(listing_users=4_000, listing_rounds=3, memory=(10_000, 100_000), sdk_memory=10_000,
-             part_users=12_000, part_limit=60, push_updates=60, push_limit=40, lifted_updates=64)
+             part_users=12_000, part_limit=60, push_updates=60, push_limit=40, lifted_updates=64,
+             snapshot=(2_000, 10_000))
 LATENCY_MS = 500
 PART_WORKERS, PART_PARTITIONS = 8, 16
 PUSH_CONCURRENCY = 16
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["warehouse"]:  # its own command: `bench warehouse --help`
+        from benchmarks import warehouse_load
+
+        return warehouse_load.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python3.11 scripts/dev.py bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not the targets' sizes")
     parser.add_argument("--only", default=",".join(SUITES), help=f"comma-separated subset of {','.join(SUITES)}")
@@ -129,6 +137,18 @@ def main(argv: list[str]) -> int:
                        f"per epoch minute {at_limit.per_window}; peak concurrency at the org {at_limit.peak_concurrency}; "
                        f"report statuses {at_limit.statuses}. Lifted: {lifted.updates} updates in {lifted.elapsed:.1f} s.")
 
+    if "snapshot" in chosen:
+        small, large = sizes["snapshot"]
+        print(f"snapshot: changes feeds of every user (1% differing) at {small} and {large} rows; per row at "
+              f"{small} only", flush=True)
+        r = snapshot.run((small, large), per_row_up_to=small)
+        results["snapshot"] = [asdict(run) for run in r.runs]
+        rows.extend(snapshot_rows(r, small, large))
+        details.append("- Snapshot feeds: " + "; ".join(
+            f"{run.users:,} rows {run.strategy}: {run.list_requests} list + {run.get_requests} single-user requests, "
+            f"{run.seconds:.1f} s (unthrottled dev org), {run.minutes_at_limit:.1f} min at "
+            f"{snapshot.BUCKET_LIMIT}/min, peak RSS {run.peak_rss_mb:.0f} MB" for run in r.runs) + ".")
+
     token_sources = []
     if "tokens" in chosen:
         print("tokens: 16 threads listing, a partitioned listing, reads and an update with one client", flush=True)
@@ -154,11 +174,43 @@ def main(argv: list[str]) -> int:
     command = "python3.11 scripts/dev.py bench" + (" " + " ".join(shlex.quote(a) for a in argv) if argv else "")
     if not args.no_docs:
         chart(rows, ROOT / "docs" / "benchmarks.png")
+        from benchmarks.warehouse_load import kept_section
+
         (ROOT / "docs" / "benchmarks.md").write_text(
-            markdown(rows, command, "\n".join(details), profile or "(listing not run)", "benchmarks.png"))
+            markdown(rows, command, "\n".join(details), profile or "(listing not run)", "benchmarks.png")
+            + ("\n" + kept_section() if kept_section() else ""))
         print("\nwrote docs/benchmarks.md and docs/benchmarks.png")
     print(f"total {time.time() - began:.0f} s")
     return 0
+
+
+def snapshot_rows(r: "snapshot.SnapshotResult", small: int, large: int) -> list[Row]:
+    out = []
+    listed = r.run(large, "listing")
+    if listed is not None:
+        pages = -(-large // 200)
+        requests = listed.list_requests + listed.get_requests
+        out.append(Row(f"12.2 snapshot feed, {large:,} rows: plan requests", f"{listed.list_requests} list + "
+                       f"{listed.get_requests} GETs", f"one listing {pages} pages", requests / pages, "<= 1.1x",
+                       requests <= 1.1 * pages, "probe page and partial last pages"))
+    per_row, by_listing = r.run(small, "per_row"), r.run(small, "listing")
+    if per_row is not None and by_listing is not None:
+        ratio = per_row.minutes_at_limit / by_listing.minutes_at_limit
+        out.append(Row(f"12.2 snapshot feed, {small:,} rows: time at {snapshot.BUCKET_LIMIT}/min, per row vs listing",
+                       f"listing {by_listing.minutes_at_limit:.1f} min", f"per row {per_row.minutes_at_limit:.1f} min",
+                       ratio, ">= 10x", ratio >= 10, "the listing is not cheaper"))
+    small_run, large_run = r.run(small, "listing"), listed
+    if small_run is not None and large_run is not None:
+        growth = large_run.peak_rss_mb / small_run.peak_rss_mb
+        out.append(Row(f"12.2 snapshot plan peak RSS {large:,} vs {small:,} rows", f"{large_run.peak_rss_mb:.0f} MB",
+                       f"{small_run.peak_rss_mb:.0f} MB", growth, "<= 1.25x", growth <= 1.25,
+                       "glibc heap fragmentation under concurrent paging (see the fixed-threshold row)"))
+        if large_run.peak_rss_fixed_mmap_mb and small_run.peak_rss_fixed_mmap_mb:
+            fixed = large_run.peak_rss_fixed_mmap_mb / small_run.peak_rss_fixed_mmap_mb
+            out.append(Row(f"12.2 the same, MALLOC_MMAP_THRESHOLD_={snapshot.MMAP_THRESHOLD}",
+                           f"{large_run.peak_rss_fixed_mmap_mb:.0f} MB", f"{small_run.peak_rss_fixed_mmap_mb:.0f} MB",
+                           fixed, "<= 1.25x", fixed <= 1.25, "memory grows with the feed"))
+    return out
 
 
 if __name__ == "__main__":

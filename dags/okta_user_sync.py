@@ -1,6 +1,6 @@
 """okta_user_sync: keep Okta profiles clean, hourly, incrementally; or apply a changes feed when triggered by hand.
 
-    okta_token -> select_users -> export_users -> plan_changes -> push_changes -> commit_watermark
+    okta_token -> select_users -> export_users -> plan_changes -> push_changes -> commit_watermark -> remove_old_outputs
 
 Wiring and schedule only: the logic lives in the `okta_sync` package (plugins/okta_sync).
 """
@@ -8,7 +8,6 @@ Wiring and schedule only: the logic lives in the `okta_sync` package (plugins/ok
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
@@ -19,17 +18,15 @@ from okta_sync import (
     OktaPushProfileChangesOperator,
     OktaTokenOperator,
 )
+from okta_sync.operators import DEFAULT_OUTPUT_ROOT, run_folder_uri
 from okta_sync.sync_window import users_search
 
 USERS_EXPORT = Asset(name="okta_users_export", uri="okta://users/export")
 CHANGE_REPORT = Asset(name="okta_profile_change_report", uri="okta://users/change-report")
 
 FULL_REFRESH_PARTITIONS = 8
-DEFAULT_OUTPUT = (Path(__file__).resolve().parents[1] / "include" / "output").as_uri()
-RUN_DIR = (
-    "{{ var.value.get('okta_sync_output_uri', '" + DEFAULT_OUTPUT + "') }}"
-    "/okta_user_sync/{{ run_id | replace(':', '-') | replace('+', '_') }}"
-)
+# One folder per run, named one-to-one from the dag id and the exact run id (okta_sync.operators.run_folder_uri).
+RUN_DIR = "{{ okta_run_folder(var.value.get('okta_sync_output_uri', '" + DEFAULT_OUTPUT_ROOT + "'), dag.dag_id, run_id) }}"
 
 
 @dag(
@@ -39,6 +36,7 @@ RUN_DIR = (
     catchup=False,
     max_active_runs=1,
     render_template_as_native_obj=True,
+    user_defined_macros={"okta_run_folder": run_folder_uri},
     dagrun_timeout=timedelta(hours=3),
     default_args={
         "okta_conn_id": "okta_default",
@@ -79,6 +77,7 @@ def okta_user_sync():
         output_uri=RUN_DIR + "/users.jsonl.gz",
         search="{{ ti.xcom_pull(task_ids='select_users')['search'] }}",
         partitions="{{ ti.xcom_pull(task_ids='select_users')['partitions'] }}",
+        kind="{{ ti.xcom_pull(task_ids='select_users')['mode'] }}",
         outlets=[USERS_EXPORT],
     )
     plan = OktaPlanProfileChangesOperator(
@@ -108,8 +107,15 @@ def okta_user_sync():
         print(f"Watermark advanced from {old} to {new}")
         return {"watermark": new, "advanced": True}
 
+    @task
+    def remove_old_outputs(dag=None, run_id=None) -> dict:
+        """Remove run folders older than the Variable okta_sync_output_retention_days (unset: keep everything)."""
+        from okta_sync.operators import remove_expired_run_folders
+
+        return remove_expired_run_folders(dag.dag_id, run_id)
+
     committed = commit_watermark(selection, export.output, push.output)
-    token >> selection >> export >> plan >> push >> committed
+    token >> selection >> export >> plan >> push >> committed >> remove_old_outputs()
 
 
 okta_user_sync()

@@ -1,54 +1,57 @@
-"""okta_users_summary: a data-team pipeline downstream of ours.
+"""okta_users_summary: a data-team pipeline downstream of the warehouse tables.
 
-Scheduled on the `okta_users_export` Asset: every time okta_user_sync writes an export, this DAG reads it (streamed,
-one user at a time) and writes a small summary (users by status and by department) next to it. The export's path
-comes from the Asset event, so the two DAGs share no code and no schedule.
+Scheduled on the `okta_users_table` Asset (okta_users_to_warehouse updates it after loading exports). It counts
+the users that exist now (deleted_at is null) by status and by department, with SQL on the `okta_warehouse`
+connection, and writes summary.json to the output folder. It reads the table, not an export: after the first run
+the exports are incremental (changed users only), and the table is the whole population.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pendulum
 from airflow.sdk import Asset, ObjectStoragePath, dag, task
 
-USERS_EXPORT = Asset(name="okta_users_export", uri="okta://users/export")
+USERS_TABLE = Asset(name="okta_users_table", uri="okta://warehouse/okta_users")
 USERS_SUMMARY = Asset(name="okta_users_summary", uri="okta://users/summary")
+WAREHOUSE_CONN_ID = "okta_warehouse"
+DEFAULT_OUTPUT = (Path(__file__).resolve().parents[1] / "include" / "output").as_uri()
+SUMMARY_URI = (
+    "{{ var.value.get('okta_sync_output_uri', '" + DEFAULT_OUTPUT + "') }}"
+    "/okta_users_summary/{{ run_id | replace(':', '-') | replace('+', '_') }}/summary.json"
+)
+COUNT_BY = ("SELECT COALESCE({column}, '{none}'), COUNT(*) FROM okta_users WHERE deleted_at IS NULL "
+            "GROUP BY COALESCE({column}, '{none}')")
 
 
 @dag(
     dag_id="okta_users_summary",
-    schedule=[USERS_EXPORT],
+    schedule=[USERS_TABLE],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["okta", "example"],
     doc_md=__doc__,
 )
 def okta_users_summary():
-    @task(outlets=[USERS_SUMMARY])
-    def summarise(triggering_asset_events=None) -> dict:
-        from okta_sync import read_users_jsonl
-        from okta_sync.operators import open_for_read
+    @task(outlets=[USERS_SUMMARY], templates_dict={"summary_uri": SUMMARY_URI})
+    def summarise(templates_dict=None) -> dict:
+        from okta_sync.operators import open_text_for_write
+        from okta_sync.warehouse_airflow import warehouse_hook
 
-        events = triggering_asset_events[USERS_EXPORT] if triggering_asset_events else []
-        if not events:
-            raise ValueError("no okta_users_export event: this DAG runs when okta_user_sync writes an export")
-        export_path = events[-1].extra["path"]
-        by_status: dict[str, int] = {}
-        by_department: dict[str, int] = {}
-        users = 0
-        with open_for_read(export_path) as file:
-            for user in read_users_jsonl(file):
-                users += 1
-                status = user.get("status") or "UNKNOWN"
-                department = (user.get("profile") or {}).get("department") or "(none)"
-                by_status[status] = by_status.get(status, 0) + 1
-                by_department[department] = by_department.get(department, 0) + 1
-        summary = {"export": export_path, "users": users, "by_status": by_status, "by_department": by_department}
-        target = ObjectStoragePath(export_path).parent / "summary.json"
-        target.write_text(json.dumps(summary, indent=2, sort_keys=True))
+        hook = warehouse_hook(WAREHOUSE_CONN_ID)
+        by_status = dict(hook.get_records(COUNT_BY.format(column="status", none="UNKNOWN")))
+        by_department = dict(hook.get_records(COUNT_BY.format(column="department", none="(none)")))
+        deleted = hook.get_first("SELECT COUNT(*) FROM okta_users WHERE deleted_at IS NOT NULL")[0]
+        users = sum(by_status.values())
+        summary = {"users": users, "deleted": deleted, "by_status": by_status, "by_department": by_department}
+        target = ObjectStoragePath(templates_dict["summary_uri"])
+        with open_text_for_write(str(target)) as text:  # 0600 under 0700 folders when local
+            text.write(json.dumps(summary, indent=2, sort_keys=True))
         print(f"{users} users summarised into {target}")
-        return {"path": str(target), "users": users, "statuses": len(by_status), "departments": len(by_department)}
+        return {"path": str(target), "users": users, "deleted": deleted, "statuses": len(by_status),
+                "departments": len(by_department)}
 
     summarise()
 

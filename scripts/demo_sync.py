@@ -4,7 +4,8 @@
 
 It starts the dev org (seeded with messy profiles) on 127.0.0.1:8970, gives Airflow an isolated home in .airflow/,
 applies airflow_settings.yaml (the `okta_default` connection), runs the `okta_user_sync` DAG twice (the second
-run shows that a clean org gets no update), and prints what happened and where the files are.
+run shows that a clean org gets no update), loads the exports into the `okta_warehouse` tables (a SQLite file under
+include/output/), and prints what happened, a few rows, and where the files are.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import csv
 import gzip
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -67,7 +69,9 @@ def task_output_to(log_path: Path):
 
 
 def run_folder(output_root: Path, run_id: str) -> Path:
-    return output_root / "okta_user_sync" / run_id.replace(":", "-").replace("+", "_")
+    from okta_sync.operators import run_folder_uri
+
+    return Path(run_folder_uri(str(output_root), "okta_user_sync", run_id))
 
 
 def summarise_run(folder: Path) -> dict:
@@ -153,12 +157,46 @@ def run_demo(args, org, normalizer) -> int:
         if args.dry_run:
             break
 
+    if show_warehouse(log_path) != 0:
+        return 1
     messy_after = sum(1 for u in org.admin.users() if normalizer.normalize_profile(u["profile"]) != u["profile"])
     print(f"Messy profiles in the org: {messy_before} before, {messy_after} after "
           f"(deprovisioned users are never updated). Task logs: {log_path.relative_to(ROOT)}")
     if not args.dry_run and results[-1][1] != 0:
         print("Unexpected: the second run still made updates.")
         return 1
+    return 0
+
+
+def show_warehouse(log_path: Path) -> int:
+    """okta_users_to_warehouse loads the runs' exports into okta_warehouse (a SQLite file by default); a few rows."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.connection import Connection
+
+    print("okta_users_to_warehouse: loading every export not loaded yet into the okta_warehouse connection ...")
+    with task_output_to(log_path):
+        dag = DagBag(dag_folder=str(ROOT / "dags" / "okta_users_to_warehouse.py")).dags["okta_users_to_warehouse"]
+        run = dag.test()
+    if run.state != "success":
+        print(f"  the run ended {run.state}; task logs: {log_path}")
+        return 1
+    conn = Connection.get_connection_from_secrets("okta_warehouse")  # outside a task: from the metadata DB
+    if conn.conn_type != "sqlite":
+        print(f"  loaded into the {conn.conn_type} database of okta_warehouse; README: Data-team tables")
+        return 0
+    with contextlib.closing(sqlite3.connect(ROOT / conn.host)) as db:
+        loads = db.execute("SELECT kind, users_read, inserted, changed, deleted FROM okta_sync_loads "
+                           "ORDER BY exported_at DESC LIMIT 3").fetchall()
+        users, deleted = db.execute("SELECT COUNT(*), COUNT(deleted_at) FROM okta_users").fetchone()
+        versions = db.execute("SELECT COUNT(*) FROM okta_user_history").fetchone()[0]
+        rows = db.execute("SELECT id, status, login, department, title, last_updated FROM okta_users "
+                          "WHERE deleted_at IS NULL ORDER BY last_updated DESC, id LIMIT 5").fetchall()
+    print(f"  okta_users: {users} users ({deleted} deleted), okta_user_history: {versions} versions; "
+          f"latest loads (kind, read, new, changed, deleted): {loads}")
+    for row in rows:
+        print("   ", " | ".join(str(value) for value in row))
+    print(f"  query it: sqlite3 {conn.host} 'SELECT status, COUNT(*) FROM okta_users GROUP BY 1'"
+          " (README: Data-team tables)")
     return 0
 
 

@@ -5,7 +5,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import parse_qsl, unquote, unquote_plus
 
 from . import admin_api, errors, users_api
 from .dpop import DPoPVerifier
@@ -38,6 +38,12 @@ class Request:
     @property
     def url_without_query(self) -> str:
         return f"{self.scheme}://{self.host}{self.path}"
+
+    @property
+    def htu(self) -> str:
+        """What a DPoP proof's `htu` must equal: Okta compares it with the percent-decoded path (okta-sdk-python
+        #541, okta-sdk-nodejs #521, okta-sdk-java #1526/#1528), so `/users/a%40b.example` is proved as `a@b.example`."""
+        return f"{self.scheme}://{self.host}{unquote(self.path)}"
 
 
 @dataclass

@@ -13,6 +13,9 @@ INVALID_SEARCH = ("E0000031", "Invalid search criteria.")
 INTERNAL_ERROR = ("E0000009", "Internal Server Error")
 PATH_NOT_FOUND = ("E0000008", "The requested path was not found")
 METHOD_NOT_ALLOWED = ("E0000022", "The endpoint does not support the provided HTTP method")
+# Okta documents If-Match on user updates but neither the 412 body nor an errorCode for it: the shape is Okta's,
+# the code a dev-org placeholder (clients must decide on the status, 412, alone).
+PRECONDITION_FAILED = ("E0000412", "The resource was modified since the version named in If-Match.")
 
 
 def error_id() -> str:

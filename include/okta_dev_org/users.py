@@ -55,6 +55,24 @@ class MalformedBody(Exception):
     pass
 
 
+class PreconditionFailed(Exception):
+    """`If-Match` named a version of the user that is no longer current."""
+
+
+def shortname(login: str) -> str:
+    """Okta's login shortname: the part before the `@` (`isaac.brock` for `isaac.brock@example.com`)."""
+    return login.partition("@")[0].casefold()
+
+
+def if_match_satisfied(header: str, current: str) -> bool:
+    """RFC 9110 If-Match against the current entity tag: `*`, or a list of tags compared weakly (Okta's tags are
+    weak, `W/"..."`, and Okta's own docs send them back in If-Match, so the `W/` prefix is not significant)."""
+    if header.strip() == "*":
+        return True
+    wanted = current.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == wanted for tag in header.split(","))
+
+
 class UserStore:
     def __init__(self, population: Population, count: int, org_url: str, json_cache_limit: int = 300_000):
         self.pop = population
@@ -70,6 +88,7 @@ class UserStore:
         self.outside_resource_set: set[int] = set()
         self.profiles: dict[int, dict] = {}  # changed profiles; others are derived from the seed
         self.logins: dict[str, int] = {}  # casefolded login -> index, for changed logins
+        self.shortnames: dict[str, set[int]] = {}  # casefolded shortname -> indexes, for changed logins
         self.ids: list[str | None] = [None] * count  # filled on first use
         self.cache: dict[int, bytes] = {}
         self.cache_limit = json_cache_limit
@@ -98,6 +117,28 @@ class UserStore:
         if index is not None and index < self.count:
             return index
         return self.index_of_login(id_or_login)
+
+    def resolve(self, key: str) -> int | None:
+        """What `GET /api/v1/users/{key}` finds, as Okta documents the path parameter: an id, a login, or a login
+        shortname "as long as the shortname is unambiguous". Okta does not document its answer to an ambiguous
+        shortname; the dev org treats it as unknown (404)."""
+        index = self.index_of(key)
+        if index is not None or "@" in key:
+            return index
+        found = self.indexes_of_shortname(key)
+        return found[0] if len(found) == 1 else None
+
+    def indexes_of_shortname(self, name: str) -> list[int]:
+        key = name.casefold()
+        with self.lock:
+            found = set(self.shortnames.get(key, ()))
+            digits = len(key) - len(key.rstrip("0123456789"))
+            if digits:
+                index = int(key[-digits:])  # seeded logins end their shortname with the user's index
+                if index < self.seeded_count and index not in self.profiles and \
+                        shortname(self.pop.profile(index)[0]["login"]) == key:
+                    found.add(index)
+            return sorted(found)
 
     def index_of_login(self, login: str) -> int | None:
         key = login.casefold()
@@ -238,11 +279,13 @@ class UserStore:
         self.last_updated[index] = max(int(time.time()), self.last_updated[index] + 1)
         self.cache.pop(index, None)
 
-    def update_profile(self, index: int, body, replace: bool) -> None:
+    def update_profile(self, index: int, body, replace: bool, if_match: str | None = None) -> None:
         if not isinstance(body, dict) or not isinstance(body.get("profile"), dict):
             raise MalformedBody()
         incoming = body["profile"]
-        with self.lock:
+        with self.lock:  # the precondition and the change are one step: nothing can land in between
+            if if_match is not None and not if_match_satisfied(if_match, self.etag(index)):
+                raise PreconditionFailed()
             current = self.profile(index)
             if replace:
                 merged = {name: None for name in ALWAYS_PRESENT}
@@ -258,8 +301,10 @@ class UserStore:
             new_login = ordered["login"].casefold()
             if old_login != new_login:
                 self.logins.pop(old_login, None)
+            self.shortnames.get(shortname(old_login), set()).discard(index)
             self.profiles[index] = ordered
             self.logins[new_login] = index
+            self.shortnames.setdefault(shortname(new_login), set()).add(index)
             self._touch(index)
 
     def _validate(self, index: int, merged: dict, incoming: dict, replace: bool) -> None:
@@ -325,4 +370,5 @@ class UserStore:
                 self.visible_count += 1
             self.profiles[index] = full
             self.logins[full["login"].casefold()] = index
+            self.shortnames.setdefault(shortname(full["login"]), set()).add(index)
             return index

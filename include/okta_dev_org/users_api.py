@@ -8,11 +8,13 @@ from . import errors
 from .dpop import ProofError
 from .query import QueryError, compile_query
 from .responses import Response
-from .users import MalformedBody, ValidationError
+from .users import MalformedBody, PreconditionFailed, ValidationError
 
 READ_SCOPES = ("okta.users.read", "okta.users.manage")
 MANAGE_SCOPES = ("okta.users.manage",)
 MAX_LIMIT = 200
+TOMCAT_400 = ('<!doctype html><html lang="en"><head><title>HTTP Status 400 – Bad Request</title></head><body>'
+              '<h1>HTTP Status 400 – Bad Request</h1></body></html>')
 Q_DEFAULT_LIMIT = 10
 
 
@@ -56,7 +58,7 @@ def authorize(app, request, scopes: tuple[str, ...]):
         if not proof:
             raise invalid("The DPoP proof JWT header is missing.", "DPoP", "invalid_dpop_proof")
         try:
-            _, jkt = app.dpop.verify(proof, request.method, request.url_without_query, access_token=value)
+            _, jkt = app.dpop.verify(proof, request.method, request.htu, access_token=value)
         except ProofError as exc:
             raise invalid(str(exc), "DPoP", "invalid_dpop_proof") from exc
         if jkt != token.jkt:
@@ -137,8 +139,17 @@ def list_users(app, request) -> Response:
 
 
 def _find(app, raw: str):
+    """The user a path segment names: id, login or unambiguous login shortname, read as Okta reads it.
+
+    A segment that decodes to a `/` finds nobody: Okta fetches logins containing `/` only by id (OpenAPI getUser).
+    `;` starts a path parameter that Okta drops (`prefix;suffix` is looked up as `prefix`, okta-sdk-java #1526),
+    and a `\\` is refused with the servlet container's HTML 400 (same source).
+    """
     key = unquote(raw)
-    index = app.store.index_of(key)
+    if "\\" in key:
+        raise Refused(Response(400, TOMCAT_400.encode(), content_type="text/html;charset=utf-8"))
+    key = key.partition(";")[0]
+    index = app.store.resolve(key) if key and "/" not in key else None
     if index is None:
         raise Refused(Response(404, errors.not_found(key)))
     return index
@@ -163,7 +174,9 @@ def update_user(app, request, raw: str, replace: bool) -> Response:
     except (UnicodeDecodeError, ValueError):
         return Response(400, errors.okta_error(errors.NOT_WELL_FORMED))
     try:
-        store.update_profile(index, body, replace)
+        store.update_profile(index, body, replace, request.headers.get("If-Match"))
+    except PreconditionFailed:
+        return Response(412, errors.okta_error(errors.PRECONDITION_FAILED))
     except MalformedBody:
         return Response(400, errors.okta_error(errors.NOT_WELL_FORMED))
     except ValidationError as exc:

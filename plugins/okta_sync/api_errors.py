@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
-from okta_sync.errors import OktaApiError, RateLimitError
+from okta_sync.errors import OktaApiError, PreconditionFailedError, RateLimitError
 
 _WWW_AUTH_PARAM = re.compile(r'([A-Za-z_]+)="([^"]*)"')
 
@@ -57,7 +57,7 @@ def api_error(
 ) -> OktaApiError:
     fields = parse_error_body(content, headers.get("Content-Type"))
     auth = www_authenticate_params(headers)
-    error_class = RateLimitError if status == 429 else OktaApiError
+    error_class = {429: RateLimitError, 412: PreconditionFailedError}.get(status, OktaApiError)
     return error_class(
         status=status,
         method=method.upper(),
@@ -92,6 +92,8 @@ def _hint(status: int, code: str | None, auth: Mapping[str, str], method: str, p
         return "Okta refused a value; the causes above name the attribute (e.g. firstName longer than 50 characters)."
     if status == 400 and code in ("E0000031", "E0000030"):
         return "Okta refused the search or filter expression; check attribute names, operators and quoting."
+    if status == 412:
+        return "The user changed in Okta after it was read (If-Match no longer matches); nothing was written."
     if status == 429:
         return "Okta's rate limit for this endpoint was exhausted; lower rate_limit_fraction or max_concurrency, or spread runs."
     return None

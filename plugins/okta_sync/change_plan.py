@@ -21,6 +21,7 @@ from okta_sync.changes_feed import FeedRow, RowIssue
 from okta_sync.profile_attributes import refusal_reason
 from okta_sync.profile_diff import CHANGES_FEED, HYGIENE, ProfileChange, change_from_diff
 from okta_sync.profile_rules import Normalizer
+from okta_sync.users import is_user
 
 DEPROVISIONED = "DEPROVISIONED"
 DEPROVISIONED_REASON = "user is DEPROVISIONED: Okta does not update the profile of a deactivated user"
@@ -84,9 +85,13 @@ def plan_hygiene(users: Iterable[Mapping[str, Any]], normalizer: Normalizer | No
 
 
 def plan_changes_feed(rows: Iterable[FeedRow], lookup: Lookup, *, max_workers: int = 1) -> Iterator[PlanEntry]:
-    """One entry per feed row, in feed order. `lookup(key_kind, key)` returns the Okta user dict or None.
+    """One entry per feed row, in feed order. `lookup(key_kind, key)` returns the Okta user dict or None
+    (`OktaClient.find_user` is one; `okta_sync.snapshot_plan.feed_lookup` chooses it by cost, answering a large
+    feed from one listing of the org with the same answers).
 
-    Rows with issues are skipped without a lookup; rows for unknown users are skipped, never matched by guess.
+    Rows with issues are skipped without a lookup; rows for unknown users are skipped, never matched by guess: a
+    user whose id (or login, ignoring case) is not the row's key counts as not found, whatever the lookup returned
+    (Okta's `GET /api/v1/users/{login}` also resolves a login shortname: `jdoe` finds `jdoe@example.com`).
     Row values are already normalised by the feed reader, with the rules it was given. With `max_workers` > 1 the
     lookups (one API call each) run concurrently, at most `2 * max_workers` rows ahead of the consumer.
     """
@@ -114,7 +119,7 @@ def _plan_row(row: FeedRow, lookup: Lookup) -> PlanEntry:
                        line=row.line)
     assert row.key is not None  # a row without a key always carries an issue
     user = lookup(row.key_kind, row.key)
-    if user is None:
+    if user is None or not is_user(user, row.key_kind, row.key):  # never a user Okta resolved by shortname
         return Skipped(f"no Okta user with {row.key_kind} {row.key!r}", user_id=user_id, login=login,
                        changes=_not_looked_up(desired), source=CHANGES_FEED, line=row.line)
     return _plan_user(user, desired, CHANGES_FEED, row.line)

@@ -19,7 +19,7 @@ from okta_sync.metrics import Metrics, NoMetrics
 from okta_sync.ratelimit import RateLimiter
 from okta_sync.tokens import AccessToken, TokenCache, TokenEndpoint
 from okta_sync.transport import Transport, build_session
-from okta_sync.users import BUCKET_USER_READ, UsersClient
+from okta_sync.users import BUCKET_USER_READ, UsersClient, UserVersion
 
 BUCKET_TOKEN = "token"
 log = logging.getLogger(__name__)
@@ -110,8 +110,15 @@ class OktaClient:
     def get_user(self, id_or_login: str) -> dict[str, Any]:
         return self.users.get_user(id_or_login)
 
-    def update_profile(self, user_id: str, profile: Mapping[str, Any]) -> dict[str, Any]:
-        return self.users.update_profile(user_id, profile)
+    def get_user_with_etag(self, id_or_login: str) -> UserVersion:
+        return self.users.get_user_with_etag(id_or_login)
+
+    def find_user(self, key_kind: str, key: str) -> dict[str, Any] | None:
+        """The user whose id or login is exactly `key` (never one Okta resolved by shortname), or None."""
+        return self.users.find_user(key_kind, key)
+
+    def update_profile(self, user_id: str, profile: Mapping[str, Any], *, if_match: str | None = None) -> dict[str, Any]:
+        return self.users.update_profile(user_id, profile, if_match=if_match)
 
     def replace_profile(self, user_id: str, profile: Mapping[str, Any]) -> dict[str, Any]:
         return self.users.replace_profile(user_id, profile)

@@ -137,6 +137,11 @@ class RateLimitWaitError(RateLimitError):
         return message + f"\nHint: {self.hint}"
 
 
+class PreconditionFailedError(OktaApiError):
+    """412: a conditional update (`If-Match`) named a version of the user that is no longer current; nothing was
+    written. Re-read the user and decide again."""
+
+
 class OktaConnectionError(OktaSyncError):
     """The org could not be reached (connection refused or reset, timeout) after the bounded retries."""
 

@@ -1,6 +1,6 @@
 """The plan file: how the plan task hands its entries to the push task (JSON Lines, one record a line).
 
-    {"record": "header", "format": "okta_sync.plan", "version": 1, "metadata": {...}}
+    {"record": "header", "format": "okta_sync.plan", "version": 1, "plan_id": "<uuid4 hex>", "metadata": {...}}
     {"record": "change", "user_id": ..., "login": ..., "status": ..., "source": ..., "line": ...,
      "changes": {"firstName": {"old": " Ann", "new": "Ann"}}}
     {"record": "skipped", "reason": ..., "user_id": ..., "login": ..., "status": ..., "source": ..., "line": ...,
@@ -12,13 +12,18 @@
 `counts` are the entries planned; `records` those written to the file (unchanged users are counted, not written,
 unless asked).
 
+Every plan file is unique (`plan_id`), so its SHA-256 (`Plan.sha256`) names exactly one plan: the push journal is
+tied to it and never replays progress made on another plan, even one with the same entries.
+
 The end record is written only when the plan completed, and `read_plan` validates the whole file (header, every
 record, end record, counts) before handing out the first entry, so a truncated plan is refused, never half-pushed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -55,7 +60,8 @@ class PlanWriter:
         self._started = False
 
     def __enter__(self) -> PlanWriter:
-        self._write({"record": "header", "format": PLAN_FORMAT, "version": PLAN_VERSION, "metadata": self.metadata})
+        self._write({"record": "header", "format": PLAN_FORMAT, "version": PLAN_VERSION, "plan_id": uuid.uuid4().hex,
+                     "metadata": self.metadata})
         self._started = True
         return self
 
@@ -88,10 +94,11 @@ def write_plan(entries: Iterable[PlanEntry], file: IO[str], *, metadata: Mapping
 
 @dataclass
 class Plan:
-    """A validated plan file. Iterate it for its entries in file order."""
+    """A validated plan file. Iterate it for its entries in file order. `sha256` is the hex digest of the file."""
 
     metadata: dict[str, Any]
     counts: dict[str, int]
+    sha256: str = ""
     _reread: Callable[[], Iterator[PlanEntry]] = field(repr=False, default=lambda: iter(()))
 
     def __iter__(self) -> Iterator[PlanEntry]:
@@ -107,7 +114,8 @@ def read_plan(file: IO[Any]) -> Plan:
     header: dict[str, Any] = {}
     end: dict[str, Any] | None = None
     seen: Counter[str] = Counter()
-    for line, record in _records(source):
+    digest = hashlib.sha256()
+    for line, record in _records(source, digest):
         if end is not None:
             raise PlanFileError("a record after the end record", line=line)
         kind = record.get("record")
@@ -133,12 +141,15 @@ def read_plan(file: IO[Any]) -> Plan:
             if line > 1 and record.get("record") in _DECODERS:
                 yield _decode_entry(record, line)
 
-    return Plan(metadata=dict(header.get("metadata") or {}), counts=dict(counts), _reread=reread)
+    return Plan(metadata=dict(header.get("metadata") or {}), counts=dict(counts), sha256=digest.hexdigest(),
+                _reread=reread)
 
 
-def _records(source: Rewindable) -> Iterator[tuple[int, dict[str, Any]]]:
+def _records(source: Rewindable, digest: Any = None) -> Iterator[tuple[int, dict[str, Any]]]:
     file = source.rewind()
     for line, raw in enumerate(file, start=1):
+        if digest is not None:
+            digest.update(raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass"))
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
             record = json.loads(text)

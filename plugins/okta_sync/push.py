@@ -5,6 +5,9 @@ feed planned earlier). Per attribute, against the fresh value:
     fresh == planned old  -> sent (nothing changed since planning)
     fresh == planned new  -> `unchanged` (someone already made the change)
     anything else         -> `skipped` (changed in Okta since planning: never overwrite a newer value)
+The update is conditional on the version re-read (`If-Match` with its `ETag`): a change landing between the re-read
+and the POST makes Okta answer 412 instead of being overwritten, and the user is re-read and decided again as above
+(at most `MAX_PRECONDITION_REREADS` times). An org that sends no ETag gets unconditional updates.
 A failure of one user is reported and the push goes on; a failure that would fail every user (the token, the key,
 TLS) stops it and the rest is reported `not_attempted`. An update whose response was lost (it may have landed) is
 never re-sent blindly: the user is re-read and only what is still missing is sent again.
@@ -20,11 +23,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from okta_sync.change_plan import DEPROVISIONED, DEPROVISIONED_REASON
-from okta_sync.errors import OktaApiError, OktaConnectionError, OutcomeUnknownError, RateLimitError
+from okta_sync.errors import (
+    OktaApiError, OktaConnectionError, OutcomeUnknownError, PreconditionFailedError, RateLimitError,
+)
 from okta_sync.profile_diff import ProfileChange
 from okta_sync.metrics import NoMetrics
 from okta_sync.progress import Progress
 from okta_sync.reports import ReportRow, ReportStatus, rows_for_change
+from okta_sync.users import UserVersion
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +38,15 @@ CHANGED_SINCE_PLANNING = "changed in Okta since the plan was made; not overwritt
 ALREADY_THERE = "Okta already has this value"
 CONFIRMED_BY_REREAD = "the update's response was lost; a re-read confirmed it was applied"
 MAX_UPDATE_SENDS = 3  # an update whose response keeps getting lost is sent at most this often
+MAX_PRECONDITION_REREADS = 2  # a user changing under every conditional update is re-read at most this often
+KEPT_CHANGING = (f"the user kept changing in Okta (HTTP 412 after {MAX_PRECONDITION_REREADS} re-reads); nothing was "
+                 f"written (the next run re-plans it)")
 
 
 class UsersApi(Protocol):
+    """What the push needs. `get_user_with_etag` and `if_match` are optional: without them updates are
+    unconditional (a change landing between the re-read and the POST would be overwritten)."""
+
     def get_user(self, id_or_login: str) -> dict[str, Any]: ...
     def update_profile(self, user_id: str, profile: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -139,38 +151,66 @@ class _Pusher:
         except OktaApiError as error:
             if isinstance(error, RateLimitError) or error.status == 401:
                 raise _Fatal(error) from None
+            reason = KEPT_CHANGING if isinstance(error, PreconditionFailedError) else error.hint
             return rows + list(rows_for_change(_unsettled(change, rows), ReportStatus.FAILED, error_code=error.error_code,
-                                               error_summary=error.error_summary, reason=error.hint))
+                                               error_summary=error.error_summary, reason=reason))
         except OktaConnectionError as error:
             return rows + list(rows_for_change(_unsettled(change, rows), ReportStatus.FAILED, reason=str(error)))
         except Exception as error:  # token, key, TLS, configuration: every other user would fail the same way
             raise _Fatal(error) from None
 
     def _apply_one(self, change: ProfileChange) -> Iterator[ReportRow]:
-        fresh_profile = None
+        fresh_profile, etag = None, None
         if self.options.reread:
-            fresh = self.users.get_user(change.user_id)
-            if fresh.get("status") == DEPROVISIONED:
+            fresh = self._read(change.user_id)
+            if fresh.user.get("status") == DEPROVISIONED:
                 yield from rows_for_change(change, ReportStatus.SKIPPED, reason=DEPROVISIONED_REASON)
                 return
-            fresh_profile = fresh.get("profile") or {}
+            fresh_profile, etag = _profile(fresh.user), fresh.etag
         to_send = yield from _against_fresh(change, change.changes, fresh_profile, ReportStatus.UNCHANGED, ALREADY_THERE)
-        for sends in range(1, MAX_UPDATE_SENDS + 1):
-            if not to_send:
-                return
+        lost = rereads = 0
+        while to_send:
             update = ProfileChange(change.user_id, change.login, change.status, to_send, change.source, change.line)
             try:
-                self.users.update_profile(change.user_id, update.update_body()["profile"])
+                self._update(change.user_id, update.update_body()["profile"], etag)
             except OutcomeUnknownError as error:
-                if not self.options.reread or sends == MAX_UPDATE_SENDS:
+                lost += 1
+                if not self.options.reread or lost == MAX_UPDATE_SENDS:
                     raise
                 log.warning("%s; re-reading user %s to see whether it landed", error, change.user_id)
-                fresh_profile = self.users.get_user(change.user_id).get("profile") or {}
+                fresh = self._read(change.user_id)
+                fresh_profile, etag = _profile(fresh.user), fresh.etag
                 to_send = yield from _against_fresh(change, to_send, fresh_profile, ReportStatus.APPLIED,
                                                     CONFIRMED_BY_REREAD)
                 continue
+            except PreconditionFailedError:
+                if rereads == MAX_PRECONDITION_REREADS:
+                    raise
+                rereads += 1
+                log.info("user %s changed in Okta after it was re-read (412); re-reading it and deciding again",
+                         change.user_id)
+                fresh = self._read(change.user_id)
+                if fresh.user.get("status") == DEPROVISIONED:
+                    yield from rows_for_change(update, ReportStatus.SKIPPED, reason=DEPROVISIONED_REASON)
+                    return
+                fresh_profile, etag = _profile(fresh.user), fresh.etag
+                to_send = yield from _against_fresh(change, to_send, fresh_profile, ReportStatus.UNCHANGED,
+                                                    ALREADY_THERE)
+                continue
             yield from rows_for_change(update, ReportStatus.APPLIED)
             return
+
+    def _read(self, user_id: str) -> UserVersion:
+        read = getattr(self.users, "get_user_with_etag", None)
+        if read is None:  # a UsersApi without ETags: updates stay unconditional
+            return UserVersion(self.users.get_user(user_id), None)
+        return read(user_id)
+
+    def _update(self, user_id: str, profile: dict[str, Any], etag: str | None) -> None:
+        if etag is None:
+            self.users.update_profile(user_id, profile)
+        else:
+            self.users.update_profile(user_id, profile, if_match=etag)
 
 
 class _Fatal(Exception):
@@ -193,6 +233,11 @@ def _against_fresh(change: ProfileChange, changes: dict[str, tuple[Any, Any]], f
         else:
             yield _row(change, name, current, new, ReportStatus.SKIPPED, reason=CHANGED_SINCE_PLANNING)
     return to_send
+
+
+def _profile(user: dict[str, Any]) -> dict[str, Any]:
+    profile = user.get("profile")
+    return profile if isinstance(profile, dict) else {}
 
 
 def _unsettled(change: ProfileChange, settled: list[ReportRow]) -> ProfileChange:

@@ -3,15 +3,20 @@
 Columns: user_id, login, attribute, old, new, status, error_code, error_summary, reason, source, line.
 Statuses: applied, unchanged, skipped, failed, dry_run, not_attempted.
 
-CSV cells that a spreadsheet would run as a formula (starting with =, +, -, @, tab or carriage return, or their
-full-width forms) get a leading single quote, as OWASP advises for CSV injection. JSON Lines keeps values as
-they are: it is for programs, not spreadsheets.
+CSV injection (OWASP): every cell is enclosed in double quotes, so a spreadsheet that honours quotes cannot split
+it on another delimiter (`;` locales, tab, `|`), and a single quote goes before every formula trigger (=, +, -,
+@, tab, CR, LF, their full-width and small forms, U+2212) that starts the cell or follows a separator (`,;|`, tab,
+a line break, full-width `，；｜`), after any whitespace, invisible characters or double quotes: wherever a
+spreadsheet that splits the line some other way would start a cell. JSON Lines keeps values as they are: it is
+for programs, not spreadsheets.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass, fields
@@ -48,12 +53,45 @@ class ReportRow:
 
 REPORT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ReportRow))
 
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+FORMULA_TRIGGERS = (
+    "=", "+", "-", "@", "\t", "\r", "\n",
+    "\uff1d", "\uff0b", "\uff0d", "\uff20",  # full-width = + - @
+    "\ufe66", "\ufe62", "\ufe63", "\ufe6b",  # small = + - @
+    "\u2212",  # minus sign
+)
+# Separators a spreadsheet or a line-based tool may split a cell on (a guessed delimiter, a locale's list separator).
+CELL_SEPARATORS = ",;|\t\r\n\uff0c\uff1b\uff5c"
+_SEPARATOR = re.compile("[" + re.escape(CELL_SEPARATORS) + "]")
 
 
 def neutralize_formula(cell: str) -> str:
-    """The cell with a leading single quote if a spreadsheet would otherwise read it as a formula."""
-    return "'" + cell if cell.startswith(FORMULA_TRIGGERS) else cell
+    """The cell as a spreadsheet cannot run it: a single quote before a formula trigger at its start, and after
+    every separator that a trigger follows (a spreadsheet splitting on that separator would start a cell there)."""
+    if not any(char in _TRIGGER_CHARS for char in cell):
+        return cell
+    out = ["'"] if _starts_with_trigger(cell) else []
+    start = 0
+    for match in _SEPARATOR.finditer(cell):
+        out.append(cell[start:match.end()])
+        start = match.end()
+        # what follows may itself be a separator that is a trigger (a tab after ';'): guard the rest, not the piece
+        if _starts_with_trigger(cell[start:]):
+            out.append("'")
+    out.append(cell[start:])
+    return "".join(out)
+
+
+_TRIGGER_CHARS = frozenset(FORMULA_TRIGGERS)
+
+
+def _starts_with_trigger(text: str) -> bool:
+    """After whitespace, invisible characters and double quotes (what a spreadsheet skips or strips), a trigger?"""
+    for char in text:
+        if char in _TRIGGER_CHARS:
+            return True
+        if not (char == '"' or char.isspace() or unicodedata.category(char) in ("Cf", "Zs", "Zl", "Zp", "Cc")):
+            return False
+    return False
 
 
 def rows_for_change(
@@ -140,7 +178,7 @@ class CsvReportWriter(_ReportWriter):
 
     def __init__(self, file: IO[str]):
         super().__init__(file)
-        self._csv = csv.writer(file, lineterminator="\n")
+        self._csv = csv.writer(file, lineterminator="\n", quoting=csv.QUOTE_ALL)
         self._csv.writerow(REPORT_COLUMNS)
 
     def _write(self, row: ReportRow) -> None:

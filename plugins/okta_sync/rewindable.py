@@ -1,7 +1,8 @@
 """A file object that can be read twice: validate everything first, then stream, never holding it all in memory.
 
 Seekable files are rewound in place; anything else (a pipe, a remote stream) is copied once to a spooled
-temporary file that stays in memory while small and moves to disk when large.
+temporary file that stays in memory while small and moves to disk when large, up to `max_spool_bytes` (an endless
+stream must not fill the worker's disk).
 """
 
 from __future__ import annotations
@@ -10,13 +11,23 @@ import tempfile
 from typing import IO, Any
 
 _SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024
+MAX_SPOOL_BYTES = 4 * 1024 ** 3
 _COPY_CHUNK = 64 * 1024
+
+
+class TooLargeToSpool(ValueError):
+    """A non-seekable input longer than the spool allows."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"the input is longer than {limit} bytes; it is not read")
+        self.limit = limit
 
 
 class Rewindable:
     """Wraps a text or binary file object; `rewind()` returns it to where reading started."""
 
-    def __init__(self, file: IO[Any]):
+    def __init__(self, file: IO[Any], *, max_spool_bytes: int = MAX_SPOOL_BYTES):
+        self.max_spool_bytes = max_spool_bytes
         self.is_binary = isinstance(file.read(0), bytes)
         if _seekable(file):
             self.file = file
@@ -36,7 +47,12 @@ class Rewindable:
             spool = tempfile.SpooledTemporaryFile(
                 max_size=_SPOOL_IN_MEMORY_BYTES, mode="w+", encoding="utf-8", errors="surrogatepass", newline=""
             )
+        copied = 0
         while chunk := file.read(_COPY_CHUNK):
+            copied += len(chunk)
+            if copied > self.max_spool_bytes:
+                spool.close()
+                raise TooLargeToSpool(self.max_spool_bytes)
             spool.write(chunk)
         return spool
 

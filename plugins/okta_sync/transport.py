@@ -191,7 +191,9 @@ class Transport:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
         decode: Callable[[bytes], Any] = json.loads,
+        headers: Mapping[str, str] | None = None,
     ) -> ApiResponse:
+        """`headers` adds request headers (e.g. `If-Match`); Authorization and DPoP are always the transport's."""
         url = self.url_for(path_or_url)
         resend = method.upper() in SAFE_METHODS
         retrying = Retrying(
@@ -205,7 +207,7 @@ class Transport:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._send_with_token(method, url, bucket, scopes, params, json_body, decode)
+                    return self._send_with_token(method, url, bucket, scopes, params, json_body, decode, headers)
         except OktaApiError as error:
             _log_api_failure(error)
             raise
@@ -240,21 +242,23 @@ class Transport:
 
         return log_retry
 
-    def _send_with_token(self, method, url, bucket, scopes, params, json_body, decode=json.loads) -> ApiResponse:
+    def _send_with_token(self, method, url, bucket, scopes, params, json_body, decode=json.loads,
+                         extra_headers=None) -> ApiResponse:
         token = self.tokens.get(scopes)
-        response, content = self._send_once(method, url, bucket, token, params, json_body)
+        response, content = self._send_once(method, url, bucket, token, params, json_body, extra_headers)
         if response.status_code == 401 and token.is_dpop and response.headers.get("DPoP-Nonce"):
             # The resource server asks for (a new) nonce: the proof is rebuilt with it once.
-            response, content = self._send_once(method, url, bucket, token, params, json_body)
+            response, content = self._send_once(method, url, bucket, token, params, json_body, extra_headers)
         if response.status_code == 401 and _is_invalid_token(response, content):
             log.info("%s %s: access token refused (401); refreshing it once", method, urlsplit(url).path)
             self.stats.count("token_refreshes_on_401")
             token = self.tokens.get(scopes, force_refresh=True, stale=token)
-            response, content = self._send_once(method, url, bucket, token, params, json_body)
+            response, content = self._send_once(method, url, bucket, token, params, json_body, extra_headers)
         return self._decode(method, url, response, content, decode, bucket)
 
-    def _send_once(self, method, url, bucket, token: AccessToken, params, json_body) -> tuple[requests.Response, bytes]:
-        headers = {"Authorization": token.authorization_header()}
+    def _send_once(self, method, url, bucket, token: AccessToken, params, json_body,
+                   extra_headers=None) -> tuple[requests.Response, bytes]:
+        headers = {**(extra_headers or {}), "Authorization": token.authorization_header()}
         if token.dpop_key is not None:
             headers["DPoP"] = token.dpop_key.proof(method, url, access_token=token.value)
         if json_body is not None:

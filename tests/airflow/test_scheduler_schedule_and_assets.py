@@ -1,5 +1,5 @@
 """The schedule as the scheduler applies it: okta_user_sync gets one run for the latest hourly interval (a real data
-interval, no catch-up storm since its start date), and its export Asset triggers the data team's summary DAG."""
+interval, no catch-up storm since its start date), and its export Asset triggers the warehouse load, whose table Asset triggers the summary DAG."""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ def test_hourly_schedule_and_asset_triggered_summary(tmp_path_factory):
         env = {
             "AIRFLOW_CONN_OKTA_DEFAULT": connection_env_value(org.connection),
             "AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI": tmp_path_factory.mktemp("schedule-output").as_uri(),
+            "AIRFLOW_CONN_OKTA_WAREHOUSE": json.dumps(
+                {"conn_type": "sqlite", "host": str(tmp_path_factory.mktemp("schedule-warehouse") / "wh.db")}),
         }
         with AirflowStack(ROOT / "dags", plugins_folder=ROOT / "plugins", env=env, python_path=[ROOT],
                           use_job_schedule=True) as stack:
@@ -48,6 +50,10 @@ def test_hourly_schedule_and_asset_triggered_summary(tmp_path_factory):
             end = datetime.fromisoformat(run["data_interval_end"].replace("Z", "+00:00"))
             assert end - start == timedelta(hours=1) and start.minute == 0
 
+            # the export Asset triggers the warehouse load, whose table Asset triggers the summary
+            load_runs = _finished_runs(stack, "okta_users_to_warehouse", timeout=120)
+            assert load_runs[0]["state"] == "success", stack.collect(
+                "okta_users_to_warehouse", load_runs[0]["dag_run_id"], load_runs[0]["state"]).describe()
             summary_runs = _finished_runs(stack, "okta_users_summary", timeout=120)
             result = stack.collect("okta_users_summary", summary_runs[0]["dag_run_id"], summary_runs[0]["state"])
             assert result.state == "success", result.describe()

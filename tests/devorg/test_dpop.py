@@ -90,3 +90,29 @@ def test_rsa_proofs_work_too(devorg, dpop_client):
     second = dpop_client.request_token(headers={"DPoP": dpop_proof(proof_key, "POST", dpop_client.token_url,
                                                                    nonce=nonce, alg="RS256")})
     assert second.json()["token_type"] == "DPoP"
+
+
+@pytest.mark.parametrize("login", ["a seeded user's login", "a+tag@example.com", "no body@example.com"])
+def test_the_proof_htu_is_the_percent_decoded_path_as_okta_compares_it(devorg, dpop_client, login):
+    """okta-sdk-python #541, okta-sdk-nodejs #521, okta-sdk-java #1526: Okta decodes the path before comparing."""
+    from urllib.parse import quote
+
+    seeded = devorg.admin.users(limit=1)[0]
+    login = seeded["profile"]["login"] if login.startswith("a seeded") else login
+    proof_key = new_ec_key()
+    token = dpop_token(dpop_client, proof_key)["access_token"]
+    base = f"{devorg.url}/api/v1/users/"
+    sent = base + quote(login, safe="")
+
+    def call(htu):
+        return dpop_client.http.get(sent, headers={"Authorization": f"DPoP {token}",
+                                                   "DPoP": dpop_proof(proof_key, "GET", htu, access_token=token)})
+
+    decoded = call(base + login)  # the proof is accepted: the answer is about the user, not the token
+    if login == seeded["profile"]["login"]:
+        assert decoded.status_code == 200 and decoded.json()["id"] == seeded["id"]
+    else:
+        assert decoded.status_code == 404 and decoded.json()["errorCode"] == "E0000007"
+    encoded = call(sent)
+    assert encoded.status_code == 401
+    assert 'error="invalid_dpop_proof"' in encoded.headers["WWW-Authenticate"]

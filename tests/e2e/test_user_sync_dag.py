@@ -1,6 +1,7 @@
 """okta_user_sync end to end with `dag.test()` against the dev org, asserted from the dev org's side.
 
-The tests of this module run in order, as one story: a dry run, the first real run, a second run, a changes feed.
+The tests of this module run in order, as one story: a dry run, the first real run, a second run, a changes feed,
+two runs whose ids differ only in punctuation.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -35,11 +38,30 @@ def output_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def dagbag(org, output_dir, airflow_db):
+def feeds_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("feeds")
+
+
+def forget_asset_state():
+    """This module starts from a first run: no watermark left by DAG runs of other test modules (same metadata DB)."""
+    from airflow.models.asset_state_store import AssetStateStoreModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(AssetStateStoreModel).delete()
+
+
+@pytest.fixture(scope="module")
+def dagbag(org, output_dir, feeds_dir, airflow_db):
+    forget_asset_state()
     with dev_org_airflow_env(org.connection, output_dir):
+        os.environ["AIRFLOW_VAR_OKTA_SYNC_FEED_ROOTS"] = json.dumps([feeds_dir.as_uri()])
         from airflow.dag_processing.dagbag import DagBag
 
-        yield DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"))
+        try:
+            yield DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"))
+        finally:
+            os.environ.pop("AIRFLOW_VAR_OKTA_SYNC_FEED_ROOTS", None)
 
 
 def fresh_dag():
@@ -65,9 +87,13 @@ def run_dag(dagbag, org, conf=None):
 
 
 def run_folder(output_dir: Path, run) -> Path:
-    folders = [p for p in (output_dir / DAG_ID).iterdir() if p.is_dir()]
-    safe = run.run_id.replace(":", "-").replace("+", "_")
-    (match,) = [p for p in folders if p.name == safe]
+    """The run's folder, found by the plan header's exact run id (not by re-deriving the folder name)."""
+    matches = []
+    for plan in (output_dir / DAG_ID).glob("*/plan.jsonl"):
+        with open(plan, encoding="utf-8") as file:
+            if json.loads(file.readline())["metadata"]["run_id"] == run.run_id:
+                matches.append(plan.parent)
+    (match,) = matches
     return match
 
 
@@ -153,9 +179,9 @@ def test_second_run_is_incremental_and_makes_no_post(dagbag, org):
     assert delta["tokens"] == 1
 
 
-def test_a_changes_feed_is_applied_and_unknown_rows_are_reported(dagbag, org, output_dir, tmp_path):
+def test_a_changes_feed_is_applied_and_unknown_rows_are_reported(dagbag, org, output_dir, feeds_dir):
     users = [u for u in org.admin.users() if u["status"] == "ACTIVE"][:3]
-    feed = tmp_path / "changes.csv"
+    feed = feeds_dir / "changes.csv"
     with open(feed, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(["login", "department", "title"])
@@ -175,6 +201,41 @@ def test_a_changes_feed_is_applied_and_unknown_rows_are_reported(dagbag, org, ou
     assert ghost and all(r["status"] == "skipped" for r in ghost)
 
 
+def test_outputs_are_private_to_the_airflow_user(dagbag, org, output_dir):
+    """Exports, plans, reports and journals hold PII: 0600 files in 0700 folders (issue 10, point 10)."""
+    run, _ = run_dag(dagbag, org, {"dry_run": True})
+    folder = run_folder(output_dir, run)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"users.jsonl.gz", "plan.jsonl", "report.csv"}
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: "0o600" for p in files}
+
+
+def test_run_ids_differing_only_in_punctuation_get_their_own_folders_and_changes(dagbag, org, output_dir,
+                                                                                 feeds_dir, monkeypatch):
+    """Airflow accepts both spellings; they once shared a folder and the second run replayed the first run's
+    journal: its change was never sent and reported "applied" (issue 10, point 5)."""
+    from airflow.models.dagrun import DagRun
+
+    run_ids = iter(["manual__2026-01-01T00:00:00+00:00", "manual__2026-01-01T00-00-00_00-00"])
+    monkeypatch.setattr(DagRun, "generate_run_id", staticmethod(lambda **_: next(run_ids)))
+    target = next(u for u in org.admin.users() if u["status"] == "ACTIVE")
+    login, wanted = target["profile"]["login"], ("Punctuation One", "Punctuation Two")
+    runs = []
+    for department in wanted:
+        feed = feeds_dir / f"{department.replace(' ', '-')}.csv"
+        feed.write_text(f"login,department\n{login},{department}\n", encoding="utf-8")
+        run, delta = run_dag(dagbag, org, {"changes_uri": feed.as_uri()})
+        assert run.state == "success"
+        assert delta["posts"] == {target["id"]: 1}, "the change was not sent"
+        assert {u["id"]: u for u in org.admin.users()}[target["id"]]["profile"]["department"] == department
+        runs.append(run)
+    first, second = (run_folder(output_dir, run) for run in runs)
+    assert first != second
+    (row,) = [r for r in report_rows(second) if r["user_id"] == target["id"]]
+    assert (row["new"], row["status"]) == ("Punctuation Two", "applied")
+
+
 def test_user_ids_restrict_the_run(dagbag, org, output_dir):
     target = next(u for u in org.admin.users() if u["status"] == "ACTIVE")
     org.admin.configure()  # no-op: state is changed only through the API below
@@ -183,3 +244,24 @@ def test_user_ids_restrict_the_run(dagbag, org, output_dir):
     folder = run_folder(output_dir, run)
     with gzip.open(folder / "users.jsonl.gz", "rt", encoding="utf-8") as export:
         assert [json.loads(line)["id"] for line in export] == [target["id"]]
+
+
+def test_a_snapshot_feed_is_planned_from_one_listing_not_one_read_per_row(dagbag, org, output_dir, feeds_dir):
+    everyone = org.admin.users()
+    changed = [u for u in everyone if u["status"] == "ACTIVE"][-3:]
+    feed = feeds_dir / "snapshot.csv"
+    with open(feed, "w", newline="", encoding="utf-8") as file:  # every user, and 100 hires not yet in Okta
+        writer = csv.writer(file)
+        writer.writerow(["id", "title"])
+        for user in everyone:
+            writer.writerow([user["id"], "Snapshot title" if user in changed else ""])
+        for n in range(100):
+            writer.writerow([f"00uNOTYET{n:011d}", "New hire"])
+    before = org.admin.stats()["requests"].get("GET /api/v1/users/{id}", 0)
+    run, delta = run_dag(dagbag, org, {"changes_uri": feed.as_uri()})
+    assert run.state == "success"
+    reads = org.admin.stats()["requests"].get("GET /api/v1/users/{id}", 0) - before
+    assert reads == len(changed)  # only the push's re-read of each change, none at plan time
+    assert set(delta["posts"]) == {u["id"] for u in changed}
+    rows = report_rows(run_folder(output_dir, run))
+    assert sum(r["status"] == "skipped" and r["user_id"].startswith("00uNOTYET") for r in rows) == 100

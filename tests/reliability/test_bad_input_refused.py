@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import stat
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -141,21 +143,40 @@ def feed_org(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def feed_env(feed_org, tmp_path_factory, airflow_db):
+def feed_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("feed-root")
+
+
+@pytest.fixture(scope="module")
+def feed_env(feed_org, feed_root, tmp_path_factory, airflow_db):
     output = tmp_path_factory.mktemp("feed-output")
     with dev_org_airflow_env(feed_org.connection, output):
-        yield output
+        os.environ["AIRFLOW_VAR_OKTA_SYNC_FEED_ROOTS"] = json.dumps([feed_root.as_uri()])
+        try:
+            yield output
+        finally:
+            os.environ.pop("AIRFLOW_VAR_OKTA_SYNC_FEED_ROOTS", None)
 
 
-def run_feed(feed_org, path: Path):
+@pytest.fixture
+def feed_dir(feed_env, feed_root, request) -> Path:
+    """A fresh folder under the feed root (the Variable okta_sync_feed_roots) for one test's feeds."""
+    folder = feed_root / request.node.name.replace("[", "-").replace("]", "").replace("/", "-")[:80]
+    folder.mkdir()
+    return folder
+
+
+def run_feed(feed_org, path: Path | str, retries: int = 0):
     """The DAG with this feed, every task without retries (a refused feed fails at once); returns run, POSTs."""
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(ROOT / "dags" / "okta_user_sync.py")).dags["okta_user_sync"]
     for task in dag.tasks:
-        task.retries = 0
+        task.retries = retries
+        task.retry_delay = timedelta(seconds=1)
+        task.retry_exponential_backoff = False
     before = feed_org.admin.stats()["updates_total"]
-    run = dag.test(run_conf={"changes_uri": path.as_uri()})
+    run = dag.test(run_conf={"changes_uri": path.as_uri() if isinstance(path, Path) else path})
     return run, feed_org.admin.stats()["updates_total"] - before
 
 
@@ -175,10 +196,10 @@ def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> Pat
     lambda d, login: write_csv(d / "nokey.csv", [["email", "department"], [login, "Data"]]),
     lambda d, login: write_csv(d / "unknown.csv", [["login", "departmant"], [login, "Data"]]),
 ], ids=["bad-encoding", "no-key-column", "unknown-attribute"])
-def test_a_feed_refused_as_a_whole_fails_the_plan_and_writes_nothing(feed_org, feed_env, tmp_path, make_feed):
+def test_a_feed_refused_as_a_whole_fails_the_plan_and_writes_nothing(feed_org, feed_dir, make_feed):
     login = feed_org.admin.users()[0]["profile"]["login"]
-    make_feed(tmp_path, login)
-    path = next(tmp_path.iterdir())
+    make_feed(feed_dir, login)
+    path = next(feed_dir.iterdir())
     run, posts = run_feed(feed_org, path)
     assert run.state == "failed"
     states = task_states(run)
@@ -187,10 +208,10 @@ def test_a_feed_refused_as_a_whole_fails_the_plan_and_writes_nothing(feed_org, f
 
 
 @pytest.mark.airflow
-def test_refused_rows_are_reported_and_never_applied_and_formulas_are_neutralised(feed_org, feed_env, tmp_path):
+def test_refused_rows_are_reported_and_never_applied_and_formulas_are_neutralised(feed_org, feed_env, feed_dir):
     users = [u for u in feed_org.admin.users() if u["status"] == "ACTIVE"][:4]
     logins = [u["profile"]["login"] for u in users]
-    feed = write_csv(tmp_path / "changes.csv", [
+    feed = write_csv(feed_dir / "changes.csv", [
         ["login", "firstName", "department"],
         [logins[0], "", "=cmd|' /C calc'!A0"],         # accepted by Okta, neutralised in the CSV report
         [logins[1], "A" * 51, "Finance"],               # firstName over 50: the whole row is refused
@@ -207,7 +228,7 @@ def test_refused_rows_are_reported_and_never_applied_and_formulas_are_neutralise
         assert after[refused["id"]] == refused["profile"], "a refused row was partly applied"
     assert posts == 2
 
-    report = next(feed_env.rglob("report.csv"))
+    report = run_output(feed_env, run, "report.csv")
     text = report.read_text(encoding="utf-8")
     rows = list(csv.DictReader(text.splitlines()))
     assert "'=cmd|' /C calc'!A0" in text and ",=cmd" not in text
@@ -221,6 +242,65 @@ def test_refused_rows_are_reported_and_never_applied_and_formulas_are_neutralise
     duplicate = by_login[logins[2].lower()]
     assert {r["status"] for r in duplicate} == {"skipped"} and all("duplicate key" in r["reason"] for r in duplicate)
     assert {r["status"] for r in by_login[logins[3].lower()]} == {"applied"}
+
+
+def run_output(output: Path, run, name: str) -> Path:
+    """A file of this run's folder, found through the plan header's exact run id."""
+    for plan in output.rglob("plan.jsonl"):
+        with open(plan, encoding="utf-8") as file:
+            if json.loads(file.readline())["metadata"]["run_id"] == run.run_id:
+                return plan.parent / name
+    raise AssertionError(f"no run folder for {run.run_id}")
+
+
+SECRET = "AKIAIOSFODNN7EXAMPLE/wJalrXUtnFEMIK7MDENG"
+
+
+@pytest.mark.airflow
+@pytest.mark.parametrize("where", ["/etc/passwd", "/proc/self/environ", "outside", "symlink", "dotdot", "sibling"])
+def test_a_feed_outside_the_feed_roots_fails_at_once_and_is_never_read(feed_org, feed_root, feed_dir, tmp_path,
+                                                                        capfd, where):
+    """Issue 10, point 2: whoever may trigger the DAG could make the worker open any file, and the 'one column'
+    hint quoted its first line into the task log."""
+    secret = tmp_path / "environ"
+    secret.write_text(f"AWS_SECRET_ACCESS_KEY={SECRET};HOME=/root\n")
+    evil = feed_root.parent / (feed_root.name + "-evil")
+    evil.mkdir(exist_ok=True)
+    (evil / "changes.csv").write_text(f"AWS_SECRET_ACCESS_KEY={SECRET};x\n")
+    os.symlink(secret, feed_dir / "changes.csv")
+    uri = {"/etc/passwd": "/etc/passwd", "/proc/self/environ": "file:///proc/self/environ",
+           "outside": secret.as_uri(), "symlink": (feed_dir / "changes.csv").as_uri(),
+           "dotdot": f"{feed_dir.as_uri()}/../../{tmp_path.parent.name}/{tmp_path.name}/environ",
+           "sibling": (evil / "changes.csv").as_uri()}[where]
+    run, posts = run_feed(feed_org, uri, retries=2)
+    assert run.state == "failed" and posts == 0
+    plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan_changes")
+    assert (plan.state, plan.try_number) == ("failed", 1), "a feed outside the roots is not worth a retry"
+    output = capfd.readouterr()
+    assert "okta_sync_feed_roots" in output.out + output.err
+    assert SECRET not in output.out + output.err and "root:x:0:0" not in output.out + output.err
+
+
+@pytest.mark.airflow
+def test_refused_json_rows_and_unknown_members_reach_the_report_and_plan_by_line_and_name_never_value(
+        feed_org, feed_env, feed_dir):
+    users = [u for u in feed_org.admin.users() if u["status"] == "ACTIVE"][:3]
+    feed = feed_dir / "changes.jsonl"
+    feed.write_text("\n".join(json.dumps(row) for row in [
+        {"login": users[0]["profile"]["login"], "password": "hunter2", "department": "Data"},   # unknown member
+        {"login": users[1]["profile"]["login"], f"k={SECRET}": 1},                               # not a name
+        {"login": users[2]["profile"]["login"], "firstName": SECRET * 2, "title": "Hunter2 Title"},  # over 50
+    ]) + "\n", encoding="utf-8")
+    run, posts = run_feed(feed_org, feed)
+    assert run.state == "success" and posts == 0
+    for name in ("report.csv", "plan.jsonl"):
+        text = run_output(feed_env, run, name).read_text(encoding="utf-8")
+        assert "hunter2" not in text.lower() and SECRET not in text and "Data" not in text, name
+    rows = list(csv.DictReader(run_output(feed_env, run, "report.csv").read_text(encoding="utf-8").splitlines()))
+    assert {(r["line"], r["attribute"], r["status"]) for r in rows} >= {
+        ("1", "password", "skipped"), ("1", "department", "skipped"), ("2", "", "skipped"),
+        ("3", "firstName", "skipped"), ("3", "title", "skipped")}
+    assert all(r["new"] == "" for r in rows)
 
 
 # ---- keys on disk ------------------------------------------------------------------------------------------------

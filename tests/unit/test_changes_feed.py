@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import tracemalloc
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -97,7 +99,7 @@ def test_non_seekable_input_is_read_twice_through_a_spool():
 
 @pytest.mark.parametrize("data, words", [
     ("firstName,lastName\nAnn,Lee\n", "no key column: the header needs a column named 'id' or 'login'"),
-    ("id;firstName\n00u1;Ann\n", "is the file delimited by something other than ','"),
+    ("id;firstName\n00u1;Ann\n", "is the file delimited by ';' rather than ','"),
     ("firstName,id,login\nAnn,00u1,a@x.com\n", "both 'id' and 'login' columns and neither is first"),
     ("id,fristName\n00u1,Ann\n", "unknown attributes in the header: ['fristName']"),
     ("login,id\na@x.com,00u1\n", "column 'id' cannot be changed in a feed keyed by login"),
@@ -209,6 +211,120 @@ def test_reading_is_lazy_after_validation():
     assert feed.rows == 1000
     iterator = iter(feed)
     assert next(iterator).key == "00u0"
+
+
+# --- hostile feeds (issue 10): nothing read is repeated, nothing unbounded is held -------------------------------
+
+SECRET = "AKIAhunter2SECRET"
+
+
+@pytest.mark.parametrize("data", [
+    f"AWS_SECRET_ACCESS_KEY={SECRET};HOME=/root\n",          # an environment dump: one column, ';' inside
+    f"AWS_SECRET_ACCESS_KEY={SECRET}\tHOME=/root\n",
+    f"login,AWS_SECRET_ACCESS_KEY={SECRET}\nann@x.com,1\n",  # an unknown column whose name is a secret
+    f"login,k={SECRET},k={SECRET}\nann@x.com,1,2\n",        # repeated columns
+    f"root:x:0:0:{SECRET}:/root:/bin/bash\n",                # /etc/passwd
+])
+def test_a_refused_file_is_never_quoted_in_the_error(data):
+    with pytest.raises(ChangesFeedError) as caught:
+        read_changes_feed(io.StringIO(data))
+    assert SECRET not in str(caught.value) and "HOME" not in str(caught.value)
+    assert caught.value.line == 1
+
+
+def test_the_one_column_hint_names_the_separator_not_the_line():
+    with pytest.raises(ChangesFeedError) as caught:
+        read_changes_feed(io.StringIO(f"id;secret={SECRET}\n00u1;x\n"))
+    assert "delimited by ';' rather than ','" in str(caught.value) and SECRET not in str(caught.value)
+
+
+def test_unknown_members_and_refused_rows_never_carry_their_values_into_the_plan_or_report():
+    lines = "\n".join([
+        json.dumps({"id": "00u1", "password": "hunter2", "title": "Eng"}),          # unknown member
+        json.dumps({"id": "00u2", f"pw={SECRET}": 1, "title": "Eng"}),              # a name that is not a name
+        json.dumps({"id": "00u3", "firstName": SECRET * 4, "title": "Eng2"}),       # firstName over 50
+    ]) + "\n"
+    unknown, odd, long_name = rows(lines)
+    assert issues(unknown) == [("password", "unknown attribute 'password'")]
+    assert issues(odd) == [(None, "unknown attribute member 1 (not an attribute name)")]
+    assert unknown.values == {"title": None} and odd.values == {"title": None}
+    assert long_name.values == {"firstName": None, "title": None}
+
+    from okta_sync.change_plan import plan_changes_feed
+    from okta_sync.plan_file import write_plan
+    from okta_sync.reports import CsvReportWriter, rows_for_plan_entry
+
+    feed = read_changes_feed(io.StringIO(lines))
+    plan_text, report_text = io.StringIO(), io.StringIO()
+    entries = list(plan_changes_feed(feed, lambda kind, key: None))
+    write_plan(entries, plan_text)
+    writer = CsvReportWriter(report_text)
+    for entry in entries:
+        writer.write_all(rows_for_plan_entry(entry))
+    for text in (plan_text.getvalue(), report_text.getvalue()):
+        assert "hunter2" not in text and SECRET not in text and "Eng" not in text
+    report = list(csv.DictReader(io.StringIO(report_text.getvalue())))
+    assert {(r["line"], r["attribute"]) for r in report} >= {("1", "password"), ("2", ""), ("3", "firstName")}
+
+
+def test_a_csv_refused_row_keeps_its_attribute_names_not_its_values():
+    row, = rows("login,firstName,department\nann@x.com," + "A" * 51 + ",Finance\n")
+    assert row.values == {"firstName": None, "department": None} and not row.ok
+
+
+def _peak_bytes(read) -> int:
+    tracemalloc.start()
+    try:
+        read()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_an_oversized_json_line_is_refused_by_line_number_without_being_held():
+    huge = b'{"id": "00u2", "title": "' + b"x" * (24 * 1024 * 1024) + b'"}\n'
+    data = io.BytesIO(b'{"id": "00u1", "title": "A"}\n' + huge + b'{"id": "00u3", "title": "C"}\n')
+    found = {}
+    peak = _peak_bytes(lambda: found.update(rows=list(read_changes_feed(data))))
+    first, oversized, last = found["rows"]
+    assert (first.ok, last.ok, last.values) == (True, True, {"title": "C"})
+    assert (oversized.line, oversized.ok, oversized.values) == (2, False, {})
+    assert oversized.issues[0].reason == "the line is longer than 1048576 bytes; the row is not read"
+    assert peak < 6 * 1024 * 1024, f"{peak / 2**20:.1f} MiB held for a 24 MiB line"
+
+
+def test_an_oversized_csv_line_refuses_the_file_by_line_number():
+    data = io.BytesIO(b"id,title\n00u1,A\n00u2," + b"x" * (2 * 1024 * 1024) + b"\n")
+    with pytest.raises(ChangesFeedError) as caught:
+        read_changes_feed(data)
+    assert caught.value.line == 3 and "longer than" in str(caught.value)
+
+
+def test_an_oversized_line_in_a_text_stream_is_refused_too():
+    data = io.StringIO('{"id": "00u1", "title": "' + "y" * 100_000 + '"}\n{"id": "00u2", "title": "B"}\n')
+    first, second = read_changes_feed(data, max_line_bytes=50_000)
+    assert (first.ok, second.ok) == (False, True)
+
+
+def test_an_endless_pipe_is_not_copied_aside_without_bound():
+    class Endless(NonSeekable):
+        def readinto(self, buffer):
+            buffer[:] = b"\n" * len(buffer)
+            return len(buffer)
+
+    with pytest.raises(ChangesFeedError, match="longer than 1000000 bytes"):
+        read_changes_feed(io.BufferedReader(Endless(b"")), max_spool_bytes=1_000_000)
+
+
+@pytest.mark.parametrize("fmt, data", [
+    ("jsonl", json.dumps({"id": "00u1", "title": "t" * 20_000, "department": "D"}) + "\n"),
+    ("jsonl", json.dumps({"id": "00u1", "title": ["t" * 100] * 200}) + "\n"),
+    ("csv", "id,title,department\n00u1," + "t" * 20_000 + ",D\n"),
+])
+def test_an_oversized_value_refuses_its_row_naming_the_attribute(fmt, data):
+    row, = rows(data, format=fmt, known_attributes=["title", "department"])
+    assert not row.ok and issues(row) == [("title", "title: the value is longer than 16384 characters")]
+    assert "t" * 100 not in json.dumps(row.values)
 
 
 # --- never an untyped exception -----------------------------------------------------------------------------

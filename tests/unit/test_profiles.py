@@ -214,6 +214,35 @@ def test_feed_plan_changes_only_what_differs_and_reports_unknown_users():
     assert deprovisioned.changes == {"firstName": ("Cy", "Cyrus")}
 
 
+def okta_path_lookup(*users):
+    """A lookup that answers as `GET /api/v1/users/{key}` does: id, login, or an unambiguous login shortname."""
+    def lookup(kind, key):
+        for u in users:
+            if u["id"] == key or u["profile"]["login"].lower() == key.lower():
+                return u
+        by_shortname = [u for u in users if u["profile"]["login"].partition("@")[0].lower() == key.lower()]
+        return by_shortname[0] if len(by_shortname) == 1 else None
+    return lookup
+
+
+def test_a_feed_row_updates_only_the_user_whose_login_or_id_is_its_key():
+    jdoe = user("00u1", login="jdoe@example.com", firstName="Jo", title="Eng")
+    lookup = okta_path_lookup(jdoe, user("00u2", login="ann@example.com", title="Ops"))
+    feed = read_changes_feed(io.StringIO(
+        "login,title\n"
+        "jdoe,Boss\n"                   # Okta resolves the shortname to jdoe@example.com: not this row's user
+        "JDoe@Example.com,Lead\n"       # the login, another case: the user
+    ))
+    shortname, exact = plan_changes_feed(feed, lookup)
+    assert isinstance(shortname, Skipped) and shortname.reason == "no Okta user with login 'jdoe'"
+    assert shortname.user_id is None and shortname.changes == {"title": (None, "Boss")}
+    assert isinstance(exact, ProfileChange) and exact.user_id == "00u1" and exact.changes == {"title": ("Eng", "Lead")}
+    by_id = read_changes_feed(io.StringIO('{"id": "ann", "title": "Boss"}\n{"id": "00u2", "title": "Boss"}\n'))
+    wrong, right = plan_changes_feed(by_id, lookup)
+    assert isinstance(wrong, Skipped) and wrong.reason == "no Okta user with id 'ann'"
+    assert isinstance(right, ProfileChange) and right.user_id == "00u2"
+
+
 def test_feed_rows_with_issues_are_never_looked_up_or_applied():
     directory = FakeDirectory(user("00u1", firstName="Ann", lastName="Lee"))
     feed = read_changes_feed(io.StringIO("id,firstName,lastName\n00u1,Annabel,%s\n00u9,X,\n" % ("L" * 51)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 
 import pytest
 from hypothesis import given, settings
@@ -42,7 +43,7 @@ def test_csv_report_has_one_row_per_attribute_change_with_the_okta_error():
     writer.write_all(rows_for_change(CHANGE, ReportStatus.FAILED, error_code="E0000001",
                                      error_summary="Api validation failed: firstName"))
     header, *_ = out.getvalue().splitlines()
-    assert tuple(header.split(",")) == REPORT_COLUMNS
+    assert tuple(next(csv.reader([header]))) == REPORT_COLUMNS
     first, second = csv_rows(out.getvalue())
     assert first == {"user_id": "00u1", "login": "ann@x.com", "attribute": "firstName", "old": " Ann", "new": "Ann",
                      "status": "failed", "error_code": "E0000001", "error_summary": "Api validation failed: firstName",
@@ -101,18 +102,51 @@ def test_unpaired_surrogates_do_not_break_the_report():
     out.getvalue().encode("utf-8")
 
 
-@pytest.mark.parametrize("cell", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "\uff1dcmd"])
+@pytest.mark.parametrize("cell", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "\uff1dcmd",
+                                  # issue 10: after whitespace, U+3000, invisible characters; after a separator
+                                  " =1+2", "\u3000=1+2", "\u00a0@SUM(A1)", "\u200b=1", "\ufeff+1", "\ufe66cmd",
+                                  "\u2212" + "1", '"=1+2"'])
 def test_formula_triggers_are_quoted(cell):
     assert neutralize_formula(cell) == "'" + cell
 
 
-@pytest.mark.parametrize("cell", ["Ann", "", " =1", "'=1", "a=b"])
+@pytest.mark.parametrize("cell, safe", [("x;=1+2", "x;'=1+2"), ("x; =1+2", "x;' =1+2"), ("x,=1+2", "x,'=1+2"),
+                                        ("x|@A1", "x|'@A1"), ("x\uff1b=1", "x\uff1b'=1"), ("a\n=1", "a\n'=1"),
+                                        ("=a;-b", "'=a;'-b"), ('x;"=1"', "x;'\"=1\"")])
+def test_a_trigger_after_a_separator_is_quoted_where_a_split_cell_would_start(cell, safe):
+    assert neutralize_formula(cell) == safe
+
+
+@pytest.mark.parametrize("cell", ["Ann", "", "'=1", "a=b", "Smith; Jones", "R&D, Data", "a - b"])
 def test_ordinary_cells_are_left_alone(cell):
     assert neutralize_formula(cell) == cell
 
 
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_a_report_opened_with_another_delimiter_has_no_formula_cell(delimiter):
+    """A spreadsheet in a `;` locale (or guessing tab or `|`) splits an unquoted `x;=1+2` into `x` and `=1+2`."""
+    out = io.StringIO()
+    writer = CsvReportWriter(out)
+    for value in ("x;=1+2", "x\t=1+2", "x|=1+2", "x,=1+2", " =1+2", "\u3000=1+2"):
+        writer.write(ReportRow("00u1", "a@x.com", "title", "Old", value, ReportStatus.APPLIED))
+    assert out.getvalue().startswith('"user_id","login",')  # every cell in double quotes
+    for record in csv.reader(io.StringIO(out.getvalue(), newline=""), delimiter=delimiter):
+        for cell in record:
+            assert not cell[_skip_blank(cell):].startswith(FORMULA_TRIGGERS), (delimiter, cell)
+
+
 _cell = st.one_of(st.none(), st.integers(), st.booleans(), st.lists(st.text(max_size=5), max_size=3),
-                  st.text(st.sampled_from(list("=+-@\t\r\n ,\"'aZ\uff1d")) | st.characters(), max_size=12))
+                  st.text(st.sampled_from(list("=+-@\t\r\n ,;|\"'aZ\uff1d\u3000\u200b")) | st.characters(),
+                          max_size=12))
+
+
+def _skip_blank(cell: str) -> int:
+    """Where a spreadsheet starts reading a cell: after whitespace and invisible characters."""
+    index = 0
+    while index < len(cell) and cell[index] not in "\t\r\n" and (
+            cell[index] == '"' or cell[index].isspace() or unicodedata.category(cell[index]) in ("Cf", "Zs", "Cc")):
+        index += 1
+    return index
 
 
 @FAST
@@ -122,8 +156,9 @@ def test_no_csv_cell_ever_starts_with_a_formula_trigger(rows):
     writer = CsvReportWriter(out)
     for user_id, login, old, new, reason in rows:
         writer.write(ReportRow(user_id, login, "title", old, new, ReportStatus.FAILED, error_summary=reason))
-    for record in csv.reader(io.StringIO(out.getvalue(), newline="")):
-        assert not any(cell.startswith(FORMULA_TRIGGERS) for cell in record)
+    for delimiter in (",", ";", "\t", "|"):
+        for record in csv.reader(io.StringIO(out.getvalue(), newline=""), delimiter=delimiter):
+            assert not any(cell[_skip_blank(cell):].startswith(FORMULA_TRIGGERS) for cell in record)
     assert writer.summary.as_dict()["total"] == len(rows)
 
 

@@ -107,9 +107,13 @@ def test_unparseable_link_header_raises_instead_of_ending_early(server, rsa_pem)
 
 
 def test_get_user_encodes_logins(server, rsa_pem):
-    login = "ada/lovelace@example.com"
-    server.route("GET", f"{USERS}/ada%2Flovelace%40example.com", Reply(200, user(7)))
-    assert make_client(server, rsa_pem).get_user(login)["id"] == user(7)["id"]
+    login = "ada+love lace@example.com"
+    server.route("GET", f"{USERS}/ada%2Blove%20lace%40example.com", Reply(200, user(7)))
+    client = make_client(server, rsa_pem)
+    assert client.get_user(login)["id"] == user(7)["id"]
+    with pytest.raises(ValueError, match="find_user"):  # Okta fetches a login holding '/' only by id
+        client.get_user("ada/lovelace@example.com")
+    assert [r.path for r in server.requests if r.path.startswith(USERS)] == [f"{USERS}/ada%2Blove%20lace%40example.com"]
 
 
 def test_update_profile_is_a_partial_post_with_the_manage_scope(server, rsa_pem):

@@ -1,0 +1,190 @@
+"""Warehouse loads at scale: time and peak RSS of okta_users_to_warehouse's load, on SQLite and PostgreSQL.
+
+    python3.11 scripts/dev.py bench warehouse [--users 1000000] [--small 100000] [--changed 0.05] [--no-docs]
+
+For each database and each size: a full export of N synthetic users loaded into empty tables (the first load),
+then a second full export in which a fraction of the users changed (a version each), and the same export again
+(nothing new: the load log skips it). Each load runs in its own fresh Python process through the Airflow layer
+(the `okta_warehouse` connection's DbApiHook), so its peak RSS is its own; flat memory means the 1,000,000-user
+load peaks where the small one does. PostgreSQL is a throwaway cluster on loopback (tests/postgres_server.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.orgs import OUTPUT, ROOT
+
+DOCS = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- warehouse-load: begin -->", "<!-- warehouse-load: end -->"
+DEPARTMENTS = ("Engineering", "Sales", "Finance", "Marketing", "Support", "Legal", "People", "Data")
+
+
+def write_export(path: Path, users: int, changed_every: int = 0) -> None:
+    """A users export like okta_user_sync's (gzip JSON Lines); every `changed_every`-th user has a newer version."""
+    with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as file:
+        for n in range(users):
+            changed = changed_every and n % changed_every == 0
+            updated = "2026-02-01T00:00:00.000Z" if changed else "2026-01-01T00:00:00.000Z"
+            profile = {"login": f"user{n}@example.com", "email": f"user{n}@example.com", "firstName": f"First{n}",
+                       "lastName": f"Last{n}", "displayName": f"First{n} Last{n}",
+                       "department": DEPARTMENTS[(n + bool(changed)) % len(DEPARTMENTS)], "title": "Engineer",
+                       "manager": f"manager{n % 997}@example.com", "managerId": f"00um{n % 997:07d}",
+                       "employeeNumber": str(100000 + n), "organization": "Example", "costCenter": f"CC{n % 50}",
+                       "mobilePhone": None, "city": "Zürich", "countryCode": "CH", "userType": "Employee"}
+            file.write(json.dumps({"id": f"00u{n:017d}", "status": "ACTIVE", "created": "2025-01-01T00:00:00.000Z",
+                                   "activated": "2025-01-01T00:00:00.000Z", "lastUpdated": updated,
+                                   "profile": profile}, separators=(",", ":")) + "\n")
+
+
+@dataclass
+class Measured:
+    database: str
+    users: int
+    load: str
+    seconds: float
+    peak_rss_mb: float
+    result: dict
+
+
+def probe(connection: dict, path: Path, event_id: int, exported_at: str) -> dict:
+    """One load in a fresh process: `python -m benchmarks.warehouse_load --probe`."""
+    env = dict(os.environ, AIRFLOW_CONN_OKTA_WAREHOUSE=json.dumps(connection),
+               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins")]))
+    event = {"id": event_id, "extra": {"path": path.as_uri(), "kind": "full", "exported_at": exported_at}}
+    out = subprocess.run([sys.executable, "-m", "benchmarks.warehouse_load", "--probe", json.dumps(event)],
+                         cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=7200)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_probe(event_json: str) -> None:
+    from collections import namedtuple
+
+    from benchmarks.memory_probe import own_peak_rss_mb
+    from okta_sync.warehouse_airflow import load_new_exports
+
+    event = json.loads(event_json)
+    began = time.perf_counter()
+    summary = load_new_exports("okta_warehouse", [namedtuple("Event", "id extra timestamp")(
+        event["id"], event["extra"], None)])
+    seconds = time.perf_counter() - began
+    loads = summary["loads"] or [{}]
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": own_peak_rss_mb(), "result": loads[0],
+                      "loaded": summary["loaded"]}))
+
+
+def measure(database: str, connection: dict, users: int, folder: Path, changed: float, log=print) -> list[Measured]:
+    first, second = folder / f"full-{users}.jsonl.gz", folder / f"full-{users}-changed.jsonl.gz"
+    if not first.exists():
+        write_export(first, users)
+    if not second.exists():
+        write_export(second, users, changed_every=max(1, round(1 / changed)) if changed else 0)
+    rows = []
+    for label, path, event_id, at in (("first load", first, 1, "2026-01-02T00:00:00.000Z"),
+                                      (f"{changed:.0%} changed", second, 2, "2026-02-02T00:00:00.000Z"),
+                                      ("same export again", second, 2, "2026-02-02T00:00:00.000Z")):
+        measured = probe(connection, path, event_id, at)
+        rows.append(Measured(database, users, label, measured["seconds"], measured["peak_rss_mb"], measured["result"]))
+        counts = {k: v for k, v in measured["result"].items() if isinstance(v, int) and v and k != "event_id"}
+        log(f"  {database} {users:,} users, {label}: {measured['seconds']:.1f} s, peak RSS "
+            f"{measured['peak_rss_mb']:.0f} MB {counts or '(skipped: already loaded)'}")
+    return rows
+
+
+def markdown(rows: list[Measured], command: str) -> str:
+    lines = [BEGIN, "## Warehouse loads (okta_users_to_warehouse)", "",
+             f"Measured on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (CPython "
+             f"{platform.python_version()}, {platform.machine()}; shared, noisy machine) with:", "", "```", command,
+             "```", "",
+             "Each load is one process through the Airflow layer (the `okta_warehouse` DbApiHook); peak RSS is that "
+             "process's own (VmHWM, Airflow's imports included; on SQLite its bounded 64 MiB page cache). "
+             "Synthetic users with 16 profile attributes; "
+             "PostgreSQL 15 on loopback (fsync off: a throwaway cluster), SQLite a file on local disk.", "",
+             "| database | users | load | time | users/s | peak RSS |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        rate = f"{row.users / row.seconds:,.0f}" if row.result.get("read") else "-"
+        lines.append(f"| {row.database} | {row.users:,} | {row.load} | {row.seconds:.1f} s | {rate} | "
+                     f"{row.peak_rss_mb:.0f} MB |")
+    sizes = sorted({row.users for row in rows})
+    if len(sizes) == 2:
+        lines.append("")
+        for database in dict.fromkeys(row.database for row in rows):
+            peak = {size: max(r.peak_rss_mb for r in rows if r.database == database and r.users == size)
+                    for size in sizes}
+            lines.append(f"- {database}: peak RSS at {sizes[1]:,} vs {sizes[0]:,} users: "
+                         f"{peak[sizes[1]]:.0f} MB vs {peak[sizes[0]]:.0f} MB "
+                         f"({peak[sizes[1]] / peak[sizes[0]]:.2f}x): memory does not grow with the export.")
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def update_docs(section: str) -> None:
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    DOCS.write_text(text)
+
+
+def kept_section() -> str:
+    """The warehouse section of docs/benchmarks.md, for the main benchmark command to keep when it rewrites."""
+    text = DOCS.read_text() if DOCS.exists() else ""
+    if BEGIN in text and END in text:
+        return BEGIN + text.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
+    return ""
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--probe"]:
+        run_probe(argv[1])
+        return 0
+    parser = argparse.ArgumentParser(prog="python3.11 scripts/dev.py bench warehouse", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--small", type=int, default=100_000, help="the smaller size, for the memory ratio (0: none)")
+    parser.add_argument("--changed", type=float, default=0.05, help="share of users changed in the second export")
+    parser.add_argument("--only", default="sqlite,postgresql")
+    parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    from tests.postgres_server import PostgresServer, find_bin_dir
+
+    folder = OUTPUT / "warehouse"
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = [size for size in (args.small, args.users) if size]
+    databases = [d.strip() for d in args.only.split(",") if d.strip()]
+    rows: list[Measured] = []
+    for users in sizes:
+        print(f"warehouse: writing exports of {users:,} users ...", flush=True)
+        if "sqlite" in databases:
+            db = folder / f"warehouse-{users}.db"
+            db.unlink(missing_ok=True)
+            rows += measure("SQLite", {"conn_type": "sqlite", "host": str(db)}, users, folder, args.changed)
+            db.unlink(missing_ok=True)
+        if "postgresql" in databases:
+            if find_bin_dir() is None:
+                print("  PostgreSQL: server binaries not installed (apt-get install postgresql); skipped")
+                continue
+            with PostgresServer() as server:
+                rows += measure("PostgreSQL", server.connection, users, folder, args.changed)
+    command = "python3.11 scripts/dev.py bench warehouse " + " ".join(argv)
+    section = markdown(rows, command.strip())
+    print("\n" + section)
+    if not args.no_docs:
+        update_docs(section)
+        print(f"updated {DOCS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

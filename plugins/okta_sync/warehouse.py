@@ -1,0 +1,375 @@
+"""Users exports into SQL tables a data team can query: `okta_users` (one row per user ever seen) and
+`okta_user_history` (slowly changing dimension, type 2), kept exactly once by a load log (`okta_sync_loads`).
+
+Plain Python over a DB-API connection: the SQL that differs between databases (placeholders, column types, the
+upsert statement) comes in a `SqlFlavour`, which the Airflow layer builds from a `DbApiHook` and its dialect.
+
+One export is one transaction: users are read from the export in batches, each batch is compared with the rows
+already stored (by `lastUpdated` and a hash of status, login and profile), and only what changed is written. A
+full export defines the population: users it does not name get `deleted_at` and their current version closed.
+The load log row is written in the same transaction, so a retried or repeated load finds it and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from itertools import islice
+from typing import Any
+
+from okta_sync.timestamps import okta_timestamp
+
+USERS_TABLE = "okta_users"
+HISTORY_TABLE = "okta_user_history"
+LOADS_TABLE = "okta_sync_loads"
+SEEN_TABLE = "okta_sync_seen"  # a temporary table: the ids a full export names, for the deletions
+BATCH_SIZE = 1000  # users per round trip; bounded so IN lists stay within every database's limits
+FULL, INCREMENTAL = "full", "incremental"
+EXPORT_KINDS = (FULL, INCREMENTAL, "user_ids")  # only a full export says who no longer exists
+MAX_PATH_LENGTH = 2048
+_OKTA_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+_USER_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
+
+# Profile attributes analysts query most, as columns (Okta's base profile names -> column names).
+PROFILE_COLUMNS = {
+    "email": "email", "first_name": "firstName", "last_name": "lastName", "display_name": "displayName",
+    "department": "department", "title": "title", "manager": "manager", "manager_id": "managerId",
+    "employee_number": "employeeNumber", "organization": "organization", "division": "division",
+    "cost_center": "costCenter", "user_type": "userType",
+}
+USER_COLUMNS = ("id", "status", "login", *PROFILE_COLUMNS, "profile", "created", "last_updated", "deleted_at",
+                "content_sha256")
+HISTORY_COLUMNS = ("id", "valid_from", "valid_to", "status", "login", "profile")
+
+
+class WarehouseLoadError(ValueError):
+    """An export or its Asset event cannot be loaded; names the field and never echoes the refused value."""
+
+
+@dataclass(frozen=True)
+class SqlFlavour:
+    """What differs between databases. `replace_sql(table, columns, key)` is the database's own upsert statement
+    (the common.sql dialect's `generate_replace_sql`): insert, or replace the row with the same `key`."""
+
+    name: str
+    placeholder: str
+    replace_sql: Callable[[str, Sequence[str], Sequence[str]], str]
+    json_type: str = "TEXT"
+    timestamp_type: str = "VARCHAR(32)"
+    text_type: str = "TEXT"
+    session_statements: tuple[str, ...] = ()  # run once per connection, before the schema
+
+
+@dataclass(frozen=True)
+class ExportRef:
+    """One export to load, from its Asset event (or given by hand): what it is and where it is."""
+
+    path: str
+    kind: str
+    exported_at: str  # when the export began: the moment its snapshot describes; loads go in this order
+    event_id: int = 0
+    watermark: str | None = None  # the newest lastUpdated in the export
+    users: int | None = None
+
+    @classmethod
+    def from_event(cls, event_id: int, extra: Any, timestamp: datetime | None) -> ExportRef:
+        """An Asset event's extra is untrusted: each field is checked and bounded, errors name the field only."""
+        if not isinstance(extra, dict):
+            raise WarehouseLoadError(f"asset event {event_id}: extra is not an object")
+        path = extra.get("path")
+        if not isinstance(path, str) or not path or len(path) > MAX_PATH_LENGTH:
+            raise WarehouseLoadError(f"asset event {event_id}: extra.path is missing or not a path "
+                                     f"(a string of at most {MAX_PATH_LENGTH} characters)")
+        kind = extra.get("kind", INCREMENTAL)  # events from before `kind` existed: never treated as full
+        if kind not in EXPORT_KINDS:
+            raise WarehouseLoadError(f"asset event {event_id}: extra.kind is not one of {', '.join(EXPORT_KINDS)}")
+        exported_at = extra.get("exported_at")
+        if exported_at is None and timestamp is not None:
+            exported_at = okta_timestamp(timestamp)
+        watermark = extra.get("watermark")
+        for name, value in (("exported_at", exported_at), ("watermark", watermark)):
+            if value is not None and not (isinstance(value, str) and _OKTA_TIMESTAMP.match(value)):
+                raise WarehouseLoadError(f"asset event {event_id}: extra.{name} is not an Okta timestamp "
+                                         "(like 2026-01-01T00:00:00.000Z)")
+        if exported_at is None:
+            raise WarehouseLoadError(f"asset event {event_id}: extra.exported_at is missing")
+        users = extra.get("users")
+        if users is not None and (not isinstance(users, int) or isinstance(users, bool) or users < 0):
+            raise WarehouseLoadError(f"asset event {event_id}: extra.users is not a count")
+        return cls(path=path, kind=kind, exported_at=exported_at, event_id=int(event_id), watermark=watermark,
+                   users=users)
+
+    @property
+    def order(self) -> tuple[str, int]:
+        return self.exported_at, self.event_id
+
+
+@dataclass
+class LoadResult:
+    path: str
+    event_id: int
+    kind: str
+    skipped: bool = False  # already in the load log: nothing changed
+    read: int = 0
+    inserted: int = 0  # users seen for the first time
+    changed: int = 0  # a new version (status, login or profile changed)
+    touched: int = 0  # lastUpdated moved, nothing we keep changed: no version
+    unchanged: int = 0
+    stale: int = 0  # older than what is stored (an earlier export loaded late)
+    restored: int = 0  # marked deleted, seen again
+    deleted: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def schema_statements(flavour: SqlFlavour) -> list[str]:
+    text, ts, js = flavour.text_type, flavour.timestamp_type, flavour.json_type
+    profile_columns = "".join(f"    {column} {text},\n" for column in PROFILE_COLUMNS)
+    return [
+        f"CREATE TABLE IF NOT EXISTS {USERS_TABLE} (\n    id VARCHAR(64) NOT NULL PRIMARY KEY,\n"
+        f"    status VARCHAR(32),\n    login {text},\n{profile_columns}    profile {js},\n    created {ts},\n"
+        f"    last_updated {ts},\n    deleted_at {ts},\n    content_sha256 VARCHAR(64)\n)",
+        f"CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (\n    id VARCHAR(64) NOT NULL,\n    valid_from {ts} NOT NULL,\n"
+        f"    valid_to {ts},\n    status VARCHAR(32),\n    login {text},\n    profile {js},\n"
+        f"    PRIMARY KEY (id, valid_from)\n)",
+        f"CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (\n    export_path VARCHAR({MAX_PATH_LENGTH}) NOT NULL,\n"
+        f"    event_id BIGINT NOT NULL,\n    kind VARCHAR(16) NOT NULL,\n    exported_at {ts} NOT NULL,\n"
+        f"    watermark {ts},\n    loaded_at {ts} NOT NULL,\n    users_read BIGINT NOT NULL,\n"
+        f"    inserted BIGINT NOT NULL,\n    changed BIGINT NOT NULL,\n    deleted BIGINT NOT NULL,\n"
+        f"    PRIMARY KEY (export_path, event_id)\n)",
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {SEEN_TABLE} (id VARCHAR(64) NOT NULL PRIMARY KEY)",
+    ]
+
+
+def ensure_schema(connection: Any, flavour: SqlFlavour) -> None:
+    """Create the tables when missing (idempotent), committed before any load begins."""
+    cursor = connection.cursor()
+    try:
+        for statement in (*flavour.session_statements, *schema_statements(flavour)):
+            cursor.execute(statement)
+    finally:
+        cursor.close()
+    connection.commit()
+
+
+def loaded_exports(connection: Any) -> set[tuple[str, int]]:
+    """(export path, event id) of every load done: the DAG's own progress."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute(f"SELECT export_path, event_id FROM {LOADS_TABLE}")
+        done = {(path, int(event_id)) for path, event_id in cursor.fetchall()}
+    finally:
+        cursor.close()
+    connection.commit()
+    return done
+
+
+def pending_exports(exports: Iterable[ExportRef], done: set[tuple[str, int]]) -> list[ExportRef]:
+    """Exports not loaded yet, oldest snapshot first (Asset events come in no particular order)."""
+    return sorted((e for e in exports if (e.path, e.event_id) not in done), key=lambda e: e.order)
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """One user as the tables keep it."""
+
+    id: str
+    status: str | None
+    login: str | None
+    profile_json: str
+    created: str | None
+    last_updated: str
+    content_sha256: str
+    columns: tuple[str | None, ...] = field(repr=False)  # PROFILE_COLUMNS, in order
+
+    @classmethod
+    def from_user(cls, user: Any, number: int) -> UserRow:
+        if not isinstance(user, dict):
+            raise WarehouseLoadError(f"export line {number}: not a user object")
+        user_id, last_updated = user.get("id"), user.get("lastUpdated")
+        if not isinstance(user_id, str) or not _USER_ID.match(user_id):
+            raise WarehouseLoadError(f"export line {number}: id is missing or not an Okta user id")
+        if not isinstance(last_updated, str) or not _OKTA_TIMESTAMP.match(last_updated):
+            raise WarehouseLoadError(f"export line {number} (user {user_id}): lastUpdated is not an Okta timestamp")
+        profile = user.get("profile") or {}
+        if not isinstance(profile, dict):
+            raise WarehouseLoadError(f"export line {number} (user {user_id}): profile is not an object")
+        status, login = _text(user.get("status")), _text(profile.get("login"))
+        profile_json = json.dumps(profile, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        digest = hashlib.sha256(json.dumps([status, login], ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        digest.update(profile_json.encode("utf-8", "surrogatepass"))
+        created = user.get("created") if isinstance(user.get("created"), str) else None
+        return cls(id=user_id, status=status, login=login, profile_json=profile_json, created=created,
+                   last_updated=last_updated, content_sha256=digest.hexdigest(),
+                   columns=tuple(_text(profile.get(name)) for name in PROFILE_COLUMNS.values()))
+
+    def user_values(self, deleted_at: str | None = None) -> tuple:
+        return (self.id, self.status, self.login, *self.columns, self.profile_json, self.created, self.last_updated,
+                deleted_at, self.content_sha256)
+
+    def history_values(self, valid_from: str) -> tuple:
+        return self.id, valid_from, None, self.status, self.login, self.profile_json
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Stored:
+    last_updated: str
+    content_sha256: str
+    deleted_at: str | None
+
+
+@dataclass
+class BatchPlan:
+    """What one batch writes: rows to upsert, versions to close (valid_to, id), versions to open."""
+
+    upserts: list[tuple] = field(default_factory=list)
+    closes: list[tuple[str, str]] = field(default_factory=list)
+    opens: list[tuple] = field(default_factory=list)
+
+
+def plan_batch(rows: Sequence[UserRow], stored: dict[str, Stored], result: LoadResult) -> BatchPlan:
+    """Decide, per user, what changes: the diff of versions, without touching the database."""
+    plan = BatchPlan()
+    for row in rows:
+        before = stored.get(row.id)
+        if before is None:
+            result.inserted += 1
+            plan.upserts.append(row.user_values())
+            plan.opens.append(row.history_values(row.last_updated))
+        elif before.deleted_at is not None:
+            if row.last_updated <= before.last_updated:
+                result.stale += 1
+                continue
+            result.restored += 1
+            valid_from = max(row.last_updated, before.deleted_at)  # after the closed version's valid_to
+            plan.upserts.append(row.user_values())
+            plan.opens.append(row.history_values(valid_from))
+        elif row.last_updated < before.last_updated:
+            result.stale += 1
+        elif row.last_updated == before.last_updated:
+            result.unchanged += 1  # Okta moves lastUpdated on every change: same time, same version
+        elif row.content_sha256 == before.content_sha256:
+            result.touched += 1
+            plan.upserts.append(row.user_values())
+        else:
+            result.changed += 1
+            plan.upserts.append(row.user_values())
+            plan.closes.append((row.last_updated, row.id))
+            plan.opens.append(row.history_values(row.last_updated))
+    return plan
+
+
+def _batches(users: Iterable[Any], size: int) -> Iterator[list[UserRow]]:
+    numbered = enumerate(users, start=1)
+    while True:
+        chunk = list(islice(numbered, size))
+        if not chunk:
+            return
+        newest: dict[str, UserRow] = {}  # a user listed twice in one batch: keep the newest
+        for number, user in chunk:
+            row = UserRow.from_user(user, number)
+            if row.id not in newest or row.last_updated > newest[row.id].last_updated:
+                newest[row.id] = row
+        yield list(newest.values())
+
+
+class _Statements:
+    def __init__(self, flavour: SqlFlavour):
+        p = flavour.placeholder
+        self.upsert_user = flavour.replace_sql(USERS_TABLE, USER_COLUMNS, ("id",))
+        self.insert_seen = flavour.replace_sql(SEEN_TABLE, ("id",), ("id",))
+        self.open_version = (f"INSERT INTO {HISTORY_TABLE} ({', '.join(HISTORY_COLUMNS)}) "
+                             f"VALUES ({', '.join([p] * len(HISTORY_COLUMNS))})")
+        self.close_version = f"UPDATE {HISTORY_TABLE} SET valid_to = {p} WHERE id = {p} AND valid_to IS NULL"
+        self.placeholder = p
+        missing = (f"deleted_at IS NULL AND last_updated < {p} AND NOT EXISTS "
+                   f"(SELECT 1 FROM {SEEN_TABLE} s WHERE s.id = {USERS_TABLE}.id)")
+        self.close_missing = (f"UPDATE {HISTORY_TABLE} SET valid_to = {p} WHERE valid_to IS NULL AND id IN "
+                              f"(SELECT id FROM {USERS_TABLE} WHERE {missing})")
+        self.delete_missing = f"UPDATE {USERS_TABLE} SET deleted_at = {p} WHERE {missing}"
+        self.log_load = (f"INSERT INTO {LOADS_TABLE} (export_path, event_id, kind, exported_at, watermark, loaded_at, "
+                         f"users_read, inserted, changed, deleted) VALUES ({', '.join([p] * 10)})")
+        self.find_load = f"SELECT 1 FROM {LOADS_TABLE} WHERE export_path = {p} AND event_id = {p}"
+
+    def select_stored(self, count: int) -> str:
+        return (f"SELECT id, last_updated, content_sha256, deleted_at FROM {USERS_TABLE} "
+                f"WHERE id IN ({', '.join([self.placeholder] * count)})")
+
+
+def load_export(connection: Any, flavour: SqlFlavour, export: ExportRef, users: Iterable[Any], *,
+                batch_size: int = BATCH_SIZE, now: Callable[[], datetime] | None = None) -> LoadResult:
+    """Load one export in one transaction (committed at the end, rolled back on any error).
+
+    `users` is the export's users, streamed (one batch in memory). Call `ensure_schema` once first.
+    """
+    statements = _Statements(flavour)
+    result = LoadResult(path=export.path, event_id=export.event_id, kind=export.kind)
+    cursor = connection.cursor()
+    try:
+        cursor.execute(statements.find_load, (export.path, export.event_id))
+        if cursor.fetchone() is not None:
+            connection.rollback()
+            result.skipped = True
+            return result
+        cursor.execute(f"DELETE FROM {SEEN_TABLE}")
+        for rows in _batches(users, batch_size):
+            result.read += len(rows)
+            _load_batch(cursor, statements, rows, result, full=export.kind == FULL)
+        if export.kind == FULL:
+            result.deleted = _delete_missing(cursor, statements, export.exported_at)
+            cursor.execute(f"DELETE FROM {SEEN_TABLE}")
+        loaded_at = okta_timestamp((now or _utc_now)())
+        cursor.execute(statements.log_load, (export.path, export.event_id, export.kind, export.exported_at,
+                                             export.watermark, loaded_at, result.read, result.inserted,
+                                             result.changed + result.restored, result.deleted))
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    finally:
+        cursor.close()
+    return result
+
+
+def _load_batch(cursor: Any, statements: _Statements, rows: list[UserRow], result: LoadResult, *, full: bool) -> None:
+    cursor.execute(statements.select_stored(len(rows)), [row.id for row in rows])
+    stored = {user_id: Stored(_as_okta_time(last_updated), sha, _as_okta_time(deleted_at))
+              for user_id, last_updated, sha, deleted_at in cursor.fetchall()}
+    plan = plan_batch(rows, stored, result)
+    if plan.closes:
+        cursor.executemany(statements.close_version, plan.closes)
+    if plan.opens:
+        cursor.executemany(statements.open_version, plan.opens)
+    if plan.upserts:
+        cursor.executemany(statements.upsert_user, plan.upserts)
+    if full:
+        cursor.executemany(statements.insert_seen, [(row.id,) for row in rows])
+
+
+def _delete_missing(cursor: Any, statements: _Statements, exported_at: str) -> int:
+    """Users a full export does not name were deleted (as of the export), unless a later export saw them."""
+    cursor.execute(statements.close_missing, (exported_at, exported_at))
+    cursor.execute(statements.delete_missing, (exported_at, exported_at))
+    return max(cursor.rowcount, 0)
+
+
+def _as_okta_time(value: Any) -> Any:
+    """Timestamp columns come back as text (SQLite) or datetimes (PostgreSQL): compare them as Okta's text."""
+    return okta_timestamp(value) if isinstance(value, datetime) else value
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
