@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +41,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     truncate: bool = False  # announce a longer Content-Length than sent, then close
     delay: float = 0.0
+    trickle: float = 0.0  # send the body one byte at a time, this many seconds apart (a slowloris server)
+    stream: Callable[[], Iterator[bytes]] | None = None  # a body produced on the fly, sent chunked (no length)
 
 
 Handler = Callable[[Recorded], Reply]
@@ -81,13 +83,43 @@ class ScriptedServer:
                 for name, value in headers.items():
                     for one in value if isinstance(value, list) else [value]:
                         self.send_header(name, one)
+                if reply.stream is not None:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self._send_stream(reply.stream())
+                    return
                 self.send_header("Content-Length", str(len(payload) + (100 if reply.truncate else 0)))
                 if reply.truncate:
                     self.send_header("Connection", "close")
                 self.end_headers()
-                self.wfile.write(payload)
+                if reply.trickle:
+                    self._send_trickled(payload, reply.trickle)
+                    return
+                try:
+                    self.wfile.write(payload)
+                except OSError:  # the client hung up early (a size cap refusing a declared length)
+                    self.close_connection = True
                 if reply.truncate:
                     self.close_connection = True
+
+            def _send_stream(self, chunks: Iterator[bytes]) -> None:
+                try:
+                    for chunk in chunks:
+                        if chunk:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:  # the client stopped reading (what a bounded client does)
+                    self.close_connection = True
+
+            def _send_trickled(self, payload: bytes, seconds: float) -> None:
+                try:
+                    for i in range(len(payload)):
+                        self.wfile.write(payload[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(seconds)
+                except OSError:
+                    pass
+                self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 

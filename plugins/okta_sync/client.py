@@ -56,7 +56,7 @@ class OktaClient:
                 "single public key, and refuses it once a second key is added (e.g. during rotation). Set key_id."
             )
         session = build_session(config)
-        self.rate_limiter = RateLimiter(fraction=config.rate_limit_fraction)
+        self.rate_limiter = RateLimiter(fraction=config.rate_limit_fraction, max_wait=config.max_rate_limit_wait)
         self.token_endpoint = TokenEndpoint(
             session,
             config.resolved_token_url,
@@ -66,6 +66,7 @@ class OktaClient:
             observe_response=lambda response: self.rate_limiter.observe(BUCKET_TOKEN, response.headers),
             max_attempts=config.max_attempts,
             max_retry_time=config.max_retry_time,
+            deadline=config.request_deadline,
         )
         self.metrics = metrics or NoMetrics()
         self.tokens = TokenCache(

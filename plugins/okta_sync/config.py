@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field, fields, replace
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from okta_sync.errors import ConfigurationError
+from okta_sync.errors import ConfigurationError, UnsafeUrlError
+from okta_sync.links import origin_of
 
 READ_SCOPE = "okta.users.read"
 MANAGE_SCOPE = "okta.users.manage"
@@ -19,6 +21,8 @@ PRIVATE_KEY_JWT = "private_key_jwt"
 CLIENT_SECRET_BASIC = "client_secret_basic"
 CLIENT_AUTH_METHODS = (PRIVATE_KEY_JWT, CLIENT_SECRET_BASIC)
 ORG_TOKEN_PATH = "/oauth2/v1/token"
+# A plain scope name (Okta's okta.users.read, a custom AS's `read:reports`): no wildcard, quote or space.
+_SCOPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}\Z")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -33,7 +37,13 @@ def is_loopback_host(host: str | None) -> bool:
 
 
 def check_url_scheme(url: str, field_name: str) -> None:
-    """https everywhere; plain http only to a loopback host (the local dev org)."""
+    """https everywhere; plain http only to a loopback host (the local dev org). No userinfo, nothing that is not
+    plain RFC 3986 (errors then never repeat the URL: it may hold a password)."""
+    try:
+        origin_of(url)
+    except UnsafeUrlError as error:
+        reason = str(error).removeprefix("refusing ")
+        raise ConfigurationError(field_name, f"is {reason}; give the URL as https://host (no user:password@)") from None
     parts = urlsplit(url)
     if parts.scheme == "https":
         return
@@ -52,6 +62,15 @@ def _split_scopes(value: Any) -> tuple[str, ...]:
     else:
         items = [str(v).strip() for v in value]
     return tuple(dict.fromkeys(s for s in items if s))
+
+
+def check_scopes(scopes: tuple[str, ...]) -> None:
+    for position, scope in enumerate(scopes, 1):
+        if not _SCOPE.match(scope):
+            raise ConfigurationError(
+                "scopes", f"scope {position} is not a plain scope name (letters, digits and . _ : / - only; no "
+                          f"wildcard such as okta.*): list each scope the app was granted, e.g. okta.users.read"
+            )
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,11 @@ class OktaConfig:
     # client_secret_basic: a custom authorization server's own scopes with the app's client secret (no key).
     client_auth: str = PRIVATE_KEY_JWT
     client_secret: str | None = field(default=None, repr=False)
+    # Bounds on what a server may make a task do (see docs/reliability.md, "Hostile inputs tried").
+    request_deadline: float = 120.0  # one request, connect to last body byte
+    max_response_bytes: int = 10 * 1024 * 1024  # 200 users at ~50 KB each; Okta's are typically 1-3 KB
+    max_pages: int = 50_000  # 10 million users at 200 per page
+    max_rate_limit_wait: float = 120.0  # the longest pacing or 429 wait before RateLimitWaitError
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "org_url", (self.org_url or "").strip().rstrip("/"))
@@ -112,10 +136,22 @@ class OktaConfig:
             raise ConfigurationError("private_key", "give the private key inline or set private_key_path")
         if not self.scopes:
             raise ConfigurationError("scopes", "no scope given; Okta answers invalid_scope when none is requested")
+        check_scopes(self.scopes)
         if self.authorization_server_id and self.token_url:
             raise ConfigurationError("token_url", "set token_url or authorization_server_id, not both")
         if self.token_url:
             check_url_scheme(self.token_url, "token_url")
+            if origin_of(self.token_url) != origin_of(self.org_url):
+                raise ConfigurationError(
+                    "token_url", f"is on another host than org_url ({self.org_url}); the client assertion and its "
+                                 f"token must stay with the org: use {self.org_url}/oauth2/<server>/v1/token (with a custom "
+                                 f"domain, set org_url to that domain)"
+                )
+        if self.proxy and urlsplit(self.org_url).scheme != "https":
+            raise ConfigurationError(
+                "proxy", "is set for a plain http:// org: the access token would reach the proxy in clear; "
+                         "a proxy is only used for https:// orgs"
+            )
         if not 0 < self.assertion_lifetime <= MAX_ASSERTION_LIFETIME:
             raise ConfigurationError(
                 "assertion_lifetime", f"must be between 1 and {MAX_ASSERTION_LIFETIME} seconds (Okta refuses longer)"
@@ -128,11 +164,14 @@ class OktaConfig:
             raise ConfigurationError("max_concurrency", "must be at least 1")
         if not 1 <= self.page_size <= 200:
             raise ConfigurationError("page_size", "must be between 1 and 200 (Okta's cap)")
-        for name in ("connect_timeout", "read_timeout", "max_retry_time"):
+        for name in ("connect_timeout", "read_timeout", "max_retry_time", "request_deadline", "max_rate_limit_wait"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(name, "must be positive; calls without a timeout can hang a task forever")
         if self.max_attempts < 1:
             raise ConfigurationError("max_attempts", "must be at least 1")
+        for name, floor in (("max_response_bytes", 64 * 1024), ("max_pages", 1)):
+            if getattr(self, name) < floor:
+                raise ConfigurationError(name, f"must be at least {floor}")
 
     def _validate_client_auth(self) -> None:
         if self.client_auth not in CLIENT_AUTH_METHODS:

@@ -6,7 +6,8 @@
               client_secret_basic, the client secret (a custom authorization server's own scopes)
     extra     private_key_path, key_id, scopes, private_key_passphrase, authorization_server_id | token_url,
               dpop, timeout, connect_timeout, ca_bundle, proxy, rate_limit_fraction, max_concurrency, page_size,
-              algorithm, assertion_lifetime, token_refresh_margin, max_attempts, max_retry_time
+              algorithm, assertion_lifetime, token_refresh_margin, max_attempts, max_retry_time,
+              request_deadline, max_response_bytes, max_pages, max_rate_limit_wait
 
 Hook arguments override extras (never the secrets: those come only from the connection).
 """
@@ -44,6 +45,10 @@ EXTRA_FIELDS = {
     "max_attempts": "max_attempts",
     "max_retry_time": "max_retry_time",
     "client_auth": "client_auth",
+    "request_deadline": "request_deadline",
+    "max_response_bytes": "max_response_bytes",
+    "max_pages": "max_pages",
+    "max_rate_limit_wait": "max_rate_limit_wait",
 }
 SECRET_SETTINGS = frozenset({"private_key", "private_key_passphrase", "private_key_path", "client_secret"})
 

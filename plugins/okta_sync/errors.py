@@ -108,6 +108,35 @@ class RateLimitError(OktaApiError):
     """429 E0000047 still answered after the bounded retries."""
 
 
+class RateLimitWaitError(RateLimitError):
+    """A rate-limit window ends further away than the client may wait (`max_rate_limit_wait`): a server announcing
+    a reset days ahead must not park a task for days. Raised before the request is (re)sent."""
+
+    def __init__(self, *, bucket: str, seconds: float, max_wait: float, method: str = "", path: str = "",
+                 error_code: str | None = None, request_id: str | None = None):
+        self.bucket = bucket
+        self.seconds = seconds
+        self.max_wait = max_wait
+        super().__init__(
+            status=429, method=method, path=path, error_code=error_code, request_id=request_id,
+            error_summary=(
+                f"the rate limit of bucket {bucket!r} is spent and its window ends in {seconds:.0f} s "
+                f"(X-Rate-Limit-Reset), more than max_rate_limit_wait ({max_wait:.0f} s); not waiting"
+            ),
+            hint=(
+                "Another client may be draining this org's rate limit, or the server's X-Rate-Limit-Reset is wrong. "
+                "Run later, lower rate_limit_fraction, or raise the connection's max_rate_limit_wait."
+            ),
+        )
+
+    def _message(self) -> str:
+        where = f"{self.method} {self.path}: " if self.method else ""
+        message = f"{where}{self.error_summary}"
+        if self.request_id:
+            message += f" [X-Okta-Request-Id {self.request_id}]"
+        return message + f"\nHint: {self.hint}"
+
+
 class PreconditionFailedError(OktaApiError):
     """412: a conditional update (`If-Match`) named a version of the user that is no longer current; nothing was
     written. Re-read the user and decide again."""
@@ -124,6 +153,34 @@ class OutcomeUnknownError(OktaConnectionError):
 
 class TLSVerificationError(OktaConnectionError):
     """The server's certificate failed verification: never retried, it is not a passing fault."""
+
+
+class RequestDeadlineError(OktaConnectionError):
+    """A request (connect, headers and the whole body) took longer than `request_deadline`: a server trickling its
+    body byte by byte never trips the per-read timeout, so the whole request has a deadline too."""
+
+
+class ResponseLimitError(OktaSyncError):
+    """A response broke a bound the client sets on what a server may send (body size, users per page, number of
+    pages, a repeated cursor). `setting` names the bound. The message never repeats what was refused."""
+
+    def __init__(self, message: str, *, setting: str):
+        self.setting = setting
+        super().__init__(message)
+
+
+class MissingScopeError(ConfigurationError):
+    """An operation needs a scope the connection's `scopes` do not include; raised before any request."""
+
+    def __init__(self, *, operation: str, scope: str, configured: Sequence[str]):
+        self.operation = operation
+        self.scope = scope
+        super().__init__(
+            "scopes",
+            f"{operation} needs the scope {scope}, which the connection's scopes ({' '.join(configured)}) do not "
+            f"include. Grant {scope} to the service app (Okta Admin Console > Applications > the app > Okta API "
+            f"Scopes) and add it to the connection's `scopes` extra.",
+        )
 
 
 class UnsafeUrlError(OktaSyncError):

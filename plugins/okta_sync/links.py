@@ -2,14 +2,26 @@
 
 Okta sends `<url>; rel="self"` and `<url>; rel="next"`, as separate headers or comma-joined in one. A header that
 does not parse raises `LinkHeaderError`: a lenient parser that returns nothing would silently end paging early.
+
+Where a link points is decided here too, and never from the server's host: `next_page_url` keeps only the link's
+query (the cursor) and rebuilds the URL from the org URL and the path being paged. Two URL parsers disagree about
+`http://127.0.0.1:B\\@127.0.0.1:A/` (urlsplit reads host A, urllib3 connects to B), so a link is refused unless it
+is plain RFC 3986, has no userinfo, and both parsers read the org's origin from it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from urllib.parse import parse_qs, urlsplit
 
-from okta_sync.errors import LinkHeaderError
+from urllib3.util import parse_url
+
+from okta_sync.errors import LinkHeaderError, UnsafeUrlError
+
+# RFC 3986 URI characters (unreserved, reserved, and % only as the start of a %XX escape).
+_RFC3986 = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*\Z")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # One link-value: <URI-Reference> followed by zero or more `; param[=value]` (value token or quoted string).
 _LINK_VALUE = re.compile(
@@ -54,3 +66,55 @@ def _parse_one(value: str, links: dict[str, str]) -> None:
 def _excerpt(text: str, position: int) -> str:
     # Link URLs hold only cursors and filters, never credentials, so a short excerpt is safe to show.
     return text[position : position + 80]
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an absolute URL, as the HTTP stack will connect; UnsafeUrlError when the URL is not
+    plain RFC 3986, carries userinfo, or when urllib's and urllib3's readings of it differ."""
+    if not _RFC3986.match(url):
+        raise UnsafeUrlError("refusing a URL that is not plain RFC 3986 (a backslash, space, control or non-ASCII "
+                             "character, or a stray %)")
+    ours, theirs = urlsplit(url), parse_url(url)
+    authority = url.partition("//")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0] if "//" in url else ""
+    if "@" in authority or ours.username is not None or theirs.auth:
+        raise UnsafeUrlError("refusing a URL with userinfo (user@ or user:password@ before the host)")
+    scheme = (ours.scheme or "").lower()
+    try:
+        port = ours.port
+    except ValueError:
+        raise UnsafeUrlError("refusing a URL whose port is not a number") from None
+    origin = (scheme, (ours.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme, 0))
+    stack = ((theirs.scheme or "").lower(), (theirs.host or "").lower().strip("[]"),
+             theirs.port or _DEFAULT_PORTS.get((theirs.scheme or "").lower(), 0))
+    if origin != (stack[0], stack[1], stack[2]) or not origin[1]:
+        raise UnsafeUrlError("refusing a URL that parsers read as different hosts")
+    return origin
+
+
+def next_page_url(link: str, *, org_url: str, path: str) -> str:
+    """The next page's URL: the org URL, the path being paged and the link's query (its cursor), nothing else.
+
+    The link may be absolute (Okta's form) or a path; either way it must name the org's origin and the same path,
+    or UnsafeUrlError is raised and nothing is sent. The error never repeats the link.
+    """
+    if link.startswith("/") and not link.startswith("//"):
+        if not _RFC3986.match(link):
+            raise UnsafeUrlError("refusing a next link that is not plain RFC 3986")
+        parts = urlsplit(link)
+    else:
+        if origin_of(link) != origin_of(org_url):
+            raise UnsafeUrlError(f"refusing to send the access token elsewhere: the next link does not point at "
+                                 f"{org_url} (only the org's own URL is trusted)")
+        parts = urlsplit(link)
+    if parts.path != path:
+        raise UnsafeUrlError(f"refusing a next link to another path than {path} (the listing being paged)")
+    if parts.fragment:
+        raise UnsafeUrlError("refusing a next link with a #fragment")
+    return f"{org_url}{path}?{parts.query}" if parts.query else f"{org_url}{path}"
+
+
+def cursor_of(url: str) -> str:
+    """The `after` cursor of a page URL (the whole query when there is none): what must never repeat."""
+    query = urlsplit(url).query
+    after = parse_qs(query).get("after")
+    return "after=" + after[0] if after else "query=" + query

@@ -4,6 +4,9 @@ Okta counts requests in fixed one-minute windows; `X-Rate-Limit-Reset` is the ep
 client that only reacts to 429s causes 429 storms in long syncs, so `RateLimiter.acquire` paces before sending: it
 counts the requests in flight against the last `Remaining` it saw, keeps the configured fraction of the bucket for
 other apps, and waits for the window's end (on the server's clock, from `Date`) once its share is spent.
+
+No wait is longer than `max_wait` (a minute or two): a window that ends later (a server announcing a reset 30 days
+ahead, or a clock gone wrong) raises `RateLimitWaitError` naming the bucket instead of parking the task.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from okta_sync.errors import RateLimitWaitError
+
+DEFAULT_MAX_WAIT = 120.0  # Okta's windows are one minute; twice that covers a clock skew and a concurrency reset
 
 
 def _header_int(headers: Mapping[str, str], name: str) -> int | None:
@@ -83,12 +90,14 @@ class RateLimiter:
         self,
         *,
         fraction: float = 1.0,
+        max_wait: float = DEFAULT_MAX_WAIT,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = lambda: random.uniform(0.05, 0.5),
         margin: Callable[[], float] = lambda: random.uniform(0.01, 0.05),
     ):
         self.fraction = fraction
+        self.max_wait = max_wait
         self.server_clock = ServerClock(clock)
         self._sleep = sleep
         self._jitter = jitter  # after a 429: spread the retries of every client that was refused
@@ -130,8 +139,10 @@ class RateLimiter:
         return max(0.0, self.server_clock.seconds_until(snap.reset))
 
     def acquire(self, bucket: str) -> float:
-        """Block until a request in `bucket` may be sent; returns the seconds waited."""
+        """Block until a request in `bucket` may be sent; returns the seconds waited. Raises `RateLimitWaitError`
+        when the window ends more than `max_wait` seconds away."""
         waited = 0.0
+        started = time.monotonic()
         while True:
             with self._cond:
                 delay = self._reserve(bucket)
@@ -140,6 +151,9 @@ class RateLimiter:
                 if delay <= 0:
                     self.waited_seconds += waited
                     return waited
+                elapsed = time.monotonic() - started
+                if elapsed + delay > self.max_wait:
+                    raise RateLimitWaitError(bucket=bucket, seconds=elapsed + delay, max_wait=self.max_wait)
             pause = delay + self._margin()
             self._notify_wait(bucket, pause)
             self._sleep(pause)
@@ -172,12 +186,17 @@ class RateLimiter:
             current.remaining = min(current.remaining, remaining)
             current.limit = limit
 
-    def wait_for_reset(self, headers: Mapping[str, str]) -> float:
-        """After a 429: seconds to wait until the window named in the headers ends, on the server's clock."""
+    def wait_for_reset(self, headers: Mapping[str, str], *, bucket: str = "?") -> float:
+        """After a 429: seconds to wait until the window named in the headers ends, on the server's clock.
+        Raises `RateLimitWaitError` when that is more than `max_wait`."""
         self.server_clock.observe(headers)
         reset = _header_int(headers, "X-Rate-Limit-Reset")
         if reset is None:
             return 0.0
-        wait = max(0.0, self.server_clock.seconds_until(reset)) + self._jitter()
-        self._notify_wait(None, wait)
+        seconds = max(0.0, self.server_clock.seconds_until(reset))
+        if seconds > self.max_wait:
+            raise RateLimitWaitError(bucket=bucket, seconds=seconds, max_wait=self.max_wait, error_code="E0000047",
+                                     request_id=headers.get("X-Okta-Request-Id"))
+        wait = seconds + self._jitter()
+        self._notify_wait(None if bucket == "?" else bucket, wait)
         return wait

@@ -3,15 +3,21 @@
 `TokenCache.get(scopes)` returns a cached token while more than the refresh margin is left; when several threads
 need a token at once, exactly one of them asks Okta. Each new token is handed to `on_new_token` the moment it exists
 (the Airflow layer plugs in `mask_secret` there).
+
+A token response is untrusted input: the token must be visible ASCII (it goes into a header: CR/LF would split it),
+`token_type` Bearer or DPoP, `expires_in` a positive finite number (clamped to at most `MAX_TOKEN_LIFETIME`), and
+the body at most `MAX_TOKEN_RESPONSE_BYTES`. Refusals never repeat the token.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay
@@ -22,6 +28,7 @@ from okta_sync.client_secret import ClientSecretBasic
 from okta_sync.dpop import DPoPKey
 from okta_sync.errors import OktaConnectionError, TLSVerificationError, TokenRequestError
 from okta_sync.metrics import Metrics, NoMetrics
+from okta_sync.response_body import read_body
 
 log = logging.getLogger(__name__)
 
@@ -30,28 +37,75 @@ DPOP_HEADER_MISSING = "The DPoP proof JWT header is missing."
 # attempts) would give up long before it ends, so token requests are bounded by max_retry_time and at least this
 # many attempts, waiting 1 to 15 s between them.
 OUTAGE_ATTEMPTS = 20
+MAX_TOKEN_LIFETIME = 3600.0  # Okta's org authorization server issues one-hour tokens; longer claims are clamped
+MAX_TOKEN_RESPONSE_BYTES = 256 * 1024  # a token response is a few KB
+_TOKEN_VALUE = re.compile(r"[\x21-\x7e]{1,16384}\Z")  # visible ASCII: nothing that can split a header
+_NOT_SERIALISABLE = (
+    "an AccessToken is never serialised (pickle, JSON, XCom): it would be stored in clear. Return metadata such as "
+    "token.scopes and token.expires_at from a task instead; tasks of one DAG run share a token through "
+    "OktaHook.join_run (sealed)."
+)
 
 
 def scope_key(scopes: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(scopes)))
 
 
-@dataclass(frozen=True)
 class AccessToken:
-    """An access token that cannot print itself. A DPoP-bound token carries its proof key."""
+    """An access token that can neither print nor serialise itself. A DPoP-bound token carries its proof key.
 
-    value: str = field(repr=False)
-    token_type: str
-    expires_at: float
-    scopes: tuple[str, ...]
-    dpop_key: DPoPKey | None = field(default=None, repr=False, compare=False)
+    Immutable. `repr`/`str` are redacted; pickle, `copy` aside, refuses it; Airflow's serde (XCom) calls
+    `serialize`, which refuses; it is not a dataclass or attrs class, so `asdict` and `vars` find nothing.
+    """
+
+    __slots__ = ("value", "token_type", "expires_at", "scopes", "dpop_key", "issued_at")
+
+    def __init__(self, value: str, token_type: str, expires_at: float, scopes: tuple[str, ...],
+                 dpop_key: DPoPKey | None = None, issued_at: float | None = None):
+        for name, item in (("value", value), ("token_type", token_type), ("expires_at", expires_at),
+                           ("scopes", tuple(scopes)), ("dpop_key", dpop_key), ("issued_at", issued_at)):
+            object.__setattr__(self, name, item)
+
+    def __setattr__(self, name: str, value: Any) -> NoReturn:
+        raise AttributeError("AccessToken is immutable")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError("AccessToken is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AccessToken):
+            return NotImplemented
+        return (self.value, self.token_type, self.expires_at, self.scopes) == (
+            other.value, other.token_type, other.expires_at, other.scopes)
+
+    def __hash__(self) -> int:
+        return hash((self.value, self.token_type, self.expires_at, self.scopes))
 
     def __str__(self) -> str:
         return f"AccessToken({self.token_type}, scopes={' '.join(self.scopes)!r}, expires_at={self.expires_at:.0f}, value=***)"
 
     __repr__ = __str__
 
+    # -- never serialised ---------------------------------------------------------------------------------------
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        raise TypeError(_NOT_SERIALISABLE)
+
+    def __getstate__(self) -> NoReturn:
+        raise TypeError(_NOT_SERIALISABLE)
+
+    def serialize(self) -> NoReturn:
+        """Airflow's serde (`airflow.sdk.serde.serialize`, used for XCom) calls this: refused."""
+        raise TypeError(_NOT_SERIALISABLE)
+
+    def __copy__(self) -> "AccessToken":
+        return self  # immutable: a copy is the same token, and copying must not go through pickling
+
+    def __deepcopy__(self, memo: dict) -> "AccessToken":
+        return self
+
     def is_expired(self, leeway: float = 0.0, now: float | None = None) -> bool:
+        if self.issued_at is not None:  # a short-lived token is refreshed at half its life, not on every call
+            leeway = min(leeway, (self.expires_at - self.issued_at) / 2)
         return (time.time() if now is None else now) >= self.expires_at - leeway
 
     @property
@@ -79,7 +133,9 @@ class TokenEndpoint:
         max_retry_time: float = 300.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        deadline: float = 120.0,
     ):
+        self.deadline = deadline
         self.max_attempts = max_attempts
         self.max_retry_time = max_retry_time
         self._sleep = sleep
@@ -126,12 +182,12 @@ class TokenEndpoint:
         if error and dpop_key is not None and error.get("error") == "use_dpop_nonce":
             nonce = response.headers.get("DPoP-Nonce")
             if not nonce:
-                raise self._error(response, error, extra="use_dpop_nonce without a DPoP-Nonce header")
+                raise self._error(response, error, extra="use_dpop_nonce without a DPoP-Nonce header", scopes=scopes)
             dpop_key.remember_nonce(self.token_url, nonce)
             response = self._post(scopes, dpop_key)  # fresh proof AND fresh assertion: both jti are single-use
             error = _error_fields(response)
         if error or response.status_code != 200:
-            raise self._error(response, error or {})
+            raise self._error(response, error or {}, scopes=scopes)
         return self._parse(response, scopes, dpop_key)
 
     def _post(self, scopes: tuple[str, ...], dpop_key: DPoPKey | None) -> requests.Response:
@@ -140,17 +196,25 @@ class TokenEndpoint:
         if dpop_key is not None:
             headers["DPoP"] = dpop_key.proof("POST", self.token_url)
         self.requests_made += 1
+        deadline = time.monotonic() + self.deadline
         try:
             response = self.session.post(
-                self.token_url, data=data, headers=headers, timeout=self.timeout, allow_redirects=False,
+                self.token_url, data=data, headers=headers, timeout=self.timeout, allow_redirects=False, stream=True,
                 **self._request_kwargs(),
             )
+            try:
+                # Bounded in size and time like every API response; kept where `response.json()` reads it.
+                response._content = read_body(response, deadline=deadline, max_bytes=MAX_TOKEN_RESPONSE_BYTES,
+                                              read_timeout=self.timeout[1])
+            finally:
+                response.close()
         except requests.exceptions.SSLError as exc:
             raise TLSVerificationError(
                 f"TLS verification of {self.token_url} failed; set the ca_bundle setting to the CA that signed "
                 f"the server certificate ({type(exc).__name__})"
             ) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
             raise OktaConnectionError(f"token endpoint {self.token_url} unreachable: {type(exc).__name__}") from None
         self._observe_response(response)
         if dpop_key is not None:
@@ -162,31 +226,59 @@ class TokenEndpoint:
             body = response.json()
             value = body["access_token"]
             token_type = body.get("token_type", "Bearer")
-            expires_in = float(body.get("expires_in", 3600))
         except (ValueError, KeyError, TypeError):
-            raise TokenRequestError(
-                status=response.status_code, error="invalid_response", token_url=self.token_url,
-                error_description="the token endpoint's 200 response has no access_token",
-                request_id=response.headers.get("X-Okta-Request-Id"),
-            ) from None
+            raise self._invalid_response(response, "the token endpoint's 200 response has no access_token") from None
+        if not isinstance(value, str) or not _TOKEN_VALUE.match(value):
+            raise self._invalid_response(
+                response, "the access_token is not a string of visible ASCII characters (CR, LF, spaces, control or "
+                          "non-ASCII characters would corrupt the Authorization header); refused")
+        if not isinstance(token_type, str) or token_type.lower() not in ("bearer", "dpop"):
+            raise self._invalid_response(response, "token_type is neither Bearer nor DPoP")
+        expires_in = self._lifetime(response, body.get("expires_in", MAX_TOKEN_LIFETIME))
         granted = tuple(str(body.get("scope") or " ".join(requested)).split())
         if token_type.lower() == "dpop" and dpop_key is None:
             raise TokenRequestError(
                 status=200, error="unexpected_dpop", token_url=self.token_url,
                 error_description="Okta issued a DPoP-bound token to a request without a proof",
             )
+        now = self._clock()
         return AccessToken(
-            value=value, token_type=token_type, expires_at=self._clock() + expires_in, scopes=granted,
-            dpop_key=dpop_key if token_type.lower() == "dpop" else None,
+            value=value, token_type=token_type, expires_at=now + expires_in, scopes=granted,
+            dpop_key=dpop_key if token_type.lower() == "dpop" else None, issued_at=now,
         )
 
-    def _error(self, response: requests.Response, error: dict, extra: str | None = None) -> TokenRequestError:
-        code = error.get("error") or ("http_error" if response.status_code != 200 else None)
-        description = error.get("error_description") or extra or _non_json_description(response)
+    def _lifetime(self, response: requests.Response, expires_in: Any) -> float:
+        """`expires_in` as a positive finite number of seconds, clamped to MAX_TOKEN_LIFETIME: Infinity, NaN, zero
+        or negative values are refused (a token that never expires, or one token request per call)."""
+        try:
+            seconds = float(expires_in) if not isinstance(expires_in, bool) else math.nan
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise self._invalid_response(response, "expires_in is not a positive finite number of seconds")
+        return min(seconds, MAX_TOKEN_LIFETIME)
+
+    def _invalid_response(self, response: requests.Response, description: str) -> TokenRequestError:
         return TokenRequestError(
-            status=response.status_code, error=code, error_description=description, token_url=self.token_url,
-            request_id=response.headers.get("X-Okta-Request-Id"), hint=token_error_hint(code, description, self.token_url),
+            status=response.status_code, error="invalid_response", token_url=self.token_url,
+            error_description=description, request_id=response.headers.get("X-Okta-Request-Id"),
         )
+
+    def _error(self, response: requests.Response, error: dict, extra: str | None = None,
+               scopes: tuple[str, ...] = ()) -> TokenRequestError:
+        code = _text(error.get("error") or ("http_error" if response.status_code != 200 else None))
+        description = _text(error.get("error_description") or extra or _non_json_description(response))
+        if code == "invalid_scope" and scopes:
+            description = f"{description} (scopes requested: {' '.join(scopes)})"
+        return TokenRequestError(
+            status=response.status_code, error=code, error_description=description,
+            token_url=self.token_url, request_id=response.headers.get("X-Okta-Request-Id"),
+            hint=token_error_hint(code, description, self.token_url),
+        )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)[:500]
 
 
 def _is_passing_fault(exc: BaseException) -> bool:

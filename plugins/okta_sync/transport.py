@@ -32,12 +32,16 @@ from okta_sync.errors import (
     OktaConnectionError,
     OktaSyncError,
     OutcomeUnknownError,
+    RateLimitWaitError,
+    RequestDeadlineError,
+    ResponseLimitError,
     TLSVerificationError,
     UnsafeUrlError,
 )
-from okta_sync.links import parse_link_header
+from okta_sync.links import cursor_of, next_page_url, origin_of, parse_link_header
 from okta_sync.metrics import Metrics, NoMetrics
 from okta_sync.ratelimit import RateLimiter
+from okta_sync.response_body import read_body
 from okta_sync.tokens import AccessToken, TokenCache
 from okta_sync.version import USER_AGENT
 
@@ -113,15 +117,22 @@ def build_session(config: OktaConfig) -> requests.Session:
     # No netrc, no env overrides behind our back: proxies and CA are decided explicitly below.
     session.trust_env = False
     session.verify = verify_setting(config.ca_bundle)
-    if config.proxy:
-        session.proxies = {"http": config.proxy, "https": config.proxy}
-    else:
-        session.proxies = requests.utils.get_environ_proxies(config.org_url)
+    session.proxies = proxies_for(config)
     session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
     adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=max(config.max_concurrency, 4), max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def proxies_for(config: OktaConfig) -> dict[str, str]:
+    """The explicit proxy, else the environment's (HTTPS_PROXY, NO_PROXY) for an https org. A plain-http org (the
+    loopback dev org) never goes through a proxy: the token would cross the network in clear."""
+    if urlsplit(config.org_url).scheme != "https":
+        return {}
+    if config.proxy:
+        return {"http": config.proxy, "https": config.proxy}
+    return requests.utils.get_environ_proxies(config.org_url)
 
 
 class Transport:
@@ -141,14 +152,14 @@ class Transport:
         self.config = config
         self.tokens = tokens
         self.session = session or build_session(config)
-        self.rate_limiter = rate_limiter or RateLimiter(fraction=config.rate_limit_fraction)
+        self.rate_limiter = rate_limiter or RateLimiter(fraction=config.rate_limit_fraction,
+                                                        max_wait=config.max_rate_limit_wait)
         self.stats = TransportStats()
         self.metrics = metrics or NoMetrics()
         self.breaker = breaker or CircuitBreaker(on_open=lambda reason: self.metrics.incr("circuit.opened"))
         self._sleep = sleep
         self._timeout = (config.connect_timeout, config.read_timeout)
-        origin = urlsplit(config.org_url)
-        self._origin = (origin.scheme, origin.hostname, origin.port)
+        self._origin = origin_of(config.org_url)
 
     def close(self) -> None:
         self.session.close()
@@ -162,11 +173,11 @@ class Transport:
         return path_or_url
 
     def check_same_origin(self, url: str) -> None:
-        parts = urlsplit(url)
-        if (parts.scheme, parts.hostname, parts.port) != self._origin:
+        """Decided as the HTTP stack will connect (see `links.origin_of`); the error never repeats the URL."""
+        if origin_of(url) != self._origin:
             raise UnsafeUrlError(
-                f"refusing to send the access token to {parts.scheme}://{parts.netloc}: "
-                f"only {self.config.org_url} is trusted (a Link header or redirect pointed elsewhere)"
+                f"refusing to send the access token to another host: only {self.config.org_url} is trusted "
+                f"(a Link header or redirect pointed elsewhere)"
             )
 
     # -- requests -----------------------------------------------------------------------------------------------
@@ -243,7 +254,7 @@ class Transport:
             self.stats.count("token_refreshes_on_401")
             token = self.tokens.get(scopes, force_refresh=True, stale=token)
             response, content = self._send_once(method, url, bucket, token, params, json_body, extra_headers)
-        return self._decode(method, url, response, content, decode)
+        return self._decode(method, url, response, content, decode, bucket)
 
     def _send_once(self, method, url, bucket, token: AccessToken, params, json_body,
                    extra_headers=None) -> tuple[requests.Response, bytes]:
@@ -253,20 +264,32 @@ class Transport:
         if json_body is not None:
             headers["Content-Type"] = "application/json"
         probe = self.breaker.before_call()
-        waited = self.rate_limiter.acquire(bucket)
+        try:
+            waited = self.rate_limiter.acquire(bucket)
+        except RateLimitWaitError as error:
+            self.breaker.record(True, probe=probe)
+            raise _located(error, method, url) from None
         if waited:
             self.stats.count("rate_limit_wait_seconds", waited)
             self.metrics.timing("rate_limit.wait", waited)
         response_headers = None
         started = time.monotonic()
+        deadline = started + self.config.request_deadline
+        refused_header = False
         try:
             response = self.session.request(
                 method, url, params=params,
                 data=json.dumps(json_body, separators=(",", ":")).encode() if json_body is not None else None,
-                headers=headers, timeout=self._timeout, allow_redirects=False,
+                headers=headers, timeout=self._timeout, allow_redirects=False, stream=True,
             )
-            content = response.content  # read here so a truncated body is one more retryable failure
             response_headers = response.headers
+            try:  # read here so a truncated body is one more retryable failure
+                content = read_body(response, deadline=deadline, max_bytes=self.config.max_response_bytes,
+                                    read_timeout=self.config.read_timeout)
+            finally:
+                response.close()
+        except requests.exceptions.InvalidHeader:
+            refused_header = True  # its message holds the header's value: it must not travel in any traceback
         except requests.exceptions.SSLError as exc:
             self.breaker.record(True, probe=probe)  # not Okta failing: a configuration problem
             raise TLSVerificationError(
@@ -276,14 +299,24 @@ class Transport:
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as exc:
             reason = type(exc).__name__
+            if time.monotonic() >= deadline:
+                reason = f"no complete response within request_deadline ({self.config.request_deadline:g} s)"
             self.breaker.record(False, probe=probe, what=f"{method} {urlsplit(url).path}: {reason}")
             self.metrics.incr("api.connection_errors")
+            error_class = RequestDeadlineError if reason.startswith("no complete") else OktaConnectionError
             raise _RetryableFailure(
-                reason, error=OktaConnectionError(f"{method} {urlsplit(url).path}: {reason} after retries"),
+                reason, error=error_class(f"{method} {urlsplit(url).path}: {reason} after retries"),
                 sent=_request_was_sent(exc),
             ) from None
+        except ResponseLimitError:
+            self.breaker.record(True, probe=probe)
+            raise
         finally:
             self.rate_limiter.release(bucket, response_headers)
+        if refused_header:
+            self.breaker.record(True, probe=probe)
+            raise OktaSyncError(f"{method} {urlsplit(url).path}: a request header holds a character HTTP forbids "
+                                 f"(CR, LF or a control character); nothing was sent")
         self.stats.count_status(response.status_code)
         status = response.status_code
         self.breaker.record(status < 500, probe=probe, what=f"{method} {urlsplit(url).path}: HTTP {status}")
@@ -298,7 +331,7 @@ class Transport:
 
     def _decode(
         self, method: str, url: str, response: requests.Response, content: bytes,
-        decode: Callable[[bytes], Any] = json.loads,
+        decode: Callable[[bytes], Any] = json.loads, bucket: str | None = None,
     ) -> ApiResponse:
         status = response.status_code
         path = urlsplit(url).path
@@ -309,7 +342,10 @@ class Transport:
                 if status == 429:
                     self.stats.count("rate_limited")
                     self.metrics.incr("api.rate_limited")
-                    wait = self.rate_limiter.wait_for_reset(response.headers)
+                    try:
+                        wait = self.rate_limiter.wait_for_reset(response.headers, bucket=bucket)
+                    except RateLimitWaitError as too_long:
+                        raise _located(too_long, method, url) from None
                 raise _RetryableFailure(f"HTTP {status} {error.error_code or ''}".strip(), wait=wait, error=error)
             raise error
         try:
@@ -326,19 +362,41 @@ class Transport:
         self, path: str, *, bucket: str, scopes: tuple[str, ...], params: Mapping[str, Any] | None = None,
         decode: Callable[[bytes], Any] = json.loads,
     ) -> Iterator[ApiResponse]:
-        """Each page in turn, following `Link: rel="next"`; one page in memory at a time."""
+        """Each page in turn, following `Link: rel="next"`; one page in memory at a time.
+
+        The next URL is rebuilt from the org URL, `path` and the link's cursor (`links.next_page_url`). Paging stops
+        with `ResponseLimitError` when a cursor comes back a second time or after `max_pages` pages.
+        """
         url: str | None = self.url_for(path)
+        page_path = urlsplit(url).path
+        cursors = {cursor_of(requests.Request("GET", url, params=params).prepare().url or url)}
+        pages = 0
         while url is not None:
             page = self.request("GET", url, bucket=bucket, scopes=scopes, params=params, decode=decode)
+            pages += 1
             yield page
-            next_url, page_url = page.link("next"), page.url
+            link = page.link("next")
             del page  # the consumer has it: holding it through the next request keeps two pages alive (memory, GC)
-            if next_url is None:
+            if link is None:
                 return
-            self.check_same_origin(next_url)
-            if next_url == page_url and not params:
-                raise OktaSyncError(f"paging loop: the next link of {urlsplit(next_url).path} is the page itself")
-            url, params = next_url, None
+            url, params = next_page_url(link, org_url=self.config.org_url, path=page_path), None
+            cursor = cursor_of(url)
+            if cursor in cursors:
+                raise ResponseLimitError(
+                    f"paging loop: the server sent a next link whose cursor was already followed (page {pages} of "
+                    f"GET {page_path}); stopping instead of paging forever", setting="max_pages",
+                )
+            cursors.add(cursor)
+            if pages >= self.config.max_pages:
+                raise ResponseLimitError(
+                    f"GET {page_path}: still a next page after {pages} pages, the max_pages cap; stopping (raise the "
+                    f"connection's max_pages if the org really holds that many)", setting="max_pages",
+                )
+
+
+def _located(error: RateLimitWaitError, method: str, url: str) -> RateLimitWaitError:
+    return RateLimitWaitError(bucket=error.bucket, seconds=error.seconds, max_wait=error.max_wait, method=method,
+                              path=urlsplit(url).path, error_code=error.error_code, request_id=error.request_id)
 
 
 def _request_was_sent(exc: requests.exceptions.RequestException) -> bool:

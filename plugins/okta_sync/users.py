@@ -1,7 +1,8 @@
 """The Users API: list (following the `after` cursor through Link headers), read one, update a profile.
 
 Each call asks only for the scope it needs (least privilege): reads `okta.users.read`, updates
-`okta.users.manage`, both limited to what the configured scopes allow.
+`okta.users.manage`, both limited to what the configured scopes allow. An operation whose scope the connection does
+not include fails before any request with `MissingScopeError`, naming the operation, the scope and where to grant it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
-from okta_sync.errors import OktaApiError, OktaSyncError
+from okta_sync.errors import MissingScopeError, OktaApiError, OktaSyncError, ResponseLimitError
 from okta_sync.transport import Transport
 from okta_sync.user_pages import decode_user_page
 
@@ -46,18 +47,19 @@ class UserVersion:
     etag: str | None
 
 
-def scopes_for(needed: tuple[str, ...], ceiling: tuple[str, ...]) -> tuple[str, ...]:
+def scopes_for(needed: tuple[str, ...], ceiling: tuple[str, ...], operation: str = "this operation") -> tuple[str, ...]:
     """The scopes to request for an operation: what it needs, within the connection's scopes (the ceiling).
 
-    `okta.users.manage` also reads, so a ceiling holding only manage still serves reads. If the ceiling lacks what
-    is needed, the needed scopes are requested anyway and Okta's invalid_scope error (with its hint) explains.
+    `okta.users.manage` also reads, so a ceiling holding only manage still serves reads. A ceiling that lacks what
+    is needed raises `MissingScopeError` (no request is made: Okta's invalid_scope would not say which is missing).
     """
     granted = tuple(s for s in needed if s in ceiling)
     if granted == needed:
         return needed
     if needed == (READ_SCOPE,) and MANAGE_SCOPE in ceiling:
         return (MANAGE_SCOPE,)
-    return needed
+    missing = next(s for s in needed if s not in ceiling)
+    raise MissingScopeError(operation=operation, scope=missing, configured=ceiling)
 
 
 class UsersClient:
@@ -66,9 +68,16 @@ class UsersClient:
     def __init__(self, transport: Transport, *, page_size: int = 200):
         self.transport = transport
         self.page_size = page_size
-        ceiling = transport.config.scopes
-        self.read_scopes = scopes_for((READ_SCOPE,), ceiling)
-        self.manage_scopes = scopes_for((MANAGE_SCOPE,), ceiling)
+
+    # Decided per call, before any request: a read-only connection still lists users, and a write names itself.
+    @property
+    def read_scopes(self) -> tuple[str, ...]:
+        return scopes_for((READ_SCOPE,), self.transport.config.scopes, "reading users (GET /api/v1/users)")
+
+    @property
+    def manage_scopes(self) -> tuple[str, ...]:
+        return scopes_for((MANAGE_SCOPE,), self.transport.config.scopes,
+                          "update_profile / replace_profile (POST or PUT /api/v1/users/{id})")
 
     def iter_user_pages(
         self,
@@ -85,13 +94,19 @@ class UsersClient:
         `json_text=True` yields `UserPage`s that also keep each user's JSON text (the export writes it as is);
         plain `json.loads` is faster when only the dicts are wanted (its key memo spans the whole page).
         """
-        params = _list_params(search=search, filter=filter, q=q, limit=limit or self.page_size, fields=fields)
+        limit = limit or self.page_size
+        params = _list_params(search=search, filter=filter, q=q, limit=limit, fields=fields)
         for page in self.transport.iter_pages(
             USERS_PATH, bucket=BUCKET_USERS_LIST, scopes=self.read_scopes, params=params,
             decode=decode_user_page if json_text else json.loads,
         ):
             if not isinstance(page.data, list):
                 raise OktaSyncError(f"GET {USERS_PATH}: expected a JSON array of users, got {type(page.data).__name__}")
+            if len(page.data) > limit:
+                raise ResponseLimitError(
+                    f"GET {USERS_PATH}: a page holds {len(page.data)} users, more than the limit={limit} asked for; "
+                    f"refused (a server must not send more than `limit`)", setting="limit",
+                )
             self.transport.metrics.incr("users.listed", len(page.data))
             yield page.data
             del page  # not held through the next request: one page in memory at a time

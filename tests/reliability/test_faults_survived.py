@@ -158,7 +158,7 @@ def test_a_next_link_to_another_host_is_refused_and_gets_no_request(tmp_path):
         with OktaClient(config) as client:
             pages = client.iter_user_pages(limit=200)
             assert len(next(pages)) == 200
-            with pytest.raises(UnsafeUrlError, match="refusing to send the access token to http://127.0.0.1"):
+            with pytest.raises(UnsafeUrlError, match="refusing to send the access token elsewhere"):
                 next(pages)
         assert org.admin.stats()["requests"].get("GET /api/v1/users", 0) - before == 1
 

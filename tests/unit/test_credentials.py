@@ -174,7 +174,7 @@ def test_token_url_follows_the_authorization_server_setting():
     base = {"org_url": "https://dev-123.okta.com/", "client_id": "c", "private_key": "x"}
     assert OktaConfig(**base).resolved_token_url == "https://dev-123.okta.com/oauth2/v1/token"
     assert OktaConfig(**base, authorization_server_id="aus1").resolved_token_url == "https://dev-123.okta.com/oauth2/aus1/v1/token"
-    explicit = "https://login.example.com/oauth2/v1/token"
+    explicit = "https://dev-123.okta.com/oauth2/aus9/v1/token"
     assert OktaConfig(**base, token_url=explicit).resolved_token_url == explicit
 
 

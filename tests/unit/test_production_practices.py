@@ -4,13 +4,15 @@ and never leak, and the network (only the org's host, proxies and a custom CA ho
 from __future__ import annotations
 
 import logging
+import select
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
-from okta_sync import CircuitOpenError, OktaApiError, OktaClient, OktaConfig, TLSVerificationError
+from okta_sync import CircuitOpenError, ConfigurationError, OktaApiError, OktaClient, OktaConfig, TLSVerificationError
 from okta_sync.circuit import CLOSED, OPEN, CircuitBreaker
 from okta_sync.metrics import RecordingMetrics
 from okta_sync.profile_diff import ProfileChange
@@ -199,6 +201,27 @@ class _ForwardProxy:
                 self.end_headers()
                 self.wfile.write(upstream.content)
 
+            def do_CONNECT(self):  # an https org: a TLS tunnel, the proxy sees only the target's host and port
+                proxy.relayed.append(("CONNECT", self.path))
+                host, _, port = self.path.rpartition(":")
+                upstream = socket.create_connection((host, int(port)), timeout=10)
+                self.send_response_only(200)
+                self.end_headers()
+                client = self.connection
+                try:
+                    while True:
+                        ready, _, _ = select.select([client, upstream], [], [], 10)
+                        if not ready:
+                            return
+                        for source in ready:
+                            data = source.recv(65536)
+                            if not data:
+                                return
+                            (upstream if source is client else client).sendall(data)
+                finally:
+                    upstream.close()
+                    self.close_connection = True
+
             do_GET = do_POST = _relay
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -210,15 +233,39 @@ class _ForwardProxy:
         self.httpd.server_close()
 
 
-def test_the_proxy_setting_routes_every_call_through_the_proxy(pem):
+def test_the_proxy_setting_tunnels_every_call_to_an_https_org(tmp_path):
+    from include.okta_dev_org import DevOrg, DevOrgOptions
+
+    proxy = _ForwardProxy()
+    try:
+        with DevOrg(DevOrgOptions(users=3, deprovisioned_fraction=0, tls=True, rate_limit=0, state_dir=tmp_path)) as org:
+            conn = org.connection
+            config = OktaConfig(org_url=conn["org_url"], client_id=conn["client_id"], key_id=conn["key_id"],
+                                private_key_path=conn["private_key_path"], ca_bundle=conn["ca_bundle"], proxy=proxy.url)
+            with OktaClient(config) as client:
+                assert len(list(client.iter_users())) == 3
+        target = conn["org_url"].removeprefix("https://")
+        assert proxy.relayed and all(entry == ("CONNECT", target) for entry in proxy.relayed)  # token inside TLS
+    finally:
+        proxy.close()
+
+
+def test_a_plain_http_org_never_sends_its_token_through_a_proxy(pem, monkeypatch):
     proxy = _ForwardProxy()
     try:
         with ScriptedServer() as server:
+            with pytest.raises(ConfigurationError) as refused:
+                client_for(server, pem, proxy=proxy.url)
+            assert refused.value.field == "proxy"
             server.route("POST", TOKEN, token_reply())
             server.route("GET", USERS, Reply(200, []))
-            list(client_for(server, pem, proxy=proxy.url).iter_users())
-        assert [m for m, _ in proxy.relayed] == ["POST", "GET"]
-        assert all(url.startswith(server.url) for _, url in proxy.relayed)
+            for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+                monkeypatch.setenv(name, proxy.url)
+            for name in ("NO_PROXY", "no_proxy"):
+                monkeypatch.delenv(name, raising=False)
+            list(client_for(server, pem).iter_users())  # the environment's proxy is not used for plain http either
+            assert [r.method for r in server.requests] == ["POST", "GET"]
+        assert proxy.relayed == []
     finally:
         proxy.close()
 
