@@ -22,7 +22,7 @@ import requests
 
 from benchmarks.orgs import OUTPUT, client_for
 from okta_sync.config import READ_SCOPE
-from okta_sync.export import write_users_jsonl
+from okta_sync.sync.export import write_users_jsonl
 
 
 @dataclass

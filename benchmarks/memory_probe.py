@@ -27,7 +27,7 @@ def main(mode: str, connection_path: str) -> None:
     if mode == "export":
         from benchmarks.orgs import client_config
         from okta_sync import OktaClient
-        from okta_sync.export import write_users_jsonl
+        from okta_sync.sync.export import write_users_jsonl
 
         with OktaClient(client_config(connection)) as client, open(os.devnull, "wb") as sink:
             users = write_users_jsonl(client.iter_user_pages(json_text=True), sink).users

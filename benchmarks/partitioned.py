@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from benchmarks.bounds import windowed_bound
 from benchmarks.orgs import OUTPUT, client_for, dev_org
 from okta_sync.config import READ_SCOPE
-from okta_sync.export import write_users_jsonl
+from okta_sync.sync.export import write_users_jsonl
 
 
 @dataclass

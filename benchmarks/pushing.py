@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from benchmarks.bounds import windowed_bound
 from benchmarks.orgs import client_for, dev_org
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
-from okta_sync.profile_diff import ProfileChange
-from okta_sync.push import PushOptions, push_changes
+from okta_sync.sync.profile_diff import ProfileChange
+from okta_sync.sync.push import PushOptions, push_changes
 
 
 @dataclass

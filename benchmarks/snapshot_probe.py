@@ -16,10 +16,10 @@ from benchmarks.memory_probe import own_peak_rss_mb
 def main(strategy: str, connection_path: str, feed_path: str) -> None:
     from benchmarks.orgs import client_config
     from okta_sync import OktaClient
-    from okta_sync.change_plan import plan_changes_feed
-    from okta_sync.changes_feed import read_changes_feed
-    from okta_sync.plan_file import PlanWriter
-    from okta_sync.snapshot_plan import feed_lookup
+    from okta_sync.sync.change_plan import plan_changes_feed
+    from okta_sync.sync.changes_feed import read_changes_feed
+    from okta_sync.sync.plan_file import PlanWriter
+    from okta_sync.sync.snapshot_plan import feed_lookup
 
     connection = json.loads(open(connection_path).read())
     with OktaClient(client_config(connection)) as client:

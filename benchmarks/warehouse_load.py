@@ -70,7 +70,7 @@ def run_probe(event_json: str) -> None:
     from collections import namedtuple
 
     from benchmarks.memory_probe import own_peak_rss_mb
-    from okta_sync.warehouse_airflow import load_new_exports
+    from okta_sync.airflow.warehouse import load_new_exports
 
     event = json.loads(event_json)
     began = time.perf_counter()

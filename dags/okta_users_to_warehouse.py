@@ -9,7 +9,7 @@ SQLite, PostgreSQL, ...):
     okta_user_history   one row per version (valid_from, valid_to null for the current one)
     okta_sync_loads     the exports loaded (the DAG's own progress, written in each load's transaction)
 
-Wiring only: the logic lives in okta_sync.warehouse (core) and okta_sync.warehouse_airflow.
+Wiring only: the logic lives in okta_sync.sync.warehouse (core) and okta_sync.airflow.warehouse.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ WAREHOUSE_CONN_ID = "okta_warehouse"
 def okta_users_to_warehouse():
     @task(inlets=[USERS_EXPORT], outlets=[USERS_TABLE])
     def load_exports(inlet_events=None, outlet_events=None) -> dict:
-        from okta_sync.warehouse_airflow import load_new_exports, newest_events
+        from okta_sync.airflow.warehouse import load_new_exports, newest_events
 
         summary = load_new_exports(WAREHOUSE_CONN_ID, newest_events(inlet_events[USERS_EXPORT]))
         outlet_events[USERS_TABLE].extra = {"loaded": summary["loaded"], "users_read": summary["users_read"]}

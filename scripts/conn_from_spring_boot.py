@@ -25,7 +25,7 @@ SPRING_SETTINGS = ("OKTA_DOMAIN", "OKTA_CLIENT_ID", "OKTA_SCOPE", "OKTA_JWT_AUDI
 
 def connection_from_spring(settings: Mapping[str, str]) -> dict:
     """The okta connection (Airflow JSON form) equivalent to the sample's settings."""
-    from okta_sync.connection_fields import config_from_connection
+    from okta_sync.airflow.connection_fields import config_from_connection
 
     missing = [name for name in ("OKTA_DOMAIN", "OKTA_CLIENT_ID", "OKTA_JWT_PEM_PATH") if not settings.get(name)]
     if missing:

@@ -70,7 +70,7 @@ def task_output_to(log_path: Path):
 
 
 def run_folder(output_root: Path, run_id: str) -> Path:
-    from okta_sync.operators import run_folder_uri
+    from okta_sync.airflow.operators import run_folder_uri
 
     return Path(run_folder_uri(str(output_root), "okta_user_sync", run_id))
 
@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
     os.chdir(ROOT)  # airflow_settings.yaml names the dev org key relative to the project root
 
     from include.okta_dev_org import DevOrgOptions, DevOrgProcess
-    from okta_sync.profile_rules import Normalizer
+    from okta_sync.sync.profile_rules import Normalizer
 
     options = DevOrgOptions(port=DEVORG_PORT, state_dir=DEVORG_STATE, users=args.users, seed=args.seed,
                             messy_fraction=args.messy_fraction, client_id=DEVORG_CLIENT_ID,

@@ -26,13 +26,13 @@ from collections import Counter
 
 from include.okta_dev_org import DevOrgOptions, DevOrgProcess
 from okta_sync import OktaConfig
-from okta_sync.change_plan import plan_hygiene
+from okta_sync.sync.change_plan import plan_hygiene
 from okta_sync.client import OktaClient
-from okta_sync.export import read_users_jsonl, write_users_jsonl
-from okta_sync.profile_diff import ProfileChange
-from okta_sync.profile_rules import Normalizer
-from okta_sync.push import PushOptions, push_changes
-from okta_sync.reports import ReportStatus, report_writer
+from okta_sync.sync.export import read_users_jsonl, write_users_jsonl
+from okta_sync.sync.profile_diff import ProfileChange
+from okta_sync.sync.profile_rules import Normalizer
+from okta_sync.sync.push import PushOptions, push_changes
+from okta_sync.sync.reports import ReportStatus, report_writer
 
 RATE_LIMIT = 600
 FAULTS = {"fail_rate": 0.02, "reset_rate": 0.01, "truncate_rate": 0.005, "invalid_json_rate": 0.005,

@@ -16,7 +16,7 @@ from typing import Any
 
 from okta_sync.client import OktaClient
 from okta_sync.config import DEFAULT_SCOPES, MANAGE_SCOPE, READ_SCOPE, OktaConfig
-from okta_sync.credentials import SigningKey, load_signing_key
+from okta_sync.auth.keys import SigningKey, load_signing_key
 from okta_sync.errors import (
     CircuitOpenError,
     ConfigurationError,
@@ -32,23 +32,23 @@ from okta_sync.errors import (
     TokenRequestError,
     UnsafeUrlError,
 )
-from okta_sync.change_plan import NoChange, Skipped, plan_changes_feed, plan_hygiene
-from okta_sync.changes_feed import ChangesFeedError, read_changes_feed
-from okta_sync.export import read_users_jsonl, write_users_jsonl
-from okta_sync.plan_file import PlanFileError, read_plan, write_plan
-from okta_sync.profile_diff import ProfileChange, diff_profile
-from okta_sync.profile_rules import Normalizer, NormalizerConfigError
-from okta_sync.push import PushOptions, push_changes
-from okta_sync.reports import ReportRow, ReportStatus, report_writer
-from okta_sync.tokens import AccessToken
+from okta_sync.sync.change_plan import NoChange, Skipped, plan_changes_feed, plan_hygiene
+from okta_sync.sync.changes_feed import ChangesFeedError, read_changes_feed
+from okta_sync.sync.export import read_users_jsonl, write_users_jsonl
+from okta_sync.sync.plan_file import PlanFileError, read_plan, write_plan
+from okta_sync.sync.profile_diff import ProfileChange, diff_profile
+from okta_sync.sync.profile_rules import Normalizer, NormalizerConfigError
+from okta_sync.sync.push import PushOptions, push_changes
+from okta_sync.sync.reports import ReportRow, ReportStatus, report_writer
+from okta_sync.auth.tokens import AccessToken
 from okta_sync.version import __version__
 
 _AIRFLOW_LAYER = {
-    "OktaHook": "okta_sync.hooks",
-    "OktaTokenOperator": "okta_sync.operators",
-    "OktaExportUsersOperator": "okta_sync.operators",
-    "OktaPlanProfileChangesOperator": "okta_sync.operators",
-    "OktaPushProfileChangesOperator": "okta_sync.operators",
+    "OktaHook": "okta_sync.airflow.hooks",
+    "OktaTokenOperator": "okta_sync.airflow.operators",
+    "OktaExportUsersOperator": "okta_sync.airflow.operators",
+    "OktaPlanProfileChangesOperator": "okta_sync.airflow.operators",
+    "OktaPushProfileChangesOperator": "okta_sync.airflow.operators",
 }
 
 

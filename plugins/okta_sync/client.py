@@ -12,15 +12,15 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from okta_sync.assertion import PrivateKeyJWT
-from okta_sync.client_secret import ClientSecretBasic
+from okta_sync.auth.assertion import PrivateKeyJWT
+from okta_sync.auth.client_secret import ClientSecretBasic
 from okta_sync.config import CLIENT_SECRET_BASIC, OktaConfig
-from okta_sync.credentials import SigningKey, load_signing_key
+from okta_sync.auth.keys import SigningKey, load_signing_key
 from okta_sync.metrics import Metrics, NoMetrics
-from okta_sync.ratelimit import RateLimiter
-from okta_sync.tokens import AccessToken, TokenCache, TokenEndpoint
-from okta_sync.transport import Transport, build_session
-from okta_sync.users import BUCKET_USER_READ, UsersClient, UserVersion
+from okta_sync.http.ratelimit import RateLimiter
+from okta_sync.auth.tokens import AccessToken, TokenCache, TokenEndpoint
+from okta_sync.http.transport import Transport, build_session
+from okta_sync.users.api import BUCKET_USER_READ, UsersClient, UserVersion
 
 BUCKET_TOKEN = "token"
 log = logging.getLogger(__name__)
@@ -108,8 +108,8 @@ class OktaClient:
 
     def iter_user_pages_partitioned(self, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
         """Every user matching `search` (DEPROVISIONED included) once, from disjoint `created` windows paged
-        concurrently; see `okta_sync.partitions.iter_user_pages_partitioned` for the arguments."""
-        from okta_sync.partitions import iter_user_pages_partitioned
+        concurrently; see `okta_sync.users.partitions.iter_user_pages_partitioned` for the arguments."""
+        from okta_sync.users.partitions import iter_user_pages_partitioned
 
         return iter_user_pages_partitioned(self, **kwargs)
 

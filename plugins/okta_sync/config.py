@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from okta_sync.errors import ConfigurationError, UnsafeUrlError
-from okta_sync.links import origin_of
+from okta_sync.urls import origin_of
 
 READ_SCOPE = "okta.users.read"
 MANAGE_SCOPE = "okta.users.manage"

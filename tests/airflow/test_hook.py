@@ -146,7 +146,7 @@ def test_test_connection_reports_a_refusal(okta_conn, org):
 def test_new_tokens_are_masked(okta_conn):
     from okta_sync import OktaHook
 
-    with mock.patch("okta_sync.hooks.mask_secret") as mask:
+    with mock.patch("okta_sync.airflow.hooks.mask_secret") as mask:
         token = OktaHook().get_token(["okta.users.read"])
     assert mock.call(token.value) in mask.call_args_list
 
@@ -192,13 +192,13 @@ def test_one_token_per_run_and_scope_set_across_hooks(okta_conn, org):
 
 def test_an_expiring_shared_token_is_not_adopted(okta_conn, org):
     from okta_sync import OktaHook
-    from okta_sync.token_handoff import seal_token
-    from okta_sync.tokens import AccessToken
+    from okta_sync.airflow.token_handoff import seal_token
+    from okta_sync.auth.tokens import AccessToken
 
     FakeTI.xcom = {}
     minter = OktaHook().join_run({"run_id": "r", "ti": FakeTI("okta_token")}, token_task_id="okta_token")
     almost_expired = AccessToken("old-token", "Bearer", time.time() + 60, ("okta.users.read",))
-    from okta_sync.hooks import token_xcom_key
+    from okta_sync.airflow.hooks import token_xcom_key
 
     FakeTI.xcom[("okta_token", token_xcom_key(["okta.users.read"]))] = seal_token(
         almost_expired, minter.client.signing_key, minter._seal_context(["okta.users.read"]))
@@ -223,7 +223,7 @@ def test_get_token_for_a_custom_authorization_server_with_a_client_secret(monkey
     org.app.auth.register_client("0oahooksecret", [], (), client_secret=CUSTOM_SECRET)
     monkeypatch.setenv("AIRFLOW_CONN_OKTA_INTERNAL", _secret_connection(org))
     hook = OktaHook("okta_internal")
-    with mock.patch("okta_sync.hooks.mask_secret") as mask:
+    with mock.patch("okta_sync.airflow.hooks.mask_secret") as mask:
         token = hook.get_token()
         ok, message = hook.test_connection()
     assert token.scopes == ("internal.api.read",) and token.token_type == "Bearer"

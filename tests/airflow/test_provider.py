@@ -9,8 +9,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from okta_sync.connection_fields import EXTRA_FIELDS
-from okta_sync.provider_info import CONNECTION_FIELDS, get_provider_info
+from okta_sync.airflow.connection_fields import EXTRA_FIELDS
+from okta_sync.airflow.provider_info import CONNECTION_FIELDS, get_provider_info
 
 pytestmark = pytest.mark.airflow
 
@@ -41,7 +41,7 @@ def test_airflow_discovers_the_okta_connection_type():
     manager = ProvidersManager()
     assert "okta-sync-airflow" in manager.providers
     hook = manager.hooks["okta"]
-    assert hook is not None and hook.hook_class_name == "okta_sync.hooks.OktaHook"
+    assert hook is not None and hook.hook_class_name == "okta_sync.airflow.hooks.OktaHook"
     assert hook.connection_type == "okta"
 
 

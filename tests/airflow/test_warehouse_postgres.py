@@ -66,7 +66,7 @@ def write_export(folder: Path, name: str, users: list[dict]) -> str:
 
 
 def test_loads_through_the_postgres_hook_in_snapshot_order_exactly_once(warehouse, tmp_path):
-    from okta_sync.warehouse_airflow import load_new_exports
+    from okta_sync.airflow.warehouse import load_new_exports
 
     t0, t1, t2 = "2026-01-01T00:00:00.000Z", "2026-01-02T08:00:00.000Z", "2026-01-03T00:00:00.000Z"
     full = write_export(tmp_path, "full.jsonl.gz", [user(n, t0) for n in range(5)])
@@ -108,8 +108,8 @@ def test_loads_through_the_postgres_hook_in_snapshot_order_exactly_once(warehous
 
 
 def test_a_bad_event_fails_the_task_after_the_others_load_without_echoing(warehouse, tmp_path):
-    from okta_sync.warehouse import WarehouseLoadError
-    from okta_sync.warehouse_airflow import load_new_exports
+    from okta_sync.sync.warehouse import WarehouseLoadError
+    from okta_sync.airflow.warehouse import load_new_exports
 
     good = write_export(tmp_path, "a.jsonl.gz", [user(1, "2026-01-01T00:00:00.000Z")])
     events = [Event(1, {"path": good, "kind": "full", "exported_at": "2026-01-02T00:00:00.000Z"}, None),
@@ -121,8 +121,8 @@ def test_a_bad_event_fails_the_task_after_the_others_load_without_echoing(wareho
 
 
 def test_a_missing_export_is_skipped_only_when_a_newer_full_export_supersedes_it(warehouse, tmp_path):
-    from okta_sync.warehouse import WarehouseLoadError
-    from okta_sync.warehouse_airflow import load_new_exports
+    from okta_sync.sync.warehouse import WarehouseLoadError
+    from okta_sync.airflow.warehouse import load_new_exports
 
     gone = (tmp_path / "pruned.jsonl.gz").as_uri()
     newer = write_export(tmp_path, "b.jsonl.gz", [user(1, "2026-01-05T00:00:00.000Z")])
@@ -183,8 +183,8 @@ def test_the_dag_loads_what_okta_user_sync_exported(warehouse, tmp_path_factory,
 
 
 def test_an_event_path_outside_the_output_root_is_refused_by_id_never_read(warehouse, tmp_path, tmp_path_factory):
-    from okta_sync.warehouse import WarehouseLoadError
-    from okta_sync.warehouse_airflow import load_new_exports
+    from okta_sync.sync.warehouse import WarehouseLoadError
+    from okta_sync.airflow.warehouse import load_new_exports
 
     elsewhere = tmp_path_factory.mktemp("not-the-output-root")
     outside = write_export(elsewhere, "secret.jsonl.gz", [user(7, "2026-01-01T00:00:00.000Z")])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from okta_sync.operators import decide_write_mode
+from okta_sync.airflow.operators import decide_write_mode
 
 pytestmark = pytest.mark.airflow
 

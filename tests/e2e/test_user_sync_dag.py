@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from include.okta_dev_org import DevOrg, DevOrgOptions
-from okta_sync.profile_rules import Normalizer
+from okta_sync.sync.profile_rules import Normalizer
 from tests.conftest import dev_org_airflow_env
 
 pytestmark = pytest.mark.airflow

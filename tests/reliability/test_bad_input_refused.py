@@ -19,7 +19,7 @@ import pytest
 
 from include.okta_dev_org import DevOrg, DevOrgOptions
 from okta_sync.errors import ConfigurationError, TokenRequestError
-from okta_sync.profile_rules import Normalizer
+from okta_sync.sync.profile_rules import Normalizer
 from tests import keys
 from tests.conftest import connection_env_value, dev_org_airflow_env
 
@@ -41,7 +41,7 @@ def hook_for(monkeypatch, connection: dict, password: str | None = None, **extra
         value["extra"].pop("private_key_path", None)
     value["extra"] = {k: v for k, v in value["extra"].items() if v is not None}
     monkeypatch.setenv("AIRFLOW_CONN_OKTA_DEFAULT", json.dumps(value))
-    from okta_sync.hooks import OktaHook
+    from okta_sync.airflow.hooks import OktaHook
 
     return OktaHook()
 
@@ -105,7 +105,7 @@ def test_a_key_that_does_not_match_the_registered_jwk_gets_invalid_client_with_t
 
 @pytest.mark.airflow
 def test_no_kid_for_an_app_with_several_keys_gets_invalid_client_with_the_hint(org, monkeypatch, tmp_path):
-    from okta_sync.credentials import load_signing_key
+    from okta_sync.auth.keys import load_signing_key
 
     first, second = keys.rsa_key(), keys.ec_key()
     jwks = [load_signing_key(private_key=keys.pkcs8_pem(k), key_id=f"k{i}").public_jwk()

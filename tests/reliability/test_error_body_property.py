@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from okta_sync.api_errors import api_error, parse_error_body
+from okta_sync.http.api_errors import api_error, parse_error_body
 
 _json_scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30))
 _json = st.recursive(_json_scalar, lambda inner: st.one_of(st.lists(inner, max_size=3),

@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 import pytest
 
 from include.okta_dev_org import DevOrg, DevOrgOptions
-from okta_sync.credentials import load_signing_key
-from okta_sync.hooks import token_xcom_key
-from okta_sync.profile_rules import Normalizer
-from okta_sync.token_handoff import open_sealed_token
+from okta_sync.auth.keys import load_signing_key
+from okta_sync.airflow.hooks import token_xcom_key
+from okta_sync.sync.profile_rules import Normalizer
+from okta_sync.airflow.token_handoff import open_sealed_token
 from tests.airflow_stack import AirflowStack
 from tests.conftest import connection_env_value
 from tests.reliability.core_sync import post_counts

@@ -1,0 +1,190 @@
+"""OktaHook: an Airflow connection in, a configured core `OktaClient` out. Thin on purpose.
+
+Nothing touches the network or even reads the key when the hook is created (DAG parsing stays cheap): the client
+is built on first use. Tokens are shared across the tasks of one DAG run: `join_run(context)` makes the hook take
+the run's token from the token task's XCom (sealed, see `token_handoff`) instead of minting another one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+from airflow.sdk.observability.stats import Stats
+
+from okta_sync.client import OktaClient
+from okta_sync.config import CLIENT_SECRET_BASIC, MANAGE_SCOPE, OktaConfig, READ_SCOPE
+from okta_sync.airflow.connection_fields import config_from_connection
+from okta_sync.errors import OktaSyncError
+from okta_sync.metrics import PREFIX
+from okta_sync.airflow.token_handoff import SealedTokenError, open_sealed_token, seal_token
+from okta_sync.auth.tokens import AccessToken, scope_key
+
+DEFAULT_TOKEN_TASK_ID = "okta_token"
+
+
+def token_xcom_key(scopes: Iterable[str]) -> str:
+    """XCom key of the sealed token for one scope set (no secret in it)."""
+    return "okta_token_" + hashlib.sha256(" ".join(scope_key(scopes)).encode()).hexdigest()[:16]
+
+
+class OktaHook(BaseHook):
+    """Interact with Okta's Users API as a service app (OAuth 2.0 client credentials with `private_key_jwt`).
+
+    :param okta_conn_id: the `okta` connection: host = org URL, login = client ID, password = private key (or
+        extra `private_key_path`), extra = key_id, scopes and the other settings listed in the README.
+    :param overrides: non-secret settings that win over the connection's extras (e.g. `page_size=100`,
+        `max_concurrency=4`, `scopes="okta.users.read"`). Secrets come only from the connection.
+    """
+
+    conn_name_attr = "okta_conn_id"
+    default_conn_name = "okta_default"
+    conn_type = "okta"
+    hook_name = "Okta"
+
+    def __init__(self, okta_conn_id: str = default_conn_name, **overrides: Any) -> None:
+        super().__init__()
+        self.okta_conn_id = okta_conn_id
+        self.overrides = overrides
+        self._run: dict[str, Any] | None = None
+        self.tokens_adopted = 0
+
+    # -- configuration and client ----------------------------------------------------------------------------
+    @cached_property
+    def config(self) -> OktaConfig:
+        conn = self.get_connection(self.okta_conn_id)
+        if conn.password:
+            mask_secret(conn.password)
+        extra = conn.extra_dejson or {}
+        if extra.get("private_key_passphrase"):
+            mask_secret(extra["private_key_passphrase"])
+        return config_from_connection(
+            host=conn.host, login=conn.login, password=conn.password, schema=conn.schema, port=conn.port,
+            extra=extra, overrides=self.overrides,
+        )
+
+    @cached_property
+    def client(self) -> OktaClient:
+        client = OktaClient(self.config, on_new_token=_mask_token, metrics=AirflowStatsMetrics())
+        client.tokens.set_source(self._token_for_run)
+        return client
+
+    def get_conn(self) -> OktaClient:
+        return self.client
+
+    # -- one token per DAG run -----------------------------------------------------------------------------------
+    def join_run(self, context: Mapping[str, Any], *, token_task_id: str | None = DEFAULT_TOKEN_TASK_ID) -> "OktaHook":
+        """Share tokens with the other tasks of this DAG run (through the token task's sealed XCom)."""
+        ti = context["ti"]
+        self._run = {"ti": ti, "run_id": context["run_id"], "dag_id": ti.dag_id, "task_id": ti.task_id,
+                     "token_task_id": token_task_id}
+        return self
+
+    def _seal_context(self, scopes: Iterable[str]) -> str:
+        config, run = self.config, self._run or {}
+        return "|".join([run.get("dag_id", ""), run.get("run_id", ""), config.org_url, config.client_id,
+                         config.resolved_token_url, " ".join(scope_key(scopes))])
+
+    def _token_for_run(self, scopes: tuple[str, ...], mint) -> AccessToken:
+        """The token cache's source: the run's shared token when there is one, else a new one (published when
+        this task is the token task)."""
+        run = self._run
+        if run is None or not run.get("token_task_id") or self.client.signing_key is None:
+            return mint(scopes)  # no key (client_secret_basic): nothing to seal a shared token with
+        is_token_task = run["task_id"] == run["token_task_id"]
+        if not is_token_task:
+            sealed = run["ti"].xcom_pull(task_ids=run["token_task_id"], key=token_xcom_key(scopes))
+            token = self._open(sealed, scopes) if sealed else None
+            if token is not None and not token.is_expired(self.client.tokens.refresh_margin):
+                self.tokens_adopted += 1
+                return token
+        token = mint(scopes)
+        if is_token_task:
+            run["ti"].xcom_push(key=token_xcom_key(scopes), value=seal_token(token, self.client.signing_key, self._seal_context(scopes)))
+        return token
+
+    def _open(self, sealed: str, scopes: tuple[str, ...]) -> AccessToken | None:
+        try:
+            return open_sealed_token(sealed, self.client.signing_key, self._seal_context(scopes))
+        except SealedTokenError as exc:
+            self.log.warning("Not using the run's shared token (%s); minting a new one", exc)
+            return None
+
+    def mint_run_tokens(self, scope_sets: Iterable[Iterable[str]]) -> list[dict[str, Any]]:
+        """For the token task: mint (or reuse) one token per scope set and publish it sealed. Returns metadata only."""
+        published = []
+        for scopes in scope_sets:
+            token = self.client.get_token(tuple(scopes))
+            published.append({"scopes": list(token.scopes), "token_type": token.token_type,
+                              "expires_at": round(token.expires_at)})
+        return published
+
+    # -- the core API, for data-team @task code ------------------------------------------------------------------
+    def iter_users(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self.client.iter_users(**kwargs)
+
+    def iter_user_pages(self, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+        return self.client.iter_user_pages(**kwargs)
+
+    def get_user(self, id_or_login: str) -> dict[str, Any]:
+        return self.client.get_user(id_or_login)
+
+    def update_profile(self, user_id: str, profile: Mapping[str, Any]) -> dict[str, Any]:
+        return self.client.update_profile(user_id, profile)
+
+    def get_token(self, scopes: Iterable[str] | None = None) -> AccessToken:
+        """A token for `scopes` (default: the connection's). With `client_auth: client_secret_basic` and an
+        `authorization_server_id`, a custom authorization server's own scopes, e.g. for an internal API."""
+        return self.client.get_token(scopes)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Mint a read token and read one user; then say whether the manage scope can be minted and whether the
+        app requires DPoP. Reads failing is a failed test; a missing manage scope is reported, not failed (a
+        read-only deployment grants only the read scope)."""
+        try:
+            if self.config.client_auth == CLIENT_SECRET_BASIC:  # a custom server's own scopes: no Users API
+                token = self.client.get_token()
+                return True, (f"Token issued by authorization server {self.config.authorization_server_id or '(token_url)'}"
+                              f" with scopes: {' '.join(token.scopes)}; {self._dpop_status(token)}.")
+            token = self.client.get_token((READ_SCOPE,))
+            first_page = next(self.client.iter_user_pages(limit=1), [])
+        except OktaSyncError as exc:
+            return False, str(exc)
+        users = "read one user" if first_page else "the org has no users to read"
+        return True, "; ".join([f"Token issued with scopes: {' '.join(token.scopes)}, {users}",
+                                self._manage_scope_status(), self._dpop_status(token)]) + "."
+
+    def _manage_scope_status(self) -> str:
+        if MANAGE_SCOPE not in self.config.scopes:
+            return f"{MANAGE_SCOPE} is not in this connection's scopes (read-only: pushes cannot write)"
+        try:
+            self.client.get_token((MANAGE_SCOPE,))
+        except OktaSyncError as exc:
+            return f"{MANAGE_SCOPE} cannot be minted, pushes will fail ({exc})"
+        return f"{MANAGE_SCOPE} can be minted (pushes can write)"
+
+    def _dpop_status(self, token: AccessToken) -> str:
+        if not token.is_dpop:
+            return "the app does not require DPoP"
+        if self.config.dpop == "auto":
+            return "the app requires DPoP (dpop=auto turned it on)"
+        return "DPoP-bound token (dpop=on)"
+
+
+def _mask_token(token: AccessToken) -> None:
+    mask_secret(token.value)
+
+
+class AirflowStatsMetrics:
+    """The core's metrics through Airflow's own `Stats` (StatsD, Datadog or OpenTelemetry, as configured)."""
+
+    def incr(self, name: str, count: int = 1) -> None:
+        Stats.incr(f"{PREFIX}.{name}", count)
+
+    def timing(self, name: str, seconds: float) -> None:
+        Stats.timing(f"{PREFIX}.{name}", timedelta(seconds=seconds))

@@ -1,0 +1,589 @@
+"""Operators: thin wiring of OktaHook + core + files (ObjectStoragePath) + Assets. XCom carries counts and paths.
+
+    OktaTokenOperator              mints the DAG run's tokens once and hands them on sealed (one token per run)
+    OktaExportUsersOperator        users -> JSON Lines (gzip optional), streamed page by page
+    OktaPlanProfileChangesOperator export (hygiene) or a changes feed -> plan file
+    OktaPushProfileChangesOperator plan file -> partial updates -> per-change report
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from airflow.sdk import BaseOperator, ObjectStoragePath, Variable
+from airflow.sdk.exceptions import AirflowFailException
+
+from okta_sync.sync.change_plan import Skipped, plan_changes_feed, plan_hygiene
+from okta_sync.sync.changes_feed import read_changes_feed
+from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
+from okta_sync.sync.export import read_users_jsonl, write_users_jsonl
+from okta_sync.airflow.hooks import DEFAULT_TOKEN_TASK_ID, OktaHook
+from okta_sync.sync.locations import LocationError, Root, open_local, parse_roots, resolve
+from okta_sync.sync.plan_file import PlanWriter, read_plan
+from okta_sync.sync.profile_rules import Normalizer
+from okta_sync.sync.progress import Progress
+from okta_sync.sync.push import PushOptions, push_changes
+from okta_sync.airflow.push_journal import PushJournal
+from okta_sync.sync.reports import ReportStatus, report_writer, rows_for_plan_entry
+from okta_sync.sync.snapshot_plan import AUTO, STRATEGIES, feed_lookup
+from okta_sync.timestamps import okta_timestamp
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """Templated fields render as text unless the DAG renders native objects: accept both."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", "none", ""):
+        return False
+    raise ValueError(f"{name}: {value!r} is not a boolean")
+
+
+def as_optional_list(value: Any, name: str) -> list[str] | None:
+    if value in (None, "", "None", []):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else [v for v in text.replace(",", " ").split() if v]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name}: expected a list of strings, got {value!r}")
+    return list(value) or None
+
+
+def _optional(value: Any) -> Any:
+    return None if value in (None, "", "None") else value
+
+
+def _is_local(path: ObjectStoragePath) -> bool:
+    return path.protocol in ("file", "local", "")
+
+
+def make_private_folders(folder: str) -> None:
+    """Create the missing folders of a local path with mode 0700 (existing folders are left as they are)."""
+    missing = []
+    while folder and not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+
+
+class _LocalPartial:
+    """A local temporary sibling created 0600 (exports, plans and reports hold PII), moved into place by rename."""
+
+    def __init__(self, path: ObjectStoragePath):
+        make_private_folders(os.path.dirname(path.path))
+        self.target = path.path
+        self.path = os.path.join(os.path.dirname(path.path), f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+
+    def open(self) -> IO[bytes]:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        return os.fdopen(os.open(self.path, flags, 0o600), "wb")
+
+    def commit(self) -> None:
+        os.replace(self.path, self.target)
+
+    def discard(self) -> None:
+        os.unlink(self.path)
+
+
+class _RemotePartial:
+    """A temporary sibling object; its permissions are the store's (bucket policy, ACLs)."""
+
+    def __init__(self, path: ObjectStoragePath):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.target = path
+        self.path = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial"
+
+    def open(self) -> IO[bytes]:
+        return self.path.open("wb")
+
+    def commit(self) -> None:
+        self.path.rename(self.target)
+
+    def discard(self) -> None:
+        self.path.unlink()
+
+
+@contextlib.contextmanager
+def open_for_write(uri: str, *, keep_on_error: bool = False) -> Iterator[IO[bytes]]:
+    """Write to a sibling temporary object, then move it into place: readers never see half a file.
+
+    `.gz` names are gzip-compressed on the fly. With `keep_on_error` (reports), what was written is moved into place
+    even when the work failed, since it says what happened. Local files are created 0600 and missing folders 0700.
+    """
+    path = ObjectStoragePath(uri)
+    partial = _LocalPartial(path) if _is_local(path) else _RemotePartial(path)
+    try:
+        with partial.open() as raw:
+            if path.name.endswith(".gz"):
+                with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=5) as compressed:
+                    yield compressed
+            else:
+                yield raw
+        partial.commit()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if keep_on_error:
+                partial.commit()
+            else:
+                partial.discard()
+        raise
+
+
+@contextlib.contextmanager
+def open_text_for_write(uri: str, *, keep_on_error: bool = False) -> Iterator[IO[str]]:
+    with open_for_write(uri, keep_on_error=keep_on_error) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        try:
+            yield text
+        finally:
+            text.flush()
+            text.detach()  # the binary file is closed (and moved into place) by open_for_write
+
+
+@contextlib.contextmanager
+def open_for_read(uri: str) -> Iterator[IO[bytes]]:
+    path = ObjectStoragePath(uri)
+    with path.open("rb") as raw:
+        if path.name.endswith(".gz"):
+            with gzip.GzipFile(fileobj=raw, mode="rb") as decompressed:
+                yield decompressed
+        else:
+            yield raw
+
+
+OUTPUT_ROOT_VARIABLE = "okta_sync_output_uri"
+# plugins/okta_sync/airflow/operators.py -> the project folder (Astro layout: include/ beside plugins/)
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_OUTPUT_ROOT = (PROJECT_ROOT / "include" / "output").as_uri()
+RETENTION_VARIABLE = "okta_sync_output_retention_days"
+RETENTION_MAX_FOLDERS = 200  # removed per run at most: a backlog is worked off over several runs
+_RUN_FOLDER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}-[0-9a-f]{16}")
+
+
+def output_root() -> str:
+    """Where runs write (the Airflow Variable `okta_sync_output_uri`, else the project's include/output)."""
+    return str(Variable.get(OUTPUT_ROOT_VARIABLE, default=None) or DEFAULT_OUTPUT_ROOT).rstrip("/")
+
+
+def run_folder_name(dag_id: str, run_id: str) -> str:
+    """A folder name for one DAG run: a readable slug of the run id and 16 hex digits of SHA-256 over the exact
+    dag id and run id, so run ids that differ only in `:`/`-`/`+`/`_` (or anything) never share a folder."""
+    slug = re.sub(r"[^A-Za-z0-9._-]", "-", run_id)[:80].lstrip(".") or "run"
+    digest = hashlib.sha256(f"{dag_id}\n{run_id}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{slug}-{digest}"
+
+
+def run_folder_uri(root: str, dag_id: str, run_id: str) -> str:
+    """`<root>/<dag id>/<run_folder_name>`: the one place run folders are named (a DAG's `user_defined_macros`)."""
+    dag_folder = dag_id if re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", dag_id) else run_folder_name("", dag_id)
+    return f"{str(root).rstrip('/')}/{dag_folder}/{run_folder_name(dag_id, run_id)}"
+
+
+def remove_expired_run_folders(dag_id: str, current_run_id: str, *, root: str | None = None,
+                               days: Any = None, now: float | None = None,
+                               limit: int = RETENTION_MAX_FOLDERS) -> dict[str, Any]:
+    """Remove this DAG's run folders not written to for `days` (default: the Airflow Variable
+    `okta_sync_output_retention_days`; unset keeps everything). Only folders named by `run_folder_name`, directly
+    under `<output root>/<dag id>/`, never the current run's, never through a symlink, at most `limit` per call."""
+    days = Variable.get(RETENTION_VARIABLE, default=None) if days is None else days
+    if days in (None, ""):
+        return {"retention_days": None, "removed": 0}
+    try:
+        days = float(days)
+    except ValueError:
+        raise AirflowFailException(f"{RETENTION_VARIABLE} must be a number of days") from None
+    if not days > 0:
+        raise AirflowFailException(f"{RETENTION_VARIABLE} must be a positive number of days")
+    folder = ObjectStoragePath(run_folder_uri(root or output_root(), dag_id, current_run_id)).parent
+    keep = run_folder_name(dag_id, current_run_id)
+    cutoff = (time.time() if now is None else now) - days * 86400
+    expired = _expired_local(folder.path, keep, cutoff) if _is_local(folder) else _expired_remote(folder, keep, cutoff)
+    removed = 0
+    for remove in expired[:limit]:
+        remove()
+        removed += 1
+    return {"retention_days": days, "removed": removed, "left_for_later": max(0, len(expired) - limit)}
+
+
+def _expired_local(folder: str, keep: str, cutoff: float) -> list[Any]:
+    if not os.path.isdir(folder) or os.path.islink(folder):
+        return []
+    expired = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name == keep or not _RUN_FOLDER_NAME.fullmatch(entry.name) \
+                    or not entry.is_dir(follow_symlinks=False):
+                continue
+            with os.scandir(entry.path) as children:
+                newest = max([entry.stat(follow_symlinks=False).st_mtime]
+                             + [child.stat(follow_symlinks=False).st_mtime for child in children])
+            if newest < cutoff:
+                expired.append(lambda path=entry.path: shutil.rmtree(path))  # rmtree does not follow symlinks
+    return expired
+
+
+def _expired_remote(folder: ObjectStoragePath, keep: str, cutoff: float) -> list[Any]:
+    if not folder.exists():
+        return []
+    expired = []
+    for entry in folder.iterdir():
+        if entry.name == keep or not _RUN_FOLDER_NAME.fullmatch(entry.name) or not entry.is_dir():
+            continue
+        try:
+            newest = max(child.stat().st_mtime for child in entry.iterdir())
+        except (ValueError, OSError, AttributeError, TypeError):
+            continue  # an empty folder or a store without modification times: never removed by guess
+        if newest < cutoff:
+            expired.append(lambda path=entry: path.fs.rm(path.path, recursive=True))
+    return expired
+
+
+FEED_ROOTS_VARIABLE = "okta_sync_feed_roots"
+DEFAULT_FEED_ROOT = (PROJECT_ROOT / "include" / "feeds").as_uri() + "/"
+
+
+def feed_roots(configured: Any = None) -> tuple[Root, ...]:
+    """The URI prefixes changes feeds may be read from: `configured`, else the Airflow Variable
+    `okta_sync_feed_roots` (a JSON list), else the project's include/feeds/."""
+    if configured is None:
+        configured = Variable.get(FEED_ROOTS_VARIABLE, default=None)
+    return parse_roots([DEFAULT_FEED_ROOT] if configured is None else configured, setting=FEED_ROOTS_VARIABLE)
+
+
+@contextlib.contextmanager
+def open_within(uri: str, roots: tuple[Root, ...], *, what: str, setting: str) -> Iterator[IO[bytes]]:
+    """`open_for_read`, only for a location under `roots` (see `okta_sync.sync.locations`); LocationError otherwise."""
+    location = resolve(uri, roots, what=what, setting=setting)
+    if location.local is None:
+        with open_for_read(uri) as file:
+            yield file
+        return
+    with open_local(location) as raw:
+        if location.local.endswith(".gz"):
+            with gzip.GzipFile(fileobj=raw, mode="rb") as decompressed:
+                yield decompressed
+        else:
+            yield raw
+
+
+@contextlib.contextmanager
+def open_output_for_read(uri: Any, *, what: str) -> Iterator[IO[bytes]]:
+    """Read a file named by someone else (an Asset event's `extra["path"]`) only under the output root."""
+    try:
+        with open_within(uri, parse_roots([output_root() + "/"], setting=OUTPUT_ROOT_VARIABLE), what=what,
+                         setting=OUTPUT_ROOT_VARIABLE) as file:
+            yield file
+    except LocationError as refused:
+        raise AirflowFailException(str(refused)) from None
+
+
+class _OktaOperator(BaseOperator):
+    """Shared wiring: the hook is built inside `execute`, never at DAG parse time."""
+
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, okta_conn_id: str = OktaHook.default_conn_name,
+                 token_task_id: str | None = DEFAULT_TOKEN_TASK_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.okta_conn_id = okta_conn_id
+        self.token_task_id = token_task_id
+
+    def okta_hook(self, context: Any, **overrides: Any) -> OktaHook:
+        hook = OktaHook(self.okta_conn_id, **overrides)
+        if self.token_task_id and self.token_task_id in self.dag.task_ids:
+            hook.join_run(context, token_task_id=self.token_task_id)
+        return hook
+
+    def _set_outlet_extra(self, context: Any, extra: dict[str, Any]) -> None:
+        for outlet in self.outlets:
+            with contextlib.suppress(Exception):
+                context["outlet_events"][outlet].extra = extra
+
+
+class OktaTokenOperator(_OktaOperator):
+    """Mint this DAG run's access tokens once and hand them to every Okta task of the run, sealed.
+
+    :param scope_sets: scope sets to mint now; by default the read scope only (writers mint the manage scope when,
+        and only when, they have something to write).
+    """
+
+    template_fields: Sequence[str] = ("scope_sets",)
+
+    def __init__(self, *, scope_sets: Iterable[Iterable[str]] = ((READ_SCOPE,),), **kwargs: Any) -> None:
+        kwargs.setdefault("task_id", DEFAULT_TOKEN_TASK_ID)
+        super().__init__(token_task_id=None, **kwargs)
+        self.scope_sets = [list(s) for s in scope_sets]
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        hook = OktaHook(self.okta_conn_id).join_run(context, token_task_id=self.task_id)
+        published = hook.mint_run_tokens(self.scope_sets)
+        self.log.info("Minted %d token(s) for this run: %s", len(published), [" ".join(p["scopes"]) for p in published])
+        return published
+
+
+class OktaExportUsersOperator(_OktaOperator):
+    """Export users to JSON Lines (one user per line; `.gz` compresses), streamed page by page.
+
+    :param output_uri: where to write (`file://...`, `s3://...` with the provider installed); templated.
+    :param search: Okta `search` expression (includes DEPROVISIONED users); templated.
+    :param filter: Okta `filter` expression; templated.
+    :param partitions: page this many disjoint `created` windows concurrently (bounded by the connection's
+        `max_concurrency`) instead of one cursor: the way to reach the rate limit when latency bounds a single
+        cursor. The same users are exported either way (DEPROVISIONED only with a `search`); not with `filter`.
+    :param kind: what the export holds, for the Asset event's consumers: `full` (every user of every status: it
+        defines the population, so users missing from it were deleted), `incremental` (changed users only, the
+        default) or `user_ids`; templated.
+    """
+
+    template_fields: Sequence[str] = ("output_uri", "search", "filter", "partitions", "kind")
+
+    def __init__(self, *, output_uri: str, search: str | None = None, filter: str | None = None,
+                 partitions: int | str | None = None, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(partitions, int):
+            _check_partitions(partitions, filter)
+        self.output_uri = output_uri
+        self.search = search
+        self.filter = filter
+        self.partitions = partitions
+        self.kind = kind
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        hook = self.okta_hook(context)
+        search, filter_ = _optional(self.search), _optional(self.filter)
+        partitions = _optional(self.partitions)
+        partitions = _check_partitions(int(partitions), filter_) if partitions is not None else None
+        self.log.info("Exporting users to %s (search=%r, filter=%r, partitions=%s)", self.output_uri, search, filter_,
+                      partitions)
+        kind = _optional(self.kind) or "incremental"
+        if kind not in ("full", "incremental", "user_ids"):
+            raise ValueError("kind must be full, incremental or user_ids")
+        exported_at = okta_timestamp(datetime.now(timezone.utc))  # before the first page: the snapshot's time
+        progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
+        hook.client.rate_limiter.add_wait_observer(progress.on_wait)  # log rate-limit waits while they last
+        if partitions:
+            pages = hook.client.iter_user_pages_partitioned(
+                search=search, partitions=partitions, include_deprovisioned=search is not None, json_text=True)
+        else:
+            pages = hook.iter_user_pages(search=search, filter=filter_, json_text=True)
+        with open_for_write(self.output_uri) as file:
+            result = write_users_jsonl(pages, file, progress=progress)
+        summary = {"path": self.output_uri, **result.as_dict()}
+        self.log.info("Exported %d users in %d pages to %s", result.users, result.pages, self.output_uri)
+        self._set_outlet_extra(context, {"users": result.users, "path": self.output_uri, "kind": kind,
+                                         "exported_at": exported_at, "watermark": result.max_last_updated,
+                                         "pages": result.pages, "by_status": dict(result.by_status)})
+        return summary
+
+
+def _check_partitions(partitions: int, filter_: str | None) -> int:
+    if partitions < 1:
+        raise ValueError("partitions must be at least 1")
+    if filter_ is not None:
+        raise ValueError("partitions page `search` windows; they cannot combine with a `filter`")
+    return partitions
+
+
+class OktaPlanProfileChangesOperator(_OktaOperator):
+    """Plan profile changes: hygiene over an export, or desired values from a changes feed (CSV / JSON Lines).
+
+    :param plan_uri: where the plan file goes; templated.
+    :param users_uri: a users export (hygiene: normalise Okta's own profiles); templated.
+    :param changes_uri: a changes feed keyed by `id` or `login`; when set, it is planned instead; templated.
+    :param user_ids: restrict the plan to these user ids; templated.
+    :param normalization: normalisation rules (dict or JSON), see `Normalizer.from_config`; templated.
+    :param feed_roots: URI prefixes a changes feed may be read from (a list or JSON list); default the Airflow
+        Variable `okta_sync_feed_roots`, else the project's include/feeds/. Not templated, so a trigger's conf
+        cannot widen it. A feed elsewhere (or reached through a symlink or `..` out of a root) fails the task
+        at once, without retries.
+    :param feed_lookup: how a changes feed's rows find their users: "per_row" (one read each), "listing" (one
+        listing of the org, joined on disk) or "auto" (by cost: large feeds such as full snapshots list).
+    """
+
+    template_fields: Sequence[str] = ("plan_uri", "users_uri", "changes_uri", "user_ids", "normalization")
+
+    def __init__(self, *, plan_uri: str, users_uri: str | None = None, changes_uri: str | None = None,
+                 user_ids: Any = None, normalization: Any = None, changes_format: str | None = None,
+                 feed_roots: Any = None, feed_lookup: str = AUTO, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if feed_lookup not in STRATEGIES:
+            raise ValueError(f"feed_lookup must be one of {STRATEGIES}, not {feed_lookup!r}")
+        self.feed_lookup = feed_lookup
+        self.feed_roots = feed_roots
+        self.plan_uri = plan_uri
+        self.users_uri = users_uri
+        self.changes_uri = changes_uri
+        self.user_ids = user_ids
+        self.normalization = normalization
+        self.changes_format = changes_format
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        normalizer = Normalizer.from_config(_optional(self.normalization))
+        only = as_optional_list(self.user_ids, "user_ids")
+        changes_uri, users_uri = _optional(self.changes_uri), _optional(self.users_uri)
+        if not changes_uri and not users_uri:
+            raise ValueError("plan needs users_uri (hygiene) or changes_uri (a changes feed)")
+        counts: dict[str, int] = {}
+        found = None
+        with contextlib.ExitStack() as stack:
+            if changes_uri:
+                source = f"changes feed {changes_uri}"
+                try:
+                    feed_file = stack.enter_context(open_within(
+                        changes_uri, feed_roots(self.feed_roots), what="changes_uri", setting=FEED_ROOTS_VARIABLE))
+                except LocationError as refused:  # a retry cannot fix it
+                    raise AirflowFailException(str(refused)) from None
+                fmt = self.changes_format or ("jsonl" if ".jsonl" in changes_uri or ".ndjson" in changes_uri else
+                                             "csv" if ".csv" in changes_uri else None)
+                feed = read_changes_feed(feed_file, format=fmt, normalizer=normalizer)
+                hook = self.okta_hook(context)
+                # A large feed (a full snapshot) is planned from one listing, a small one row by row: by cost.
+                found = stack.enter_context(feed_lookup(hook.client, feed.rows, strategy=self.feed_lookup))
+                entries = plan_changes_feed(feed, found.find_user, max_workers=found.max_workers)
+            else:
+                source = f"users export {users_uri}"
+                users = read_users_jsonl(stack.enter_context(open_for_read(users_uri)))
+                entries = plan_hygiene(users, normalizer)
+            if only is not None:
+                wanted = set(only)
+                entries = (e for e in entries if getattr(e, "user_id", None) in wanted)
+            metadata = {"source": source, "dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
+            _refuse_another_runs_plan(self.plan_uri, metadata)
+            with open_text_for_write(self.plan_uri) as text, PlanWriter(text, metadata=metadata) as writer:
+                for entry in entries:
+                    writer.write(entry)
+            counts = dict(writer.counts)
+        summary = {"path": self.plan_uri, "change": counts.get("change", 0), "skipped": counts.get("skipped", 0),
+                   "unchanged": counts.get("unchanged", 0), **(found.summary() if found is not None else {})}
+        self.log.info("Planned from %s: %s", source, summary)
+        return summary
+
+
+def _refuse_another_runs_plan(plan_uri: str, metadata: dict[str, Any]) -> None:
+    """A plan file of another run at `plan_uri` means the runs share a folder: fail rather than overwrite it."""
+    path = ObjectStoragePath(plan_uri)
+    if not path.exists():
+        return
+    with path.open("rb") as file:
+        first = file.readline(64 * 1024)
+    try:
+        owner = json.loads(first).get("metadata") or {}
+    except (ValueError, AttributeError):
+        return  # not a plan we wrote: replaced as before
+    if (owner.get("dag_id"), owner.get("run_id")) != (metadata["dag_id"], metadata["run_id"]):
+        raise AirflowFailException(f"{plan_uri} holds the plan of another DAG run; a run never reuses another run's "
+                                   f"folder (name run folders with okta_sync.airflow.operators.run_folder_uri)")
+
+
+WRITE_MODE_VARIABLE = "okta_sync_write_mode"
+WRITE_MODES = ("dry_run", "apply")
+
+
+def decide_write_mode(dry_run: bool, run_type: Any, write_mode: str | None, variable: str = WRITE_MODE_VARIABLE
+                      ) -> tuple[bool, str]:
+    """(dry_run, why): a manual run follows its `dry_run` param; any other run (scheduled, backfill, asset
+    triggered) writes to Okta only once the operator has set the Variable to `apply`: unpausing is not consent."""
+    run_type = str(getattr(run_type, "value", run_type) or "unknown")
+    if run_type == "manual":
+        return dry_run, f"manual run with dry_run={dry_run}"
+    mode = (write_mode or "dry_run").strip().lower()
+    if mode not in WRITE_MODES:
+        raise ValueError(f"Variable {variable}: must be one of {', '.join(WRITE_MODES)}")
+    if mode == "apply":
+        return dry_run, f"{run_type} run, Variable {variable}=apply"
+    current = "unset" if write_mode is None else repr(mode)
+    return True, (f"{run_type} run, Variable {variable} is {current}: "
+                  f"nothing is written to Okta until it is set to 'apply'")
+
+
+class OktaPushProfileChangesOperator(_OktaOperator):
+    """Apply a plan with partial updates (`POST /api/v1/users/{id}`), and write a per-change report.
+
+    :param plan_uri: the plan file; templated.
+    :param report_uri: the report (`.csv` or `.jsonl`); templated.
+    :param dry_run: write the report, change nothing; templated.
+    :param max_concurrency: updates in flight at once (default: the connection's max_concurrency); templated.
+    :param fail_on_errors: fail the task (after writing the whole report) if any change failed.
+    :param write_mode_variable: runs that nobody triggered by hand are dry runs until this Variable is `apply`
+        (see `decide_write_mode`); None: always follow `dry_run`.
+    """
+
+    template_fields: Sequence[str] = ("plan_uri", "report_uri", "dry_run", "max_concurrency")
+
+    def __init__(self, *, plan_uri: str, report_uri: str, dry_run: Any = False, max_concurrency: Any = None,
+                 fail_on_errors: bool = True, write_mode_variable: str | None = WRITE_MODE_VARIABLE,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.write_mode_variable = write_mode_variable
+        self.plan_uri = plan_uri
+        self.report_uri = report_uri
+        self.dry_run = dry_run
+        self.max_concurrency = max_concurrency
+        self.fail_on_errors = fail_on_errors
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        dry_run = as_bool(self.dry_run, "dry_run")
+        if self.write_mode_variable:
+            from airflow.sdk import Variable
+
+            dry_run, why = decide_write_mode(dry_run, getattr(context.get("dag_run"), "run_type", None),
+                                             Variable.get(self.write_mode_variable, default=None),
+                                             self.write_mode_variable)
+            self.log.info("Mode: %s (%s)", "DRY RUN" if dry_run else "APPLY, writing to Okta", why)
+        with open_for_read(self.plan_uri) as plan_file:
+            plan = read_plan(plan_file)
+            hook = self.okta_hook(context)
+            concurrency = int(_optional(self.max_concurrency) or hook.config.max_concurrency)
+            fmt = "jsonl" if ".jsonl" in self.report_uri else "csv"
+            journal = PushJournal.for_report(self.report_uri, plan.sha256)
+            progress = Progress("push", logger=self.log, total=plan.counts.get("change"),
+                                headroom=lambda: hook.client.rate_limit_headroom())
+            hook.client.rate_limiter.add_wait_observer(progress.on_wait)  # log rate-limit waits while they last
+            with open_text_for_write(self.report_uri, keep_on_error=True) as text, contextlib.closing(journal):
+                writer = report_writer(text, fmt)
+                for entry in plan:
+                    if isinstance(entry, Skipped):
+                        writer.write_all(rows_for_plan_entry(entry))
+                push_changes(hook.client, plan.changes(), writer,
+                             PushOptions(dry_run=dry_run, max_concurrency=concurrency),
+                             journal=journal if not dry_run else None, progress=progress)
+        summary = writer.summary.as_dict()
+        self.log.info("Push %s: %s; report at %s", "dry run" if dry_run else "done", summary, self.report_uri)
+        self._set_outlet_extra(context, {"report": self.report_uri, **summary})
+        # The mode last: the summary's own "dry_run" (rows with that status) must not overwrite it.
+        result = {"report": self.report_uri, **summary, "dry_run": dry_run}
+        if self.fail_on_errors and summary.get(str(ReportStatus.FAILED)):
+            raise RuntimeError(f"{summary[str(ReportStatus.FAILED)]} change(s) failed; see the report {self.report_uri}")
+        return result
+
+
+__all__ = [
+    "OktaExportUsersOperator",
+    "OktaPlanProfileChangesOperator",
+    "OktaPushProfileChangesOperator",
+    "OktaTokenOperator",
+    "MANAGE_SCOPE",
+    "WRITE_MODE_VARIABLE",
+    "decide_write_mode",
+]

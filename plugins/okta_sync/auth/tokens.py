@@ -1,0 +1,423 @@
+"""Access tokens: the value, the request to Okta's token endpoint, and a thread-safe cache.
+
+`TokenCache.get(scopes)` returns a cached token while more than the refresh margin is left; when several threads
+need a token at once, exactly one of them asks Okta. Each new token is handed to `on_new_token` the moment it exists
+(the Airflow layer plugs in `mask_secret` there).
+
+A token response is untrusted input: the token must be visible ASCII (it goes into a header: CR/LF would split it),
+`token_type` Bearer or DPoP, `expires_in` a positive finite number (clamped to at most `MAX_TOKEN_LIFETIME`), and
+the body at most `MAX_TOKEN_RESPONSE_BYTES`. Refusals never repeat the token.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn
+
+import requests
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay
+from tenacity.wait import wait_random_exponential
+
+from okta_sync.auth.assertion import PrivateKeyJWT
+from okta_sync.auth.client_secret import ClientSecretBasic
+from okta_sync.auth.dpop import DPoPKey
+from okta_sync.errors import OktaConnectionError, TLSVerificationError, TokenRequestError
+from okta_sync.metrics import Metrics, NoMetrics
+from okta_sync.http.response_body import read_body
+
+log = logging.getLogger(__name__)
+
+DPOP_HEADER_MISSING = "The DPoP proof JWT header is missing."
+# An authorization-server outage lasts tens of seconds: a handful of quick jittered retries (~8 s in all with six
+# attempts) would give up long before it ends, so token requests are bounded by max_retry_time and at least this
+# many attempts, waiting 1 to 15 s between them.
+OUTAGE_ATTEMPTS = 20
+MAX_TOKEN_LIFETIME = 3600.0  # Okta's org authorization server issues one-hour tokens; longer claims are clamped
+MAX_TOKEN_RESPONSE_BYTES = 256 * 1024  # a token response is a few KB
+_TOKEN_VALUE = re.compile(r"[\x21-\x7e]{1,16384}\Z")  # visible ASCII: nothing that can split a header
+_NOT_SERIALISABLE = (
+    "an AccessToken is never serialised (pickle, JSON, XCom): it would be stored in clear. Return metadata such as "
+    "token.scopes and token.expires_at from a task instead; tasks of one DAG run share a token through "
+    "OktaHook.join_run (sealed)."
+)
+
+
+def scope_key(scopes: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(scopes)))
+
+
+class AccessToken:
+    """An access token that can neither print nor serialise itself. A DPoP-bound token carries its proof key.
+
+    Immutable. `repr`/`str` are redacted; pickle, `copy` aside, refuses it; Airflow's serde (XCom) calls
+    `serialize`, which refuses; it is not a dataclass or attrs class, so `asdict` and `vars` find nothing.
+    """
+
+    __slots__ = ("value", "token_type", "expires_at", "scopes", "dpop_key", "issued_at")
+
+    def __init__(self, value: str, token_type: str, expires_at: float, scopes: tuple[str, ...],
+                 dpop_key: DPoPKey | None = None, issued_at: float | None = None):
+        for name, item in (("value", value), ("token_type", token_type), ("expires_at", expires_at),
+                           ("scopes", tuple(scopes)), ("dpop_key", dpop_key), ("issued_at", issued_at)):
+            object.__setattr__(self, name, item)
+
+    def __setattr__(self, name: str, value: Any) -> NoReturn:
+        raise AttributeError("AccessToken is immutable")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError("AccessToken is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AccessToken):
+            return NotImplemented
+        return (self.value, self.token_type, self.expires_at, self.scopes) == (
+            other.value, other.token_type, other.expires_at, other.scopes)
+
+    def __hash__(self) -> int:
+        return hash((self.value, self.token_type, self.expires_at, self.scopes))
+
+    def __str__(self) -> str:
+        return f"AccessToken({self.token_type}, scopes={' '.join(self.scopes)!r}, expires_at={self.expires_at:.0f}, value=***)"
+
+    __repr__ = __str__
+
+    # -- never serialised ---------------------------------------------------------------------------------------
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        raise TypeError(_NOT_SERIALISABLE)
+
+    def __getstate__(self) -> NoReturn:
+        raise TypeError(_NOT_SERIALISABLE)
+
+    def serialize(self) -> NoReturn:
+        """Airflow's serde (`airflow.sdk.serde.serialize`, used for XCom) calls this: refused."""
+        raise TypeError(_NOT_SERIALISABLE)
+
+    def __copy__(self) -> "AccessToken":
+        return self  # immutable: a copy is the same token, and copying must not go through pickling
+
+    def __deepcopy__(self, memo: dict) -> "AccessToken":
+        return self
+
+    def is_expired(self, leeway: float = 0.0, now: float | None = None) -> bool:
+        if self.issued_at is not None:  # a short-lived token is refreshed at half its life, not on every call
+            leeway = min(leeway, (self.expires_at - self.issued_at) / 2)
+        return (time.time() if now is None else now) >= self.expires_at - leeway
+
+    @property
+    def is_dpop(self) -> bool:
+        return self.token_type.lower() == "dpop"
+
+    def authorization_header(self) -> str:
+        return f"{'DPoP' if self.is_dpop else 'Bearer'} {self.value}"
+
+
+class TokenEndpoint:
+    """One token request at a time: client credentials with a fresh client assertion, DPoP when asked."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        token_url: str,
+        client_auth: PrivateKeyJWT | ClientSecretBasic,
+        *,
+        dpop: str = "off",
+        timeout: tuple[float, float] = (10.0, 60.0),
+        request_kwargs: Callable[[], dict] = dict,
+        observe_response: Callable[[requests.Response], None] = lambda response: None,
+        max_attempts: int = 6,
+        max_retry_time: float = 300.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        deadline: float = 120.0,
+    ):
+        self.deadline = deadline
+        self.max_attempts = max_attempts
+        self.max_retry_time = max_retry_time
+        self._sleep = sleep
+        self.session = session
+        self.token_url = token_url
+        self.client_auth = client_auth
+        self.dpop_mode = dpop
+        self.timeout = timeout
+        self._request_kwargs = request_kwargs
+        self._observe_response = observe_response
+        self._clock = clock
+        self.requests_made = 0
+
+    def fetch(self, scopes: Iterable[str]) -> AccessToken:
+        """A new token; a token endpoint that is down or overloaded (5xx, 429, unreachable) is retried, bounded."""
+        retrying = Retrying(
+            stop=stop_after_attempt(max(self.max_attempts, OUTAGE_ATTEMPTS)) | stop_before_delay(self.max_retry_time),
+            wait=wait_random_exponential(multiplier=0.5, min=1, max=15),
+            retry=retry_if_exception(_is_passing_fault),
+            before_sleep=lambda state: log.warning(
+                "token request failed (%s); retry %d in %.1fs",
+                state.outcome.exception() if state.outcome else "?", state.attempt_number,
+                state.next_action.sleep if state.next_action else 0.0,
+            ),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                return self._fetch_once(scopes)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fetch_once(self, scopes: Iterable[str]) -> AccessToken:
+        scopes = scope_key(scopes)
+        dpop_key = DPoPKey() if self.dpop_mode == "on" else None
+        response = self._post(scopes, dpop_key)
+        error = _error_fields(response)
+        if error and self.dpop_mode == "auto" and dpop_key is None and _dpop_required(error):
+            log.info("Okta requires DPoP for this app; switching DPoP on (dpop=auto)")
+            self.dpop_mode = "on"
+            dpop_key = DPoPKey()
+            response = self._post(scopes, dpop_key)
+            error = _error_fields(response)
+        if error and dpop_key is not None and error.get("error") == "use_dpop_nonce":
+            nonce = response.headers.get("DPoP-Nonce")
+            if not nonce:
+                raise self._error(response, error, extra="use_dpop_nonce without a DPoP-Nonce header", scopes=scopes)
+            dpop_key.remember_nonce(self.token_url, nonce)
+            response = self._post(scopes, dpop_key)  # fresh proof AND fresh assertion: both jti are single-use
+            error = _error_fields(response)
+        if error or response.status_code != 200:
+            raise self._error(response, error or {}, scopes=scopes)
+        return self._parse(response, scopes, dpop_key)
+
+    def _post(self, scopes: tuple[str, ...], dpop_key: DPoPKey | None) -> requests.Response:
+        data = {"grant_type": "client_credentials", "scope": " ".join(scopes), **self.client_auth.form_fields(self.token_url)}
+        headers = {"Accept": "application/json", **self.client_auth.auth_headers(self.token_url)}
+        if dpop_key is not None:
+            headers["DPoP"] = dpop_key.proof("POST", self.token_url)
+        self.requests_made += 1
+        deadline = time.monotonic() + self.deadline
+        try:
+            response = self.session.post(
+                self.token_url, data=data, headers=headers, timeout=self.timeout, allow_redirects=False, stream=True,
+                **self._request_kwargs(),
+            )
+            try:
+                # Bounded in size and time like every API response; kept where `response.json()` reads it.
+                response._content = read_body(response, deadline=deadline, max_bytes=MAX_TOKEN_RESPONSE_BYTES,
+                                              read_timeout=self.timeout[1])
+            finally:
+                response.close()
+        except requests.exceptions.SSLError as exc:
+            raise TLSVerificationError(
+                f"TLS verification of {self.token_url} failed; set the ca_bundle setting to the CA that signed "
+                f"the server certificate ({type(exc).__name__})"
+            ) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            raise OktaConnectionError(f"token endpoint {self.token_url} unreachable: {type(exc).__name__}") from None
+        self._observe_response(response)
+        if dpop_key is not None:
+            dpop_key.remember_nonce(self.token_url, response.headers.get("DPoP-Nonce"))
+        return response
+
+    def _parse(self, response: requests.Response, requested: tuple[str, ...], dpop_key: DPoPKey | None) -> AccessToken:
+        try:
+            body = response.json()
+            value = body["access_token"]
+            token_type = body.get("token_type", "Bearer")
+        except (ValueError, KeyError, TypeError):
+            raise self._invalid_response(response, "the token endpoint's 200 response has no access_token") from None
+        if not isinstance(value, str) or not _TOKEN_VALUE.match(value):
+            raise self._invalid_response(
+                response, "the access_token is not a string of visible ASCII characters (CR, LF, spaces, control or "
+                          "non-ASCII characters would corrupt the Authorization header); refused")
+        if not isinstance(token_type, str) or token_type.lower() not in ("bearer", "dpop"):
+            raise self._invalid_response(response, "token_type is neither Bearer nor DPoP")
+        expires_in = self._lifetime(response, body.get("expires_in", MAX_TOKEN_LIFETIME))
+        granted = tuple(str(body.get("scope") or " ".join(requested)).split())
+        if token_type.lower() == "dpop" and dpop_key is None:
+            raise TokenRequestError(
+                status=200, error="unexpected_dpop", token_url=self.token_url,
+                error_description="Okta issued a DPoP-bound token to a request without a proof",
+            )
+        now = self._clock()
+        return AccessToken(
+            value=value, token_type=token_type, expires_at=now + expires_in, scopes=granted,
+            dpop_key=dpop_key if token_type.lower() == "dpop" else None, issued_at=now,
+        )
+
+    def _lifetime(self, response: requests.Response, expires_in: Any) -> float:
+        """`expires_in` as a positive finite number of seconds, clamped to MAX_TOKEN_LIFETIME: Infinity, NaN, zero
+        or negative values are refused (a token that never expires, or one token request per call)."""
+        try:
+            seconds = float(expires_in) if not isinstance(expires_in, bool) else math.nan
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise self._invalid_response(response, "expires_in is not a positive finite number of seconds")
+        return min(seconds, MAX_TOKEN_LIFETIME)
+
+    def _invalid_response(self, response: requests.Response, description: str) -> TokenRequestError:
+        return TokenRequestError(
+            status=response.status_code, error="invalid_response", token_url=self.token_url,
+            error_description=description, request_id=response.headers.get("X-Okta-Request-Id"),
+        )
+
+    def _error(self, response: requests.Response, error: dict, extra: str | None = None,
+               scopes: tuple[str, ...] = ()) -> TokenRequestError:
+        code = _text(error.get("error") or ("http_error" if response.status_code != 200 else None))
+        description = _text(error.get("error_description") or extra or _non_json_description(response))
+        if code == "invalid_scope" and scopes:
+            description = f"{description} (scopes requested: {' '.join(scopes)})"
+        return TokenRequestError(
+            status=response.status_code, error=code, error_description=description,
+            token_url=self.token_url, request_id=response.headers.get("X-Okta-Request-Id"),
+            hint=token_error_hint(code, description, self.token_url),
+        )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)[:500]
+
+
+def _is_passing_fault(exc: BaseException) -> bool:
+    if isinstance(exc, TLSVerificationError):
+        return False
+    if isinstance(exc, OktaConnectionError):
+        return True
+    return isinstance(exc, TokenRequestError) and exc.status in (429, 500, 502, 503, 504)
+
+
+def _error_fields(response: requests.Response) -> dict | None:
+    if response.status_code < 400:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _dpop_required(error: dict) -> bool:
+    return error.get("error") == "invalid_dpop_proof" and DPOP_HEADER_MISSING in str(error.get("error_description"))
+
+
+def _non_json_description(response: requests.Response) -> str:
+    kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+    return f"HTTP {response.status_code} with a {kind} body, not an OAuth error (a proxy or load balancer answered?)"
+
+
+def token_error_hint(error: str | None, description: str | None, token_url: str) -> str | None:
+    """What to check for the known causes of a refused token request."""
+    text = (description or "").lower()
+    if error == "invalid_client":
+        if "already been used" in text or "jti" in text:
+            return "Each client assertion is single-use (its jti is consumed, even on failure); a new one is signed per request."
+        if "audience" in text or "aud" in text:
+            return f"The assertion's aud must be exactly the token URL called ({token_url}); check token_url / authorization_server_id."
+        if "kid" in text or "key" in text or "signature" in text:
+            return (
+                "The key is not one registered for this app: check key_id (kid) matches a public key in the app's JWKS "
+                "(kid is required when the app has several keys), and that private_key is that key's private half."
+            )
+        if "iss" in text or "sub" in text or "client" in text:
+            return "iss and sub must both be the app's client ID; check the connection's login (client ID)."
+        return (
+            "Okta did not accept the client assertion: check client ID, key_id (kid), that the public key is registered, "
+            "that the app uses 'Public key / Private key' client authentication, and the server clock."
+        )
+    if error == "invalid_scope":
+        return (
+            "Request at least one scope, and only scopes granted to the app (Okta Admin Console > Applications > the app "
+            "> Okta API Scopes). Management scopes (okta.*) need the org authorization server (/oauth2/v1/token)."
+        )
+    if error == "invalid_dpop_proof":
+        return "This app requires DPoP: set dpop to 'on' (or 'auto') in the connection."
+    if error == "unauthorized_client":
+        return "The app is not allowed the client_credentials grant: enable it in the app's General settings."
+    return None
+
+
+class TokenCache:
+    """Tokens per scope set, refreshed when less than `refresh_margin` seconds are left."""
+
+    def __init__(
+        self,
+        fetch: Callable[[Iterable[str]], AccessToken],
+        *,
+        refresh_margin: float = 300.0,
+        on_new_token: Callable[[AccessToken], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
+    ):
+        self.metrics = metrics or NoMetrics()
+        self._mint = fetch
+        self._fetch = fetch
+        self.refresh_margin = refresh_margin
+        self._on_new_token = on_new_token
+        self._clock = clock
+        self._tokens: dict[tuple[str, ...], AccessToken] = {}
+        self._locks: dict[tuple[str, ...], threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __repr__(self) -> str:
+        return f"TokenCache(scope_sets={list(self._tokens)})"
+
+    def set_source(self, source: Callable[[tuple[str, ...], Callable[[Iterable[str]], AccessToken]], AccessToken]) -> None:
+        """Route cache misses through `source(scopes, mint)`, which may supply a token obtained elsewhere (e.g. the
+        DAG run's shared token) or call `mint` for a new one. A forced refresh always mints: the token obtained
+        elsewhere is the one Okta just refused."""
+        mint = self._mint
+        self._fetch = lambda key: source(key, mint)
+
+    def _lock_for(self, key: tuple[str, ...]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _fresh(self, key: tuple[str, ...]) -> AccessToken | None:
+        token = self._tokens.get(key)
+        if token is not None and not token.is_expired(self.refresh_margin, now=self._clock()):
+            return token
+        return None
+
+    def get(self, scopes: Iterable[str], *, force_refresh: bool = False, stale: AccessToken | None = None) -> AccessToken:
+        """A valid token for these scopes. `force_refresh` with `stale` replaces only that token (one refresh per 401)."""
+        key = scope_key(scopes)
+        token = None if force_refresh else self._fresh(key)
+        if token is not None:
+            self.hits += 1
+            self.metrics.incr("token.cache_hit")
+            return token
+        with self._lock_for(key):
+            current = self._tokens.get(key)
+            if force_refresh and stale is not None and current is not None and current.value != stale.value:
+                return current  # another thread already replaced the rejected token
+            if not force_refresh:
+                token = self._fresh(key)
+                if token is not None:
+                    self.hits += 1
+                    self.metrics.incr("token.cache_hit")
+                    return token
+            self.misses += 1
+            self.metrics.incr("token.cache_miss")
+            started = time.monotonic()
+            token = self._mint(key) if force_refresh else self._fetch(key)
+            self.metrics.timing("token.fetch", time.monotonic() - started)
+            self.put(token, key)
+            return token
+
+    def put(self, token: AccessToken, key: Iterable[str] | None = None) -> None:
+        """Adopt a token obtained elsewhere (e.g. minted by an earlier task of the same DAG run)."""
+        if self._on_new_token is not None:
+            self._on_new_token(token)
+        self._tokens[scope_key(key if key is not None else token.scopes)] = token
+
+    def peek(self, scopes: Iterable[str]) -> AccessToken | None:
+        return self._tokens.get(scope_key(scopes))
+
+    def clear(self) -> None:
+        self._tokens.clear()
+

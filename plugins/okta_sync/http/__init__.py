@@ -1,0 +1,1 @@
+"""The one path to Okta: session, timeouts, retries, rate limits, circuit breaker, Link headers, error mapping."""

@@ -1,0 +1,1 @@
+"""Profile sync: normalise, diff, plan, changes feeds, push, reports, export (plain Python, no Airflow)."""
