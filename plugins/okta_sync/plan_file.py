@@ -33,19 +33,11 @@ from typing import IO, Any, Callable
 from okta_sync.change_plan import NoChange, PlanEntry, Skipped, entry_kind
 from okta_sync.changes_feed import RowIssue
 from okta_sync.profile_diff import ProfileChange
+from okta_sync.errors import PlanFileError
 from okta_sync.rewindable import Rewindable
 
 PLAN_FORMAT = "okta_sync.plan"
 PLAN_VERSION = 1
-
-
-class PlanFileError(ValueError):
-    """A plan file that cannot be trusted: truncated, edited by hand, or written by another version."""
-
-    def __init__(self, message: str, *, line: int | None = None):
-        where = f"line {line}: " if line is not None else ""
-        super().__init__(f"plan file: {where}{message}")
-        self.line = line
 
 
 class PlanWriter:

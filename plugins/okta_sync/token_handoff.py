@@ -19,14 +19,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from okta_sync.credentials import SigningKey
 from okta_sync.dpop import DPoPKey
-from okta_sync.errors import OktaSyncError
+from okta_sync.errors import SealedTokenError
 from okta_sync.tokens import AccessToken
 
 VERSION = "okta-sync-token-v1"
-
-
-class SealedTokenError(OktaSyncError):
-    """A sealed token could not be opened (another run, another key, or tampered with)."""
 
 
 def _key(signing_key: SigningKey, context: str) -> bytes:

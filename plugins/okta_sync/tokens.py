@@ -17,6 +17,7 @@ import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay
 from tenacity.wait import wait_random_exponential
 
+from okta_sync.api_errors import token_error
 from okta_sync.assertion import PrivateKeyJWT
 from okta_sync.dpop import DPoPKey
 from okta_sync.errors import OktaConnectionError, TLSVerificationError, TokenRequestError
@@ -182,7 +183,7 @@ class TokenEndpoint:
     def _error(self, response: requests.Response, error: dict, extra: str | None = None) -> TokenRequestError:
         code = error.get("error") or ("http_error" if response.status_code != 200 else None)
         description = error.get("error_description") or extra or _non_json_description(response)
-        return TokenRequestError(
+        return token_error(
             status=response.status_code, error=code, error_description=description, token_url=self.token_url,
             request_id=response.headers.get("X-Okta-Request-Id"), hint=token_error_hint(code, description, self.token_url),
         )
@@ -193,7 +194,7 @@ def _is_passing_fault(exc: BaseException) -> bool:
         return False
     if isinstance(exc, OktaConnectionError):
         return True
-    return isinstance(exc, TokenRequestError) and exc.status in (429, 500, 502, 503, 504)
+    return isinstance(exc, TokenRequestError) and exc.retryable
 
 
 def _error_fields(response: requests.Response) -> dict | None:

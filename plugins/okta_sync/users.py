@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
-from okta_sync.errors import OktaApiError, OktaSyncError
+from okta_sync.errors import NotFoundError, OktaApiError, OktaSyncError
 from okta_sync.transport import Transport
 from okta_sync.user_pages import decode_user_page
 
@@ -132,10 +132,8 @@ class UsersClient:
             return self._find_login_by_search(key)
         try:
             user = self.get_user(key)
-        except OktaApiError as error:
-            if error.status == 404:
-                return None
-            raise
+        except NotFoundError:
+            return None
         return user if is_user(user, key_kind, key) else None
 
     def _find_login_by_search(self, login: str) -> dict[str, Any] | None:
@@ -150,10 +148,8 @@ class UsersClient:
             return None
         try:
             user = self.get_user(found[0]["id"])
-        except OktaApiError as error:
-            if error.status == 404:
-                return None
-            raise
+        except NotFoundError:
+            return None
         return user if is_user(user, "login", login) else None
 
     def update_profile(self, user_id: str, profile: Mapping[str, Any], *, if_match: str | None = None) -> dict[str, Any]:
