@@ -24,6 +24,7 @@ assertion or key material, nor echoes a value it refused.
         TLSVerificationError             no       the certificate failed verification
       CircuitOpenError                   yes      calls are paused after repeated failures
       LinkHeaderError                    no       a Link header could not be parsed
+      PushFailedError                    yes      some changes of a plan failed; the report says which
       InputFileError (ValueError)        no       a file handed to the connector cannot be used:
         ChangesFeedError                          a changes feed, refused as a whole
         PlanFileError                             a plan file, truncated, edited or of another version
@@ -235,6 +236,13 @@ class CircuitOpenError(OktaSyncError):
 
 class LinkHeaderError(OktaSyncError):
     """A Link header could not be parsed: paging stops loudly, never silently early."""
+
+
+class PushFailedError(OktaSyncError):
+    """Some changes of a plan failed (the report says which and why). Retryable: a rerun re-applies the plan, and
+    what the push journal records as applied is not sent again."""
+
+    retryable = True
 
 
 class InputFileError(OktaSyncError, ValueError):

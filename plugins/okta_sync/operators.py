@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from airflow.sdk import BaseOperator, ObjectStoragePath, Variable
-from airflow.sdk.exceptions import AirflowFailException
 
 from okta_sync.change_plan import Skipped, plan_changes_feed, plan_hygiene
 from okta_sync.changes_feed import read_changes_feed
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
+from okta_sync.errors import ConfigurationError, LocationError, PushFailedError
 from okta_sync.export import read_users_jsonl, write_users_jsonl
-from okta_sync.hooks import DEFAULT_TOKEN_TASK_ID, OktaHook
-from okta_sync.locations import LocationError, Root, open_local, parse_roots, resolve
+from okta_sync.hooks import DEFAULT_TOKEN_TASK_ID, OktaHook, fail_fast, fail_now
+from okta_sync.locations import Root, open_local, parse_roots, resolve
 from okta_sync.plan_file import PlanWriter, read_plan
 from okta_sync.profile_rules import Normalizer
 from okta_sync.progress import Progress
@@ -51,7 +51,7 @@ def as_bool(value: Any, name: str) -> bool:
         return True
     if text in ("false", "0", "no", "off", "none", ""):
         return False
-    raise ValueError(f"{name}: {value!r} is not a boolean")
+    raise ConfigurationError(name, "is not a boolean (true or false)")
 
 
 def as_optional_list(value: Any, name: str) -> list[str] | None:
@@ -61,7 +61,7 @@ def as_optional_list(value: Any, name: str) -> list[str] | None:
         text = value.strip()
         value = json.loads(text) if text.startswith("[") else [v for v in text.replace(",", " ").split() if v]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{name}: expected a list of strings, got {value!r}")
+        raise ConfigurationError(name, "expected a list of strings")
     return list(value) or None
 
 
@@ -210,9 +210,9 @@ def remove_expired_run_folders(dag_id: str, current_run_id: str, *, root: str | 
     try:
         days = float(days)
     except ValueError:
-        raise AirflowFailException(f"{RETENTION_VARIABLE} must be a number of days") from None
+        raise fail_now(ConfigurationError(RETENTION_VARIABLE, "must be a number of days")) from None
     if not days > 0:
-        raise AirflowFailException(f"{RETENTION_VARIABLE} must be a positive number of days")
+        raise fail_now(ConfigurationError(RETENTION_VARIABLE, "must be a positive number of days"))
     folder = ObjectStoragePath(run_folder_uri(root or output_root(), dag_id, current_run_id)).parent
     keep = run_folder_name(dag_id, current_run_id)
     cutoff = (time.time() if now is None else now) - days * 86400
@@ -293,7 +293,7 @@ def open_output_for_read(uri: Any, *, what: str) -> Iterator[IO[bytes]]:
                          setting=OUTPUT_ROOT_VARIABLE) as file:
             yield file
     except LocationError as refused:
-        raise AirflowFailException(str(refused)) from None
+        raise fail_now(refused) from None
 
 
 class _OktaOperator(BaseOperator):
@@ -333,6 +333,7 @@ class OktaTokenOperator(_OktaOperator):
         super().__init__(token_task_id=None, **kwargs)
         self.scope_sets = [list(s) for s in scope_sets]
 
+    @fail_fast
     def execute(self, context: Any) -> list[dict[str, Any]]:
         hook = OktaHook(self.okta_conn_id).join_run(context, token_task_id=self.task_id)
         published = hook.mint_run_tokens(self.scope_sets)
@@ -367,6 +368,7 @@ class OktaExportUsersOperator(_OktaOperator):
         self.partitions = partitions
         self.kind = kind
 
+    @fail_fast
     def execute(self, context: Any) -> dict[str, Any]:
         hook = self.okta_hook(context)
         search, filter_ = _optional(self.search), _optional(self.filter)
@@ -376,7 +378,7 @@ class OktaExportUsersOperator(_OktaOperator):
                       partitions)
         kind = _optional(self.kind) or "incremental"
         if kind not in ("full", "incremental", "user_ids"):
-            raise ValueError("kind must be full, incremental or user_ids")
+            raise ConfigurationError("kind", "must be full, incremental or user_ids")
         exported_at = okta_timestamp(datetime.now(timezone.utc))  # before the first page: the snapshot's time
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
         if partitions:
@@ -396,9 +398,9 @@ class OktaExportUsersOperator(_OktaOperator):
 
 def _check_partitions(partitions: int, filter_: str | None) -> int:
     if partitions < 1:
-        raise ValueError("partitions must be at least 1")
+        raise ConfigurationError("partitions", "must be at least 1")
     if filter_ is not None:
-        raise ValueError("partitions page `search` windows; they cannot combine with a `filter`")
+        raise ConfigurationError("partitions", "page `search` windows; they cannot combine with a `filter`")
     return partitions
 
 
@@ -425,7 +427,7 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
                  feed_roots: Any = None, feed_lookup: str = AUTO, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if feed_lookup not in STRATEGIES:
-            raise ValueError(f"feed_lookup must be one of {STRATEGIES}, not {feed_lookup!r}")
+            raise ConfigurationError("feed_lookup", f"must be one of {', '.join(STRATEGIES)}")
         self.feed_lookup = feed_lookup
         self.feed_roots = feed_roots
         self.plan_uri = plan_uri
@@ -435,22 +437,20 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
         self.normalization = normalization
         self.changes_format = changes_format
 
+    @fail_fast
     def execute(self, context: Any) -> dict[str, Any]:
         normalizer = Normalizer.from_config(_optional(self.normalization))
         only = as_optional_list(self.user_ids, "user_ids")
         changes_uri, users_uri = _optional(self.changes_uri), _optional(self.users_uri)
         if not changes_uri and not users_uri:
-            raise ValueError("plan needs users_uri (hygiene) or changes_uri (a changes feed)")
+            raise ConfigurationError("users_uri", "plan needs users_uri (hygiene) or changes_uri (a changes feed)")
         counts: dict[str, int] = {}
         found = None
         with contextlib.ExitStack() as stack:
             if changes_uri:
                 source = f"changes feed {changes_uri}"
-                try:
-                    feed_file = stack.enter_context(open_within(
-                        changes_uri, feed_roots(self.feed_roots), what="changes_uri", setting=FEED_ROOTS_VARIABLE))
-                except LocationError as refused:  # a retry cannot fix it
-                    raise AirflowFailException(str(refused)) from None
+                feed_file = stack.enter_context(open_within(  # LocationError: not retried (fail_fast)
+                    changes_uri, feed_roots(self.feed_roots), what="changes_uri", setting=FEED_ROOTS_VARIABLE))
                 fmt = self.changes_format or ("jsonl" if ".jsonl" in changes_uri or ".ndjson" in changes_uri else
                                              "csv" if ".csv" in changes_uri else None)
                 feed = read_changes_feed(feed_file, format=fmt, normalizer=normalizer)
@@ -489,8 +489,8 @@ def _refuse_another_runs_plan(plan_uri: str, metadata: dict[str, Any]) -> None:
     except (ValueError, AttributeError):
         return  # not a plan we wrote: replaced as before
     if (owner.get("dag_id"), owner.get("run_id")) != (metadata["dag_id"], metadata["run_id"]):
-        raise AirflowFailException(f"{plan_uri} holds the plan of another DAG run; a run never reuses another run's "
-                                   f"folder (name run folders with okta_sync.operators.run_folder_uri)")
+        raise LocationError(f"{plan_uri} holds the plan of another DAG run; a run never reuses another run's "
+                            f"folder (name run folders with okta_sync.operators.run_folder_uri)")
 
 
 class OktaPushProfileChangesOperator(_OktaOperator):
@@ -514,6 +514,7 @@ class OktaPushProfileChangesOperator(_OktaOperator):
         self.max_concurrency = max_concurrency
         self.fail_on_errors = fail_on_errors
 
+    @fail_fast
     def execute(self, context: Any) -> dict[str, Any]:
         dry_run = as_bool(self.dry_run, "dry_run")
         with open_for_read(self.plan_uri) as plan_file:
@@ -537,7 +538,7 @@ class OktaPushProfileChangesOperator(_OktaOperator):
         self._set_outlet_extra(context, {"report": self.report_uri, **summary})
         result = {"report": self.report_uri, "dry_run": dry_run, **summary}
         if self.fail_on_errors and summary.get(str(ReportStatus.FAILED)):
-            raise RuntimeError(f"{summary[str(ReportStatus.FAILED)]} change(s) failed; see the report {self.report_uri}")
+            raise PushFailedError(f"{summary[str(ReportStatus.FAILED)]} change(s) failed; see the report {self.report_uri}")
         return result
 
 
