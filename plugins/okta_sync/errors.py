@@ -7,7 +7,6 @@ assertion or key material, nor echoes a value it refused.
     OktaSyncError                      retryable  meaning
       ConfigurationError (ValueError)    no       a setting is missing or wrong (`field` names it)
         PrivateKeyError                  no       the key cannot be read, decrypted or used
-        UnsafeUrlError                   no       a URL would send the token where it must not go
       OktaApiError                       by status  Okta answered an API call with an error status
         AuthenticationError              no       401, or the token endpoint's invalid_client
         PermissionDeniedError            no       403
@@ -18,12 +17,15 @@ assertion or key material, nor echoes a value it refused.
         PreconditionFailedError          no       412: If-Match no longer matches; nothing was written
         RateLimitError                   yes      429 still answered after the bounded retries
         ServerError                      yes      5xx still answered after the bounded retries
-        TokenRequestError                by status  the token endpoint refused (its subclasses: the two above)
+        TokenRequestError                by status  the token endpoint refused (429/5xx retryable); by meaning:
+          InvalidClientError             no         invalid_client (also an AuthenticationError)
+          InvalidScopeError              no         invalid_scope (also a MissingScopeError)
       OktaConnectionError                yes      the org could not be reached after the bounded retries
         OutcomeUnknownError              yes      a write was sent, its response lost: re-read, then decide
         TLSVerificationError             no       the certificate failed verification
       CircuitOpenError                   yes      calls are paused after repeated failures
       LinkHeaderError                    no       a Link header could not be parsed
+      UnsafeUrlError                     no       a URL (a Link's next) would send the token where it must not go
       PushFailedError                    yes      some changes of a plan failed; the report says which
       InputFileError (ValueError)        no       a file handed to the connector cannot be used:
         ChangesFeedError                          a changes feed, refused as a whole
