@@ -34,6 +34,9 @@ def _extra_fields() -> dict[str, str]:
 
 EXTRA_FIELDS = _extra_fields()
 SECRET_SETTINGS = frozenset(f.name for f in fields(OktaConfig) if setting_of(f).connection_only)
+# extras (and aliases) holding a secret: masked in Airflow's logs as soon as the connection is read
+SENSITIVE_EXTRAS = frozenset(name for name, field_name in EXTRA_FIELDS.items()
+                             if any(f.name == field_name and setting_of(f).sensitive for f in fields(OktaConfig)))
 
 
 def provider_conn_fields() -> dict[str, dict[str, Any]]:

@@ -23,7 +23,7 @@ from airflow.sdk.observability.stats import Stats
 
 from okta_sync.client import OktaClient
 from okta_sync.config import OktaConfig, READ_SCOPE
-from okta_sync.connection_fields import config_from_connection
+from okta_sync.connection_fields import SENSITIVE_EXTRAS, config_from_connection
 from okta_sync.errors import OktaSyncError
 from okta_sync.metrics import PREFIX
 from okta_sync.token_handoff import SealedTokenError, open_sealed_token, seal_token
@@ -111,8 +111,9 @@ class OktaHook(BaseHook):
         if conn.password:
             mask_secret(conn.password)
         extra = conn.extra_dejson or {}
-        if extra.get("private_key_passphrase"):
-            mask_secret(extra["private_key_passphrase"])
+        for name in SENSITIVE_EXTRAS.intersection(extra):
+            if extra[name]:
+                mask_secret(str(extra[name]))
         return config_from_connection(
             host=conn.host, login=conn.login, password=conn.password, schema=conn.schema, port=conn.port,
             extra=extra, overrides=self.overrides,

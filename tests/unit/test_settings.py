@@ -87,3 +87,9 @@ def test_the_provider_form_is_derived_from_the_declarations():
     hidden = {f.name for f in fields(OktaConfig) if not setting_of(f).form}
     assert hidden == {"algorithm", "assertion_lifetime", "token_refresh_margin", "max_attempts", "max_retry_time"}
     assert hidden.isdisjoint(form)
+
+
+def test_sensitive_extras_are_derived_for_masking():
+    from okta_sync.connection_fields import SENSITIVE_EXTRAS
+
+    assert SENSITIVE_EXTRAS == {"private_key_passphrase"}
