@@ -21,6 +21,7 @@ from dataclasses import asdict
 
 from airflow.sdk import ObjectStoragePath
 
+from okta_sync.errors import PlanFileError
 from okta_sync.sync.reports import ReportRow, ReportStatus
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def _decode(line: str) -> tuple[str, list[ReportRow]]:
 class PushJournal:
     def __init__(self, base: ObjectStoragePath, plan_sha256: str, *, segment_size: int = 100):
         if len(plan_sha256) != 64 or any(c not in "0123456789abcdef" for c in plan_sha256):
-            raise ValueError("a push journal needs the plan file's SHA-256 (hex)")
+            raise PlanFileError("a push journal needs the plan file's SHA-256 (hex)")
         self.base = base
         self.plan_sha256 = plan_sha256
         self.prefix = plan_sha256[:16] + "-"
