@@ -25,7 +25,7 @@ from okta_sync.errors import PlanFileError
 from okta_sync.sync.reports import ReportRow, ReportStatus
 
 log = logging.getLogger(__name__)
-JOURNAL_FORMAT = "okta_sync.airflow.push_journal"
+JOURNAL_FORMAT = "okta_sync.push_journal"  # a file format name, not a module path: unchanged by the move
 
 
 def _encode(user_id: str, rows: list[ReportRow]) -> str:
