@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 
-from .options import BUCKETS, DevOrgOptions
+from .options import BUCKETS, CREATED_DISTRIBUTIONS, DevOrgOptions
 
 
 def parse_args(argv: list[str] | None = None) -> DevOrgOptions:
@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> DevOrgOptions:
     p.add_argument("--client-id", default=None, help="the default client's id (default: derived from the seed)")
     p.add_argument("--json-cache-limit", type=int, default=d.json_cache_limit,
                    help="serialised users kept in memory")
+    p.add_argument("--created-distribution", choices=CREATED_DISTRIBUTIONS, default=d.created_distribution,
+                   help="how the seeded users' `created` spreads over time")
     a = p.parse_args(argv)
     rate_limits = {b: getattr(a, f"rate_limit_{b}") for b in BUCKETS if getattr(a, f"rate_limit_{b}") is not None}
     return DevOrgOptions(
@@ -61,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> DevOrgOptions:
         slow_body_rate=a.slow_body_rate, slow_body_ms=a.slow_body_ms, truncate_rate=a.truncate_rate,
         invalid_json_rate=a.invalid_json_rate, dpop=a.dpop, tls=a.tls, search_cap=a.search_cap,
         granted_scopes=tuple(a.granted_scopes.split()), client_id=a.client_id, json_cache_limit=a.json_cache_limit,
+        created_distribution=a.created_distribution,
     )
 
 

@@ -61,7 +61,7 @@ class DevOrgApp:
         self.options = options
         self.org_url = org_url
         self.population = Population(options.seed, options.messy_fraction, options.deprovisioned_fraction,
-                                     options.other_status_fraction)
+                                     options.other_status_fraction, options.created_distribution)
         self.store = UserStore(self.population, options.users, org_url, options.json_cache_limit)
         self.dpop = DPoPVerifier()
         self.auth = AuthorizationServer(org_url, self.dpop)

@@ -8,6 +8,9 @@ from pathlib import Path
 BUCKETS = ("token", "users_list", "user_read", "user_update")
 DEFAULT_SCOPES = ("okta.users.read", "okta.users.manage")
 FAIL_STATUSES = (500, 502, 503, 504)
+# How the seeded users' `created` spreads: evenly over six years, mostly recent, 60% on one import day, or
+# sign-ups that stopped years ago (benchmarks and tests of partitioned listing use the skewed shapes).
+CREATED_DISTRIBUTIONS = ("uniform", "skewed", "import_day", "stopped")
 
 
 @dataclass
@@ -39,10 +42,13 @@ class DevOrgOptions:
     granted_scopes: tuple[str, ...] = DEFAULT_SCOPES
     client_id: str | None = None  # default: derived from the seed and persisted in the state dir
     json_cache_limit: int = 1_100_000  # cached serialised users; beyond it users are rendered per request
+    created_distribution: str = "uniform"
 
     def __post_init__(self) -> None:
         if self.dpop not in ("required", "off"):
             raise ValueError(f"dpop must be 'required' or 'off', not {self.dpop!r}")
+        if self.created_distribution not in CREATED_DISTRIBUTIONS:
+            raise ValueError(f"created_distribution must be one of {CREATED_DISTRIBUTIONS}")
         unknown = set(self.rate_limits) - set(BUCKETS)
         if unknown:
             raise ValueError(f"unknown rate-limit buckets: {sorted(unknown)}; known: {BUCKETS}")
@@ -68,6 +74,7 @@ class DevOrgOptions:
             "--invalid-json-rate", repr(self.invalid_json_rate), "--dpop", self.dpop,
             "--granted-scopes", " ".join(self.granted_scopes),
             "--json-cache-limit", str(self.json_cache_limit),
+            "--created-distribution", self.created_distribution,
         ]
         for bucket, limit in self.rate_limits.items():
             argv += [f"--rate-limit-{bucket.replace('_', '-')}", str(limit)]
