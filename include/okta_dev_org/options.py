@@ -29,6 +29,8 @@ class DevOrgOptions:
     rate_limit: int = 600
     rate_limits: dict[str, int] = field(default_factory=dict)  # per-bucket overrides
     concurrency_limit: int = 75  # in-flight requests; 0 = unlimited
+    # Okta's windows are one minute; a shorter one (with latency scaled alike) compresses time for benchmarks.
+    rate_limit_window: int = 60
     fail_rate: float = 0.0
     fail_statuses: tuple[int, ...] = FAIL_STATUSES
     reset_rate: float = 0.0
@@ -67,7 +69,7 @@ class DevOrgOptions:
             "--deprovisioned-fraction", repr(self.deprovisioned_fraction),
             "--other-status-fraction", repr(self.other_status_fraction),
             "--latency-ms", repr(self.latency_ms), "--rate-limit", str(self.rate_limit),
-            "--concurrency-limit", str(self.concurrency_limit), "--fail-rate", repr(self.fail_rate),
+            "--concurrency-limit", str(self.concurrency_limit), "--rate-limit-window", str(self.rate_limit_window), "--fail-rate", repr(self.fail_rate),
             "--fail-statuses", ",".join(str(s) for s in self.fail_statuses),
             "--reset-rate", repr(self.reset_rate), "--slow-body-rate", repr(self.slow_body_rate),
             "--slow-body-ms", repr(self.slow_body_ms), "--truncate-rate", repr(self.truncate_rate),

@@ -238,7 +238,16 @@ class UserStore:
     def ordered_page(self, order: list[int], position: int, limit: int, predicate) -> tuple[list[int], bool]:
         """Up to `limit` matches (DEPROVISIONED included, as `search` has them) from `position` in `order`."""
         found: list[int] = []
+        low, high = getattr(predicate, "created_range", (float("-inf"), float("inf")))
+        created = self.created
+        descending = len(order) > 1 and created[order[0]] > created[order[-1]]
+        if not descending and low != float("-inf"):  # skip to the range's start (what an index would do)
+            import bisect
+            position = max(position, bisect.bisect_left(order, low, key=created.__getitem__))
         for index in itertools.islice(order, position, None):
+            value = created[index]
+            if (value > high) if not descending else (value < low):
+                break
             if predicate is None or predicate(index):
                 if len(found) == limit:
                     return found, True

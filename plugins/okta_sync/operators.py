@@ -158,9 +158,11 @@ class OktaExportUsersOperator(_OktaOperator):
     :param output_uri: where to write (`file://...`, `s3://...` with the provider installed); templated.
     :param search: Okta `search` expression (includes DEPROVISIONED users); templated.
     :param filter: Okta `filter` expression; templated.
-    :param partitions: page this many disjoint `created` windows concurrently (bounded by the connection's
+    :param partitions: page disjoint `created` windows concurrently (bounded by the connection's
         `max_concurrency`) instead of one cursor: the way to reach the rate limit when latency bounds a single
-        cursor. The same users are exported either way (DEPROVISIONED only with a `search`); not with `filter`.
+        cursor. `"auto"` lets the client decide (windows split while they are paged, whenever a worker goes idle);
+        a number fixes the windows. The same users are exported either way (DEPROVISIONED only with a `search`);
+        not with `filter`.
     """
 
     template_fields: Sequence[str] = ("output_uri", "search", "filter", "partitions")
@@ -168,7 +170,7 @@ class OktaExportUsersOperator(_OktaOperator):
     def __init__(self, *, output_uri: str, search: str | None = None, filter: str | None = None,
                  partitions: int | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(partitions, int):
+        if partitions is not None and not _is_template(partitions):
             _check_partitions(partitions, filter)
         self.output_uri = output_uri
         self.search = search
@@ -179,13 +181,14 @@ class OktaExportUsersOperator(_OktaOperator):
         hook = self.okta_hook(context)
         search, filter_ = _optional(self.search), _optional(self.filter)
         partitions = _optional(self.partitions)
-        partitions = _check_partitions(int(partitions), filter_) if partitions is not None else None
+        partitions = _check_partitions(partitions, filter_) if partitions is not None else None
         self.log.info("Exporting users to %s (search=%r, filter=%r, partitions=%s)", self.output_uri, search, filter_,
                       partitions)
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
         if partitions:
             pages = hook.client.iter_user_pages_partitioned(
-                search=search, partitions=partitions, include_deprovisioned=search is not None, json_text=True)
+                search=search, partitions=None if partitions == AUTO_PARTITIONS else partitions,
+                include_deprovisioned=search is not None, json_text=True)
         else:
             pages = hook.iter_user_pages(search=search, filter=filter_, json_text=True)
         with open_for_write(self.output_uri) as file:
@@ -196,9 +199,21 @@ class OktaExportUsersOperator(_OktaOperator):
         return summary
 
 
-def _check_partitions(partitions: int, filter_: str | None) -> int:
-    if partitions < 1:
-        raise ValueError("partitions must be at least 1")
+AUTO_PARTITIONS = "auto"
+
+
+def _is_template(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def _check_partitions(partitions: int | str, filter_: str | None) -> int | str:
+    if partitions != AUTO_PARTITIONS:
+        try:
+            partitions = int(partitions)
+        except (TypeError, ValueError):
+            raise ValueError('partitions must be "auto" or a whole number') from None
+        if partitions < 1:
+            raise ValueError("partitions must be at least 1")
     if filter_ is not None:
         raise ValueError("partitions page `search` windows; they cannot combine with a `filter`")
     return partitions

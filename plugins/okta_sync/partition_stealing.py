@@ -53,23 +53,24 @@ class Lane:
     ties: set[str] = field(default_factory=set)  # ids read at exactly `cursor`
 
 
-def first_pages(client: Any, search: str | None, limit: int | None, json_text: bool) -> tuple[list, bool, list]:
-    """The first page ascending (and whether more follows) and the first page descending, fetched at once."""
+def first_pages(client: Any, search: str | None, limit: int, json_text: bool) -> tuple[list, bool, list]:
+    """The first page ascending and the first page descending, fetched at once, and whether any user is in neither:
+    none when the ascending page is short and holds every user of the descending one (checked, not assumed)."""
     expression = search or "created pr"
     extra = {"json_text": True} if json_text else {}
 
-    def first(order: str) -> tuple[list, bool]:
+    def first(order: str) -> list:
         pages = client.iter_user_pages(search=expression, limit=limit, sort_by="created", sort_order=order, **extra)
         try:
-            page = next(pages, [])
-            more = next(pages, None) is not None if page else False  # only follows `next` when there is one
+            return next(pages, [])
         finally:
             pages.close()
-        return page, more
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="okta-partition-probe") as pool:
         ascending, descending = pool.submit(first, "asc"), pool.submit(first, "desc")
-        (low_page, more), (high_page, _) = ascending.result(), descending.result()
+        low_page, high_page = ascending.result(), descending.result()
+    low_ids = {user["id"] for user in low_page}
+    more = len(low_page) >= limit or any(user["id"] not in low_ids for user in high_page)
     return low_page, more, high_page
 
 
@@ -90,21 +91,28 @@ class StealingRun(_PartitionedRun):
 
     # -- plan ---------------------------------------------------------------------------------------------------
     def plan(self) -> None:
-        low_page, more, high_page = first_pages(self.client, self.search, self.limit, self.json_text)
+        low_page, more, high_page = first_pages(self.client, self.search, self.page_size, self.json_text)
         self.probe_pages.append(low_page)
         if not more:
             return
         low_ids = {user["id"] for user in low_page}
         self.probe_pages.append(_subset(high_page, [i for i, u in enumerate(high_page) if u["id"] not in low_ids]))
-        lo, hi = _created(low_page[-1]), _created(high_page[-1]) if high_page else _created(low_page[-1])
+        if not low_page or not high_page:  # an eventually consistent listing disagreed with itself: one open lane
+            self.todo_lanes = [Lane(None, None, frozenset(u["id"] for u in (*low_page, *high_page)))]
+            return
+        lo, hi = _created(low_page[-1]), _created(high_page[-1])
         if lo > hi:
             return  # the two pages met: every user is in one of them
         self.top = hi + 1
-        # the lanes skip what the probe yielded: ties at `lo`, and the descending page (the top lane is open-ended)
-        seen = frozenset(user["id"] for page in (low_page, high_page) for user in page if _created(user) >= lo)
+        # the lanes skip what the probe yielded at the edges (ties at `lo` and `hi`; more when the pages overlap)
+        seen = frozenset(user["id"] for page in (low_page, high_page) for user in page if lo <= _created(user) <= hi)
         bounds = sorted({lo + (self.top - lo) * i // self.workers for i in range(1, self.workers)} - {lo})
-        edges: list[int | None] = [lo, *bounds, None]  # the top lane stays open: users created during the run
+        edges = [lo, *bounds, self.top]
         self.todo_lanes = [Lane(edges[i], edges[i + 1], seen) for i in range(len(edges) - 1)]
+        # the descending page holds every user created after `hi`; a last lane finds those created since it was
+        # read (usually none: one short request, in parallel)
+        newest = max(_created(user) for user in high_page)
+        self.todo_lanes.append(Lane(newest + 1, None))
 
     def pages(self):
         self.plan()
