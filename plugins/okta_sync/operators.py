@@ -294,7 +294,9 @@ class OktaPushProfileChangesOperator(_OktaOperator):
     :param plan_uri: the plan file; templated.
     :param report_uri: the report (`.csv` or `.jsonl`); templated.
     :param dry_run: write the report, change nothing; templated.
-    :param max_concurrency: updates in flight at once (default: the connection's max_concurrency); templated.
+    :param max_concurrency: updates in flight at once; templated. Default: adaptive, starting at the connection's
+        max_concurrency and following the update bucket's limit and the observed latency (Little's law), capped
+        well below Okta's concurrent-request limit.
     :param fail_on_errors: fail the task (after writing the whole report) if any change failed.
     """
 
@@ -314,7 +316,8 @@ class OktaPushProfileChangesOperator(_OktaOperator):
         with open_for_read(self.plan_uri) as plan_file:
             plan = read_plan(plan_file)
             hook = self.okta_hook(context)
-            concurrency = int(_optional(self.max_concurrency) or hook.config.max_concurrency)
+            fixed = _optional(self.max_concurrency)
+            concurrency = int(fixed or hook.config.max_concurrency)
             fmt = "jsonl" if ".jsonl" in self.report_uri else "csv"
             journal = PushJournal.for_report(self.report_uri, context)
             progress = Progress("push", logger=self.log, total=plan.counts.get("change"),
@@ -325,7 +328,7 @@ class OktaPushProfileChangesOperator(_OktaOperator):
                     if isinstance(entry, Skipped):
                         writer.write_all(rows_for_plan_entry(entry))
                 push_changes(hook.client, plan.changes(), writer,
-                             PushOptions(dry_run=dry_run, max_concurrency=concurrency),
+                             PushOptions(dry_run=dry_run, max_concurrency=concurrency, adaptive=fixed is None),
                              journal=journal if not dry_run else None, progress=progress)
         summary = writer.summary.as_dict()
         self.log.info("Push %s: %s; report at %s", "dry run" if dry_run else "done", summary, self.report_uri)
