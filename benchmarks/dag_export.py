@@ -74,13 +74,16 @@ def export_once(org, workers: int, partitions, expected: dict[str, str]) -> tupl
 
 
 def run_grid(users: int, limit: int, latency_ms: float, workers: int, compress: int, distributions: list[str],
-             offsets: list[float], *, small_users: int, fixed_partitions: int | None = 8, log=print) -> list[ExportRun]:
+             offsets: list[float], *, small_users: int, fixed_partitions: int | None = 8, include_small: bool = True,
+             log=print) -> list[ExportRun]:
     """Every distribution at every start offset (fractions of a window), the latency-bound org, and the old
     fixed 8 windows beside them at the first offset."""
     window = 60 // compress
     latency = latency_ms / 1000 / compress
     runs: list[ExportRun] = []
-    plan = [(d, users, offsets, "auto") for d in distributions] + [("uniform", small_users, offsets[:2], "auto")]
+    plan = [(d, users, offsets, "auto") for d in distributions]
+    if include_small and small_users:
+        plan.append(("uniform", small_users, offsets[:2], "auto"))
     if fixed_partitions:
         plan.append(("uniform", users, offsets[:1], fixed_partitions))
     for distribution, count, starts, partitions in plan:

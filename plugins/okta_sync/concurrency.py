@@ -33,7 +33,8 @@ _RECHECK_SECONDS = 0.05
 
 
 class AdaptiveConcurrency:
-    """The in-flight target for one push: starts at `initial`, follows observed change times and the bucket."""
+    """The in-flight target for one push: starts at `initial` and rises with observed change times and the bucket
+    (never below `initial`: fewer in flight would only finish each window's budget later)."""
 
     def __init__(self, initial: int, ceiling: int = DEFAULT_CEILING, *, rate_limiter: Any = None,
                  bucket: str = "user_update"):
@@ -82,7 +83,7 @@ class AdaptiveConcurrency:
             wanted = self.ceiling
         else:
             wanted = math.ceil(_HEADROOM * rate * per_change)
-        target = max(1, min(self.ceiling, wanted))
+        target = max(self.initial, min(self.ceiling, wanted))  # never below the configured start
         self.peak_target = max(self.peak_target, target)
         return target
 

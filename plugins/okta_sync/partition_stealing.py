@@ -49,6 +49,7 @@ class Lane:
     cursor: int | None = None  # `created` of the last user read
     first: int | None = None  # `created` of the first user read
     read: int = 0
+    recent: tuple[int, int] = (0, 0)  # users in the last page and the `created` span (ms) they covered
     finished: bool = False
     ties: set[str] = field(default_factory=set)  # ids read at exactly `cursor`
 
@@ -179,8 +180,9 @@ class StealingRun(_PartitionedRun):
         end = lane.end if lane.end is not None else self.top
         if end - lane.cursor < 2:
             return 0.0
-        span = max(1, lane.cursor - lane.first)
-        return lane.read * (end - lane.cursor) / span
+        overall = lane.read * (end - lane.cursor) / max(1, lane.cursor - lane.first)
+        count, span = lane.recent  # the local density: a huge import day is dense where the cursor is, not before
+        return max(overall, count * (end - lane.cursor) / max(1, span))
 
     # -- paging -------------------------------------------------------------------------------------------------
     def _page_lane(self, lane: Lane) -> None:
@@ -231,6 +233,7 @@ class StealingRun(_PartitionedRun):
                     lane.ties = set()
                 lane.ties.update(page[i]["id"] for i in range(inside) if created[i] == last)
                 lane.first = created[0] if lane.first is None else lane.first
+                lane.recent = (inside, last - created[0])
                 lane.cursor = last
                 lane.read += inside
                 self.lock.notify_all()

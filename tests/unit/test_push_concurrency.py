@@ -46,9 +46,9 @@ def test_the_target_is_twice_the_rate_times_the_time_per_change_within_the_ceili
 
     slow_bucket = AdaptiveConcurrency(8, 24, rate_limiter=_Limiter(60, 60))
     slow_bucket.observe(1.0)
-    assert slow_bucket.target() == 2  # 1/s needs two in flight, not eight
+    assert slow_bucket.target() == 8  # 1/s needs two in flight: never below the configured start
 
-    compressed = AdaptiveConcurrency(8, 24, rate_limiter=_Limiter(150, 15))  # a 15 s window, read from the reset
+    compressed = AdaptiveConcurrency(2, 24, rate_limiter=_Limiter(150, 15))  # a 15 s window, read from the reset
     compressed.observe(0.25)
     assert compressed.target() == 5
 
