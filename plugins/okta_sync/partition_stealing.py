@@ -93,6 +93,8 @@ class StealingRun(_PartitionedRun):
     # -- plan ---------------------------------------------------------------------------------------------------
     def plan(self) -> None:
         low_page, more, high_page = first_pages(self.client, self.search, self.page_size, self.json_text)
+        _check_order([_created(user) for user in low_page])
+        _check_order([_created(user) for user in reversed(high_page)])
         self.probe_pages.append(low_page)
         if not more:
             return
@@ -219,11 +221,7 @@ class StealingRun(_PartitionedRun):
         """The page's users inside the lane (its end may have moved); True when the lane has read past its end."""
         created = [_created(user) for user in page]
         with self.lock:
-            previous = lane.cursor
-            if any(b < a for a, b in zip(created, created[1:])) or (
-                    previous is not None and created and created[0] < previous):
-                raise UnsortedListingError("the users listing sorted by created came back out of order; "
-                                           "partitions cannot be split safely against this server")
+            _check_order(created if lane.cursor is None else [lane.cursor, *created])
             end = lane.end
             inside = len(created) if end is None else next(
                 (i for i, value in enumerate(created) if value >= end), len(created))
@@ -240,6 +238,12 @@ class StealingRun(_PartitionedRun):
         indexes = [i for i in range(inside) if page[i]["id"] not in skip
                    and (self.include_deprovisioned or page[i].get("status") != DEPROVISIONED)]
         return _subset(page, indexes), inside < len(page)
+
+
+def _check_order(created: list[int]) -> None:
+    if any(b < a for a, b in zip(created, created[1:])):
+        raise UnsortedListingError("the users listing sorted by created came back out of order; "
+                                   "partitions cannot be split safely against this server")
 
 
 def _created(user: dict[str, Any]) -> int:
