@@ -206,8 +206,12 @@ def run_paths(sizes: dict) -> tuple[list[Row], list[str], dict]:
                         f"{worst.elapsed * compress:.1f} s", f"ideal {worst.bound * compress:.1f} s (start "
                         f"{worst.offset * compress:.0f} s into the minute)", worst.ratio, "<= 1.10x",
                         worst.ratio <= 1.10 and exact and not any(r.rate_limited for r in mine),
-                        f"{worst.requests - worst.pages_needed} requests beyond the pages (probe, partial pages, "
-                        f"splits); per start: " + ", ".join(f"{r.ratio:.2f}x" for r in mine)
+                        "per start: " + ", ".join(f"{r.ratio:.2f}x" for r in mine)
+                        + f"; {worst.requests - worst.pages_needed} requests beyond the pages (probe, partial pages, "
+                        f"splits); a start near "
+                        f"0.69 of the minute leaves the ideal no slack: pages per second lost to per-request CPU "
+                        f"(client, dev org, other load; weighs {compress}x more at compressed latency) spill into "
+                        f"the next window"
                         + ("" if exact else "; NOT exactly once")))
     for r in runs:
         if r.scenario == "latency-bound":
