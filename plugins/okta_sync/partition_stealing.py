@@ -21,6 +21,7 @@ rather than trusted.
 
 from __future__ import annotations
 
+import math
 import queue
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -109,12 +110,15 @@ class StealingRun(_PartitionedRun):
         self.top = hi + 1
         # the lanes skip what the probe yielded at the edges (ties at `lo` and `hi`; more when the pages overlap)
         seen = frozenset(user["id"] for page in (low_page, high_page) for user in page if lo <= _created(user) <= hi)
-        bounds = sorted({lo + (self.top - lo) * i // self.workers for i in range(1, self.workers)} - {lo})
+        newest = max(_created(user) for user in high_page)
+        low_density = len(low_page) / max(1, lo - _created(low_page[0]))
+        high_density = len(high_page) / max(1, newest - hi)
+        bounds = sorted({lo + int((self.top - lo) * share)
+                         for share in equal_mass_shares(low_density, high_density, self.workers)} - {lo, self.top})
         edges = [lo, *bounds, self.top]
         self.todo_lanes = [Lane(edges[i], edges[i + 1], seen) for i in range(len(edges) - 1)]
         # the descending page holds every user created after `hi`; a last lane finds those created since it was
         # read (usually none: one short request, in parallel)
-        newest = max(_created(user) for user in high_page)
         self.todo_lanes.append(Lane(newest + 1, None))
 
     def pages(self):
@@ -238,6 +242,21 @@ class StealingRun(_PartitionedRun):
         indexes = [i for i in range(inside) if page[i]["id"] not in skip
                    and (self.include_deprovisioned or page[i].get("status") != DEPROVISIONED)]
         return _subset(page, indexes), inside < len(page)
+
+
+def equal_mass_shares(low_density: float, high_density: float, parts: int, *, skew_cap: float = 50.0) -> list[float]:
+    """Where to cut [0, 1] into `parts` of equal users if density runs linearly from the oldest page's to the newest
+    page's (a growing org is denser at the top); a guess that work stealing corrects, so the skew is capped."""
+    low = max(low_density, high_density / skew_cap, 1e-12)
+    high = max(high_density, low / skew_cap)
+    a, b = (high - low) / 2, low  # users up to x (scaled): b x + a x^2
+    total = a + b
+    shares = []
+    for i in range(1, parts):
+        target = total * i / parts
+        x = target / b if abs(a) < 1e-12 * b else (-b + math.sqrt(b * b + 4 * a * target)) / (2 * a)
+        shares.append(min(1.0, max(0.0, x)))
+    return shares
 
 
 def _check_order(created: list[int]) -> None:

@@ -85,3 +85,13 @@ def test_an_unsorted_server_is_refused_rather_than_trusted():
 
     with pytest.raises(UnsortedListingError, match="out of order"):
         list(iter_user_pages_partitioned(Unsorted(), max_workers=2))
+
+
+def test_first_lanes_hold_equal_users_when_density_grows_toward_the_newest():
+    from okta_sync.partition_stealing import equal_mass_shares
+
+    assert equal_mass_shares(1.0, 1.0, 4) == [0.25, 0.5, 0.75]  # even density: even time spans
+    growing = equal_mass_shares(1.0, 10.0, 4)
+    mass = [0.5 * (x * (1 + (1 + 9 * x))) for x in [0.0, *growing, 1.0]]  # users up to x under a linear density
+    parts = [b - a for a, b in zip(mass, mass[1:])]
+    assert max(parts) - min(parts) < 1e-9 and growing == sorted(growing) and growing[0] > 0.25
