@@ -94,8 +94,11 @@ Command (from a fresh clone; builds `.venv` from the pinned requirements first):
 {command}
 ```
 
-`--only listing,memory,partitioned,push,tokens` runs a subset; `--quick` runs small sizes (a smoke run, not the
-targets' sizes). Issue 5 defines the targets.
+`--only listing,memory,partitioned,push,tokens,paths` runs a subset (rows of the suites not run are kept from the
+previous run, marked "earlier run"); `--quick` runs small sizes (a smoke run, not the targets' sizes). Issue 5
+defines targets 1-6; issue 12 defines 7 (the DAG's full export: `created` distributions, the worst of several start
+seconds, an org smaller than one window) and 8 (a push with default settings), each against the ideal client for
+the run's actual start.
 
 ## Latest table
 
@@ -113,3 +116,30 @@ targets' sizes). Issue 5 defines the targets.
 {profile.strip()}
 ```
 """
+
+
+EARLIER = " (earlier run)"
+
+
+def keep_earlier_rows(doc: Path, rows: list[Row], details: list[str], *, ran: bool) -> tuple[list[Row], list[str]]:
+    """With a subset of suites run, the previous document's rows and details of the other targets, kept and marked."""
+    if not ran or not doc.exists():
+        return rows, details
+    text = doc.read_text()
+    numbers = {r.target.split()[0] for r in rows}
+    kept: list[Row] = []
+    table = text.split("## Latest table", 1)[-1].split("![", 1)[0]
+    for line in table.splitlines()[3:]:
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) != len(HEADERS) or cells[0].split()[0] in numbers:
+            continue
+        target = cells[0] if cells[0].endswith(EARLIER) else cells[0] + EARLIER
+        ratio = None if cells[3] == "-" else float(cells[3].rstrip("x"))
+        met = cells[5].startswith("met")
+        note = cells[5].partition("(")[2].rstrip(")") if met else cells[5].partition(": ")[2]
+        kept.append(Row(target, cells[1], cells[2], ratio, cells[4], met, note))
+    labels = {d.split(":")[0] for d in details}
+    old_details = text.split("## Details", 1)[-1].split("## Hot path", 1)[0]
+    earlier = [d for d in old_details.strip().splitlines() if d.startswith("- ") and d.split(":")[0] not in labels]
+    ordered = sorted(kept + rows, key=lambda r: r.target.split()[0])
+    return ordered, earlier + details

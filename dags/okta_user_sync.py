@@ -25,7 +25,6 @@ from okta_sync.sync.sync_window import users_search
 USERS_EXPORT = Asset(name="okta_users_export", uri="okta://users/export")
 CHANGE_REPORT = Asset(name="okta_profile_change_report", uri="okta://users/change-report")
 
-FULL_REFRESH_PARTITIONS = 8
 # One folder per run, named one-to-one from the dag id and the exact run id (okta_sync.airflow.operators.run_folder_uri).
 RUN_DIR = "{{ okta_run_folder(var.value.get('okta_sync_output_uri', '" + DEFAULT_OUTPUT_ROOT + "'), dag.dag_id, run_id) }}"
 
@@ -66,8 +65,9 @@ def okta_user_sync():
         watermark = None if params["full_refresh"] else asset_state_store[USERS_EXPORT].get("watermark")
         search = users_search(watermark=watermark, user_ids=params["user_ids"])
         mode = "user_ids" if params["user_ids"] else "incremental" if watermark else "full"
-        # A full listing pages disjoint `created` windows concurrently: a single cursor is latency-bound.
-        partitions = FULL_REFRESH_PARTITIONS if mode == "full" else None
+        # A full listing pages disjoint `created` windows concurrently (a single cursor is latency-bound); how many,
+        # and when to split one, the client decides from what it reads.
+        partitions = "auto" if mode == "full" else None
         print(f"Selecting users ({mode}): search={search} partitions={partitions}")
         return {"search": search, "mode": mode, "watermark": watermark, "partitions": partitions}
 

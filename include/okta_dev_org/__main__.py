@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 
-from .options import BUCKETS, DevOrgOptions
+from .options import BUCKETS, CREATED_DISTRIBUTIONS, DevOrgOptions
 
 
 def parse_args(argv: list[str] | None = None) -> DevOrgOptions:
@@ -51,6 +51,10 @@ def parse_args(argv: list[str] | None = None) -> DevOrgOptions:
     p.add_argument("--key-id", default=None, help="the kid its public key is registered under (default: thumbprint)")
     p.add_argument("--json-cache-limit", type=int, default=d.json_cache_limit,
                    help="serialised users kept in memory")
+    p.add_argument("--created-distribution", choices=CREATED_DISTRIBUTIONS, default=d.created_distribution,
+                   help="how the seeded users' `created` spreads over time")
+    p.add_argument("--rate-limit-window", type=int, default=d.rate_limit_window,
+                   help="seconds per rate-limit window (Okta: 60; shorter compresses time for benchmarks)")
     a = p.parse_args(argv)
     rate_limits = {b: getattr(a, f"rate_limit_{b}") for b in BUCKETS if getattr(a, f"rate_limit_{b}") is not None}
     return DevOrgOptions(
@@ -62,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> DevOrgOptions:
         slow_body_rate=a.slow_body_rate, slow_body_ms=a.slow_body_ms, truncate_rate=a.truncate_rate,
         invalid_json_rate=a.invalid_json_rate, dpop=a.dpop, tls=a.tls, search_cap=a.search_cap,
         granted_scopes=tuple(a.granted_scopes.split()), client_id=a.client_id, key_id=a.key_id, json_cache_limit=a.json_cache_limit,
+        created_distribution=a.created_distribution, rate_limit_window=a.rate_limit_window,
     )
 
 

@@ -67,14 +67,14 @@ class DevOrgApp:
         self.options = options
         self.org_url = org_url
         self.population = Population(options.seed, options.messy_fraction, options.deprovisioned_fraction,
-                                     options.other_status_fraction)
+                                     options.other_status_fraction, options.created_distribution)
         self.store = UserStore(self.population, options.users, org_url, options.json_cache_limit)
         self.dpop = DPoPVerifier()
         self.auth = AuthorizationServer(org_url, self.dpop)
         self.auth.register_client(default_client["client_id"], [default_client["jwk"]], options.granted_scopes,
                                   options.dpop == "required")
         self.limiter = RateLimiter({b: options.limit_for(b) for b in BUCKETS}, options.rate_limit,
-                                   options.concurrency_limit)
+                                   options.concurrency_limit, options.rate_limit_window)
         self.faults = FaultInjector(FaultSettings(
             fail_rate=options.fail_rate, fail_statuses=options.fail_statuses, reset_rate=options.reset_rate,
             slow_body_rate=options.slow_body_rate, slow_body_ms=options.slow_body_ms,

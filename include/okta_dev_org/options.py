@@ -8,6 +8,9 @@ from pathlib import Path
 BUCKETS = ("token", "users_list", "user_read", "user_update")
 DEFAULT_SCOPES = ("okta.users.read", "okta.users.manage")
 FAIL_STATUSES = (500, 502, 503, 504)
+# How the seeded users' `created` spreads: evenly over six years, mostly recent, 60% on one import day, or
+# sign-ups that stopped years ago (benchmarks and tests of partitioned listing use the skewed shapes).
+CREATED_DISTRIBUTIONS = ("uniform", "skewed", "import_day", "stopped")
 
 
 @dataclass
@@ -26,6 +29,8 @@ class DevOrgOptions:
     rate_limit: int = 600
     rate_limits: dict[str, int] = field(default_factory=dict)  # per-bucket overrides
     concurrency_limit: int = 75  # in-flight requests; 0 = unlimited
+    # Okta's windows are one minute; a shorter one (with latency scaled alike) compresses time for benchmarks.
+    rate_limit_window: int = 60
     fail_rate: float = 0.0
     fail_statuses: tuple[int, ...] = FAIL_STATUSES
     reset_rate: float = 0.0
@@ -40,10 +45,13 @@ class DevOrgOptions:
     client_id: str | None = None  # default: derived from the seed and persisted in the state dir
     key_id: str | None = None  # the kid the default client's public key is registered under (default: its thumbprint)
     json_cache_limit: int = 1_100_000  # cached serialised users; beyond it users are rendered per request
+    created_distribution: str = "uniform"
 
     def __post_init__(self) -> None:
         if self.dpop not in ("required", "off"):
             raise ValueError(f"dpop must be 'required' or 'off', not {self.dpop!r}")
+        if self.created_distribution not in CREATED_DISTRIBUTIONS:
+            raise ValueError(f"created_distribution must be one of {CREATED_DISTRIBUTIONS}")
         unknown = set(self.rate_limits) - set(BUCKETS)
         if unknown:
             raise ValueError(f"unknown rate-limit buckets: {sorted(unknown)}; known: {BUCKETS}")
@@ -62,13 +70,14 @@ class DevOrgOptions:
             "--deprovisioned-fraction", repr(self.deprovisioned_fraction),
             "--other-status-fraction", repr(self.other_status_fraction),
             "--latency-ms", repr(self.latency_ms), "--rate-limit", str(self.rate_limit),
-            "--concurrency-limit", str(self.concurrency_limit), "--fail-rate", repr(self.fail_rate),
+            "--concurrency-limit", str(self.concurrency_limit), "--rate-limit-window", str(self.rate_limit_window), "--fail-rate", repr(self.fail_rate),
             "--fail-statuses", ",".join(str(s) for s in self.fail_statuses),
             "--reset-rate", repr(self.reset_rate), "--slow-body-rate", repr(self.slow_body_rate),
             "--slow-body-ms", repr(self.slow_body_ms), "--truncate-rate", repr(self.truncate_rate),
             "--invalid-json-rate", repr(self.invalid_json_rate), "--dpop", self.dpop,
             "--granted-scopes", " ".join(self.granted_scopes),
             "--json-cache-limit", str(self.json_cache_limit),
+            "--created-distribution", self.created_distribution,
         ]
         for bucket, limit in self.rate_limits.items():
             argv += [f"--rate-limit-{bucket.replace('_', '-')}", str(limit)]

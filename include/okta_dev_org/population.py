@@ -94,8 +94,10 @@ _FOLDED = {name: ascii_fold(name) for name in FIRST_NAMES + LAST_NAMES}
 class Population:
     """Pure functions from index to a seeded user's attributes."""
 
-    def __init__(self, seed: int, messy_fraction: float, deprovisioned_fraction: float, other_status_fraction: float):
+    def __init__(self, seed: int, messy_fraction: float, deprovisioned_fraction: float, other_status_fraction: float,
+                 created_distribution: str = "uniform"):
         self.seed = seed
+        self.created_distribution = created_distribution
         self.messy_fraction = messy_fraction
         self.deprovisioned_fraction = deprovisioned_fraction
         self.other_status_fraction = other_status_fraction
@@ -135,7 +137,15 @@ class Population:
         return 0
 
     def created(self, index: int) -> int:
-        return ANCHOR - 30 * 86400 - self.h(index, 4) % (6 * YEAR)
+        h = self.h(index, 4)
+        share = (h >> 11) / float(1 << 53)  # uniform in [0, 1), independent of the offset below
+        if self.created_distribution == "skewed":  # growth: most sign-ups recent
+            return ANCHOR - 30 * 86400 - int(share ** 3 * 6 * YEAR)
+        if self.created_distribution == "import_day" and share < 0.6:  # one bulk import holds 60% of the org
+            return ANCHOR - 2 * YEAR + h % 86400
+        if self.created_distribution == "stopped":  # sign-ups ended four years ago
+            return ANCHOR - 4 * YEAR - h % (2 * YEAR)
+        return ANCHOR - 30 * 86400 - h % (6 * YEAR)
 
     def last_updated(self, index: int, created: int) -> int:
         return created + self.h(index, 5) % (ANCHOR - created)

@@ -90,14 +90,26 @@ class Compiler:
         while self.peek()[0] == "word" and self.peek()[1].lower() == "or":
             self.take()
             terms.append(self.term())
-        return terms[0] if len(terms) == 1 else (lambda i: any(t(i) for t in terms))
+        if len(terms) == 1:
+            return terms[0]
+        predicate = lambda i: any(t(i) for t in terms)  # noqa: E731
+        ranges = [getattr(t, "created_range", None) for t in terms]
+        if all(ranges):  # the hull: an index answers a created-sorted search without scanning every user
+            predicate.created_range = (min(r[0] for r in ranges), max(r[1] for r in ranges))
+        return predicate
 
     def term(self):
         factors = [self.factor()]
         while self.peek()[0] == "word" and self.peek()[1].lower() == "and":
             self.take()
             factors.append(self.factor())
-        return factors[0] if len(factors) == 1 else (lambda i: all(f(i) for f in factors))
+        if len(factors) == 1:
+            return factors[0]
+        predicate = lambda i: all(f(i) for f in factors)  # noqa: E731
+        ranges = [r for f in factors if (r := getattr(f, "created_range", None))]
+        if ranges:
+            predicate.created_range = (max(r[0] for r in ranges), min(r[1] for r in ranges))
+        return predicate
 
     def factor(self):
         kind, value = self.take()
@@ -164,7 +176,11 @@ class Compiler:
             bound = parse_time(literal)
             compare = {"eq": lambda v: v == bound, "gt": lambda v: v > bound, "ge": lambda v: v >= bound,
                        "lt": lambda v: v < bound, "le": lambda v: v <= bound}[op]
-            return lambda i: compare(getter(i))
+            predicate = lambda i: compare(getter(i))  # noqa: E731
+            if attribute == "created":  # [low, high] holding every match, for the created-sorted index
+                predicate.created_range = (bound if op in ("eq", "gt", "ge") else float("-inf"),
+                                           bound if op in ("eq", "lt", "le") else float("inf"))
+            return predicate
         fold = self.mode == "search"  # search values are case-insensitive, filter values are not
         wanted = literal.casefold() if fold else literal
 

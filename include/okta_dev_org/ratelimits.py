@@ -16,8 +16,9 @@ class Verdict:
 
 
 class RateLimiter:
-    def __init__(self, limits: dict[str, int], default_limit: int, concurrency_limit: int):
+    def __init__(self, limits: dict[str, int], default_limit: int, concurrency_limit: int, window_seconds: int = 60):
         self.lock = threading.Lock()
+        self.window_seconds = window_seconds  # epoch-aligned, like Okta's minutes
         self.limits = dict(limits)
         self.default_limit = default_limit
         self.concurrency_limit = concurrency_limit
@@ -42,8 +43,8 @@ class RateLimiter:
     def enter(self, bucket: str) -> Verdict:
         """Count a request; call leave() afterwards whatever the verdict."""
         now = time.time()
-        window = int(now // 60)
-        reset = (window + 1) * 60
+        window = int(now // self.window_seconds)
+        reset = (window + 1) * self.window_seconds
         with self.lock:
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import threading
 import time
@@ -94,6 +95,7 @@ class UserStore:
         self.cache_limit = json_cache_limit
         self.visible_count = 0
         self.warmed = 0
+        self._created_order: list[int] | None = None
         for index in range(count):
             status = population.status(index)
             created = population.created(index)
@@ -254,6 +256,44 @@ class UserStore:
         """Position of the first user whose id sorts after `user_id` (ids sort like indexes): O(log n)."""
         import bisect
         return bisect.bisect_right(range(self.count), user_id, key=self.user_id)
+
+    def created_order(self, descending: bool = False) -> list[int]:
+        """Indexes sorted by `created`, ties by id (ids sort like indexes), as Okta sorts `sortBy=created`."""
+        if self._created_order is None or len(self._created_order) != self.count:
+            created = self.created
+            self._created_order = sorted(range(self.count), key=lambda i: (created[i], i))
+        return self._created_order[::-1] if descending else self._created_order
+
+    def position_after(self, order: list[int], user_id: str, descending: bool) -> int:
+        """Where a `created`-sorted listing resumes after the user `user_id` (O(log n))."""
+        import bisect
+        index = self.index_of(user_id)
+        if index is None:
+            return len(order)
+        created = self.created
+        key = (created[index], index)
+        if descending:
+            return len(order) - bisect.bisect_left(self.created_order(), key, key=lambda i: (created[i], i))
+        return bisect.bisect_right(order, key, key=lambda i: (created[i], i))
+
+    def ordered_page(self, order: list[int], position: int, limit: int, predicate) -> tuple[list[int], bool]:
+        """Up to `limit` matches (DEPROVISIONED included, as `search` has them) from `position` in `order`."""
+        found: list[int] = []
+        low, high = getattr(predicate, "created_range", (float("-inf"), float("inf")))
+        created = self.created
+        descending = len(order) > 1 and created[order[0]] > created[order[-1]]
+        if not descending and low != float("-inf"):  # skip to the range's start (what an index would do)
+            import bisect
+            position = max(position, bisect.bisect_left(order, low, key=created.__getitem__))
+        for index in itertools.islice(order, position, None):
+            value = created[index]
+            if (value > high) if not descending else (value < low):
+                break
+            if predicate is None or predicate(index):
+                if len(found) == limit:
+                    return found, True
+                found.append(index)
+        return found, False
 
     def page(self, start: int, limit: int, predicate=None, include_deprovisioned: bool = False,
              stop: int | None = None) -> tuple[list[int], bool]:

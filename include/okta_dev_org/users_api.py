@@ -111,6 +111,14 @@ def list_users(app, request) -> Response:
             return any(str(profile.get(n) or "").casefold().startswith(prefix)
                        for n in ("firstName", "lastName", "email"))
     after = params.get("after")
+    sort_by, sort_order = params.get("sortBy"), (params.get("sortOrder") or "asc").lower()
+    if sort_by is not None:
+        if mode != "search":
+            return Response(400, errors.okta_error(errors.INVALID_SEARCH, ["sortBy needs a search query."]))
+        if sort_by != "created" or sort_order not in ("asc", "desc"):
+            return Response(400, errors.okta_error(
+                errors.INVALID_SEARCH, ["The dev org sorts a search by created only, asc or desc."]))
+        return _sorted_search(app, store, predicate, limit, after, sort_order == "desc", expression, sort_order)
     with store.lock:
         start = 0
         if after:
@@ -133,6 +141,28 @@ def list_users(app, request) -> Response:
     extra = [(mode, expression)] if mode else ([("q", q)] if q is not None else [])
     self_pairs = ([("after", after)] if after else []) + [("limit", limit)] + extra
     headers = [_link(_users_url(app, self_pairs), "self")]
+    if next_after:
+        headers.append(_link(_users_url(app, [("after", next_after), ("limit", limit)] + extra), "next"))
+    return Response(200, body, headers)
+
+
+def _sorted_search(app, store, predicate, limit, after, descending, expression, sort_order) -> Response:
+    """A `search` with `sortBy=created`: ties by id; the `after` cursor is the last user's id, as Okta's is opaque."""
+    with store.lock:
+        order = store.created_order(descending)
+        position = store.position_after(order, after[1:] if after.startswith("0") and len(after) == 21 else after,
+                                        descending) if after else 0
+        cap = app.options.search_cap
+        if cap:
+            served_before = sum(1 for i in order[:position] if predicate(i))
+            limit = min(limit, cap - served_before)
+        found, more = store.ordered_page(order, position, limit, predicate) if limit > 0 else ([], False)
+        if cap:
+            more = more and served_before + len(found) < cap
+        body = b"[" + b",".join(store.list_item(i) for i in found) + b"]"
+        next_after = "0" + store.user_id(found[-1]) if found and more else None
+    extra = [("search", expression), ("sortBy", "created"), ("sortOrder", sort_order)]
+    headers = [_link(_users_url(app, ([("after", after)] if after else []) + [("limit", limit)] + extra), "self")]
     if next_after:
         headers.append(_link(_users_url(app, [("after", next_after), ("limit", limit)] + extra), "next"))
     return Response(200, body, headers)

@@ -179,9 +179,14 @@ class OktaConfig:
                     "refused for a plain `http://` (loopback) org")
     rate_limit_fraction: float = setting(
         1.0, label="Rate limit share", schema={"exclusiveMinimum": 0, "maximum": 1},
-        description="the share (0-1] of each rate-limit bucket this app may use (Okta gives one app 50% by default)")
+        description="a further share (0-1] of what Okta lets this app use, kept for other clients of the same app "
+                    "(1: all of it). Okta already caps each OAuth 2.0 app at its own share of every bucket (50% by "
+                    "default, https://developer.okta.com/docs/reference/rl2-token-oauth) and X-Rate-Limit-Limit "
+                    "reports the ceiling that applies to the request: 0.5 on top would halve it a second time")
     max_concurrency: int = setting(
-        8, label="Max concurrency", schema={"minimum": 1}, description="requests in flight at once")
+        8, label="Max concurrency", schema={"minimum": 1},
+        description="requests in flight at once for listings and lookups; a push adapts its own count from this up "
+                    "(rate limit x observed latency, well under Okta's concurrent-request limit)")
     page_size: int = setting(
         200, label="Page size", schema={"minimum": 1, "maximum": 200}, description="users per page, at most 200")
     token_refresh_margin: float = setting(

@@ -349,9 +349,11 @@ class OktaExportUsersOperator(_OktaOperator):
     :param output_uri: where to write (`file://...`, `s3://...` with the provider installed); templated.
     :param search: Okta `search` expression (includes DEPROVISIONED users); templated.
     :param filter: Okta `filter` expression; templated.
-    :param partitions: page this many disjoint `created` windows concurrently (bounded by the connection's
+    :param partitions: page disjoint `created` windows concurrently (bounded by the connection's
         `max_concurrency`) instead of one cursor: the way to reach the rate limit when latency bounds a single
-        cursor. The same users are exported either way (DEPROVISIONED only with a `search`); not with `filter`.
+        cursor. `"auto"` lets the client decide (windows split while they are paged, whenever a worker goes idle);
+        a number fixes the windows. The same users are exported either way (DEPROVISIONED only with a `search`);
+        not with `filter`.
     :param kind: what the export holds, for the Asset event's consumers: `full` (every user of every status: it
         defines the population, so users missing from it were deleted), `incremental` (changed users only, the
         default) or `user_ids`; templated.
@@ -362,7 +364,7 @@ class OktaExportUsersOperator(_OktaOperator):
     def __init__(self, *, output_uri: str, search: str | None = None, filter: str | None = None,
                  partitions: int | str | None = None, kind: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(partitions, int):
+        if partitions is not None and not _is_template(partitions):
             _check_partitions(partitions, filter)
         self.output_uri = output_uri
         self.search = search
@@ -375,7 +377,7 @@ class OktaExportUsersOperator(_OktaOperator):
         hook = self.okta_hook(context)
         search, filter_ = _optional(self.search), _optional(self.filter)
         partitions = _optional(self.partitions)
-        partitions = _check_partitions(int(partitions), filter_) if partitions is not None else None
+        partitions = _check_partitions(partitions, filter_) if partitions is not None else None
         self.log.info("Exporting users to %s (search=%r, filter=%r, partitions=%s)", self.output_uri, search, filter_,
                       partitions)
         kind = _optional(self.kind) or "incremental"
@@ -386,7 +388,8 @@ class OktaExportUsersOperator(_OktaOperator):
         hook.client.rate_limiter.add_wait_observer(progress.on_wait)  # log rate-limit waits while they last
         if partitions:
             pages = hook.client.iter_user_pages_partitioned(
-                search=search, partitions=partitions, include_deprovisioned=search is not None, json_text=True)
+                search=search, partitions=None if partitions == AUTO_PARTITIONS else partitions,
+                include_deprovisioned=search is not None, json_text=True)
         else:
             pages = hook.iter_user_pages(search=search, filter=filter_, json_text=True)
         with open_for_write(self.output_uri) as file:
@@ -399,9 +402,21 @@ class OktaExportUsersOperator(_OktaOperator):
         return summary
 
 
-def _check_partitions(partitions: int, filter_: str | None) -> int:
-    if partitions < 1:
-        raise ConfigurationError("partitions", "must be at least 1")
+AUTO_PARTITIONS = "auto"
+
+
+def _is_template(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def _check_partitions(partitions: int | str, filter_: str | None) -> int | str:
+    if partitions != AUTO_PARTITIONS:
+        try:
+            partitions = int(partitions)
+        except (TypeError, ValueError):
+            raise ConfigurationError("partitions", 'must be "auto" or a whole number') from None
+        if partitions < 1:
+            raise ConfigurationError("partitions", "must be at least 1")
     if filter_ is not None:
         raise ConfigurationError("partitions", "page `search` windows; they cannot combine with a `filter`")
     return partitions
@@ -525,7 +540,9 @@ class OktaPushProfileChangesOperator(_OktaOperator):
     :param plan_uri: the plan file; templated.
     :param report_uri: the report (`.csv` or `.jsonl`); templated.
     :param dry_run: write the report, change nothing; templated.
-    :param max_concurrency: updates in flight at once (default: the connection's max_concurrency); templated.
+    :param max_concurrency: updates in flight at once; templated. Default: adaptive, starting at the connection's
+        max_concurrency and following the update bucket's limit and the observed latency (Little's law), capped
+        well below Okta's concurrent-request limit.
     :param fail_on_errors: fail the task (after writing the whole report) if any change failed.
     :param write_mode_variable: runs that nobody triggered by hand are dry runs until this Variable is `apply`
         (see `decide_write_mode`); None: always follow `dry_run`.
@@ -557,7 +574,8 @@ class OktaPushProfileChangesOperator(_OktaOperator):
         with open_for_read(self.plan_uri) as plan_file:
             plan = read_plan(plan_file)
             hook = self.okta_hook(context)
-            concurrency = int(_optional(self.max_concurrency) or hook.config.max_concurrency)
+            fixed = _optional(self.max_concurrency)
+            concurrency = int(fixed or hook.config.max_concurrency)
             fmt = "jsonl" if ".jsonl" in self.report_uri else "csv"
             journal = PushJournal.for_report(self.report_uri, plan.sha256)
             progress = Progress("push", logger=self.log, total=plan.counts.get("change"),
@@ -569,7 +587,7 @@ class OktaPushProfileChangesOperator(_OktaOperator):
                     if isinstance(entry, Skipped):
                         writer.write_all(rows_for_plan_entry(entry))
                 push_changes(hook.client, plan.changes(), writer,
-                             PushOptions(dry_run=dry_run, max_concurrency=concurrency),
+                             PushOptions(dry_run=dry_run, max_concurrency=concurrency, adaptive=fixed is None),
                              journal=journal if not dry_run else None, progress=progress)
         summary = writer.summary.as_dict()
         self.log.info("Push %s: %s; report at %s", "dry run" if dry_run else "done", summary, self.report_uri)

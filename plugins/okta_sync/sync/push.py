@@ -15,14 +15,17 @@ never re-sent blindly: the user is re-read and only what is still missing is sen
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from okta_sync.sync.change_plan import DEPROVISIONED, DEPROVISIONED_REASON
+from okta_sync.http.concurrency import DEFAULT_CEILING, AdaptiveConcurrency
 from okta_sync.errors import (
     AuthenticationError, ConfigurationError, OktaApiError, OktaConnectionError, OutcomeUnknownError,
     PreconditionFailedError, RateLimitError, TokenRequestError,
@@ -65,9 +68,15 @@ class Journal(Protocol):
 
 @dataclass
 class PushOptions:
+    """`adaptive`: `max_concurrency` is where the in-flight count starts; it then follows the observed time per
+    change and the update bucket's limit (Little's law), up to `concurrency_ceiling` (see `okta_sync.concurrency`).
+    Without it, `max_concurrency` changes are in flight at most."""
+
     dry_run: bool = False
     max_concurrency: int = 4
     reread: bool = True
+    adaptive: bool = False
+    concurrency_ceiling: int = DEFAULT_CEILING
 
 
 def push_changes(
@@ -100,11 +109,12 @@ class _Pusher:
         self.progress = progress
         self.fatal: BaseException | None = None
         self._lock = threading.Lock()
+        self.in_flight = _in_flight(options, getattr(users, "rate_limiter", None))
 
     def run(self, changes: Iterable[ProfileChange]) -> None:
         pending: dict[Future, ProfileChange] = {}
         remaining = iter(changes)
-        with ThreadPoolExecutor(max_workers=self.options.max_concurrency, thread_name_prefix="okta-push") as pool:
+        with ThreadPoolExecutor(max_workers=self.in_flight.ceiling, thread_name_prefix="okta-push") as pool:
             for change in remaining:
                 if self.fatal is not None:
                     self._not_attempted(change)
@@ -113,12 +123,19 @@ class _Pusher:
                 if replay is not None:
                     self._write(replay)
                     continue
-                pending[pool.submit(self._apply, change)] = change
-                if len(pending) >= self.options.max_concurrency * 2:  # bounded: the plan is never all in memory
+                pending[pool.submit(self._timed_apply, change)] = change
+                if len(pending) >= self.in_flight.ceiling * 2:  # bounded: the plan is never all in memory
                     self._collect(pending, wait(pending, return_when=FIRST_COMPLETED).done)
             self._collect(pending, list(pending))
         if self.fatal is not None:
             raise self.fatal
+
+    def _timed_apply(self, change: ProfileChange) -> list[ReportRow]:
+        with self.in_flight.slot():
+            began = time.monotonic()
+            rows = self._apply(change)
+            self.in_flight.observe(time.monotonic() - began)
+        return rows
 
     def _collect(self, pending: dict[Future, ProfileChange], done: Iterable[Future]) -> None:
         for future in list(done):
@@ -213,6 +230,28 @@ class _Pusher:
             self.users.update_profile(user_id, profile)
         else:
             self.users.update_profile(user_id, profile, if_match=etag)
+
+
+class _FixedConcurrency:
+    """`count` threads: each is one change in flight."""
+
+    def __init__(self, count: int):
+        if count < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.ceiling = count
+
+    def slot(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def observe(self, seconds: float) -> None:
+        pass
+
+
+def _in_flight(options: PushOptions, rate_limiter: Any) -> AdaptiveConcurrency | _FixedConcurrency:
+    if not options.adaptive:
+        return _FixedConcurrency(options.max_concurrency)
+    ceiling = max(options.max_concurrency, options.concurrency_ceiling)
+    return AdaptiveConcurrency(options.max_concurrency, ceiling, rate_limiter=rate_limiter)
 
 
 class _Fatal(Exception):

@@ -90,14 +90,18 @@ class UsersClient:
         limit: int | None = None,
         fields: str | None = None,
         json_text: bool = False,
+        sort_by: str | None = None,
+        sort_order: str | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """Each page of users (a list of user dicts), following `rel="next"` until Okta sends none.
 
         `json_text=True` yields `UserPage`s that also keep each user's JSON text (the export writes it as is);
         plain `json.loads` is faster when only the dicts are wanted (its key memo spans the whole page).
+        `sort_by`/`sort_order` (`asc`, `desc`) order a `search` (Okta breaks ties by id).
         """
         limit = limit or self.page_size
-        params = _list_params(search=search, filter=filter, q=q, limit=limit, fields=fields)
+        params = _list_params(search=search, filter=filter, q=q, limit=limit, fields=fields, sortBy=sort_by,
+                              sortOrder=sort_order)
         for page in self.transport.iter_pages(
             USERS_PATH, bucket=BUCKET_USERS_LIST, scopes=self.read_scopes, params=params,
             decode=decode_user_page if json_text else json.loads,

@@ -123,12 +123,21 @@ def iter_user_pages_partitioned(
 ) -> Iterator[list[dict[str, Any]]]:
     """Every user matching `search` (DEPROVISIONED included), exactly once, as pages fetched by a bounded pool.
 
-    `max_workers` defaults to the client's `max_concurrency`; `partitions` to twice the workers. At most
-    `max_workers` pages wait in memory for the consumer. Closing the generator stops the workers.
+    `max_workers` defaults to the client's `max_concurrency`. Without `partitions` or `windows` the client decides:
+    lanes split while they are paged whenever a worker goes idle (see `okta_sync.partition_stealing`); with them,
+    these fixed windows are paged (split only at `split_at`). At most `max_workers` pages wait in memory for the
+    consumer. Closing the generator stops the workers.
     """
     workers = max_workers or getattr(getattr(client, "config", None), "max_concurrency", None) or 4
     if workers < 1:
         raise ValueError("max_workers must be at least 1")
+    if partitions is None and windows is None:
+        from okta_sync.users.partition_stealing import StealingRun
+
+        page_size = limit or getattr(getattr(client, "users", None), "page_size", None) or 200
+        stealing = StealingRun(client, search, workers, include_deprovisioned, split_at, limit, page_size)
+        stealing.json_text = json_text
+        return stealing.pages()
     low = high = None
     if windows is None:
         windows, low, high = probe_windows(client, search, partitions or 2 * workers)

@@ -1,0 +1,97 @@
+"""Partitions the client decides: lanes split while paged, every user exactly once whatever `created` looks like."""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+
+from include.okta_dev_org import DevOrg, DevOrgOptions
+from okta_sync import OktaClient, OktaConfig
+from okta_sync.users.partition_stealing import StealingRun, UnsortedListingError
+from okta_sync.users.partitions import iter_user_pages_partitioned
+
+USERS = 600
+
+
+def _client(org, **overrides) -> OktaClient:
+    c = org.connection
+    return OktaClient(OktaConfig(org_url=c["org_url"], client_id=c["client_id"], key_id=c["key_id"],
+                                 private_key_path=c["private_key_path"], **overrides))
+
+
+@pytest.fixture(scope="module", params=["uniform", "skewed", "import_day", "stopped"])
+def org(request, tmp_path_factory):
+    options = DevOrgOptions(users=USERS, seed=23, rate_limit=0, concurrency_limit=0, deprovisioned_fraction=0.1,
+                            latency_ms=15, created_distribution=request.param,
+                            state_dir=tmp_path_factory.mktemp(f"stealing-{request.param}"))
+    with DevOrg(options) as running:
+        running.expected = {u["id"]: u["status"] for u in running.admin.users()}
+        yield running
+
+
+def _run(client, **kwargs) -> tuple[StealingRun, list[str]]:
+    run = StealingRun(client, kwargs.pop("search", None), kwargs.pop("workers", 4), kwargs.pop("deprovisioned", True),
+                      kwargs.pop("split_at", None), kwargs.pop("limit", 10), 10)
+    return run, [user["id"] for page in run.pages() for user in page]
+
+
+def test_every_user_exactly_once_while_lanes_split(org):
+    with _client(org) as client:
+        run, ids = _run(client)
+    assert Counter(ids) == Counter(org.expected.keys())  # DEPROVISIONED included, no duplicate, no gap
+    assert run.splits > 0  # idle workers took over the upper half of busy lanes
+
+
+def test_the_client_decides_when_no_partitions_are_given(org):
+    with _client(org, max_concurrency=3) as client:
+        ids = [u["id"] for page in client.iter_user_pages_partitioned(search='status eq "ACTIVE"', limit=25)
+               for u in page]
+        without = [u["id"] for page in iter_user_pages_partitioned(client, include_deprovisioned=False, limit=25)
+                   for u in page]
+    assert Counter(ids) == Counter(i for i, s in org.expected.items() if s == "ACTIVE")
+    assert Counter(without) == Counter(i for i, s in org.expected.items() if s != "DEPROVISIONED")
+
+
+def test_a_lane_restarts_at_its_cursor_under_a_search_cap(tmp_path):
+    options = DevOrgOptions(users=300, seed=5, rate_limit=0, concurrency_limit=0, search_cap=40,
+                            created_distribution="import_day", state_dir=tmp_path)
+    with DevOrg(options) as capped, _client(capped) as client:
+        expected = {u["id"] for u in capped.admin.users()}
+        _, truncated = _run(client, workers=1)
+        _, restarted = _run(client, workers=1, split_at=30)
+    assert len(truncated) < 300  # the cap silently ends a lane's paging
+    assert Counter(restarted) == Counter(expected)
+
+
+def test_concurrency_stays_within_the_workers_and_the_threads_end(org):
+    org.app.limiter.reset_peak()
+    with _client(org) as client:
+        pages = iter_user_pages_partitioned(client, max_workers=3, limit=10)
+        next(pages)
+        pages.close()
+        _run(client, workers=3)
+    assert org.admin.stats()["peak_concurrency"] <= 3
+    assert not [t for t in threading.enumerate() if t.name.startswith("okta-partition")]
+
+
+def test_an_unsorted_server_is_refused_rather_than_trusted():
+    class Unsorted:
+        def iter_user_pages(self, *, search=None, limit=None, sort_by=None, sort_order=None):
+            created = ["2024-01-0%dT00:00:00.000Z" % d for d in (1, 5, 3)] if sort_order == "asc" else \
+                ["2024-01-09T00:00:00.000Z"]
+            yield [{"id": f"00u{n}{sort_order}", "created": c, "status": "ACTIVE"} for n, c in enumerate(created)]
+            yield [{"id": "00uX", "created": "2024-01-08T00:00:00.000Z", "status": "ACTIVE"}]
+
+    with pytest.raises(UnsortedListingError, match="out of order"):
+        list(iter_user_pages_partitioned(Unsorted(), max_workers=2))
+
+
+def test_first_lanes_hold_equal_users_when_density_grows_toward_the_newest():
+    from okta_sync.users.partition_stealing import equal_mass_shares
+
+    assert equal_mass_shares(1.0, 1.0, 4) == [0.25, 0.5, 0.75]  # even density: even time spans
+    growing = equal_mass_shares(1.0, 10.0, 4)
+    mass = [0.5 * (x * (1 + (1 + 9 * x))) for x in [0.0, *growing, 1.0]]  # users up to x under a linear density
+    parts = [b - a for a, b in zip(mass, mass[1:])]
+    assert max(parts) - min(parts) < 1e-9 and growing == sorted(growing) and growing[0] > 0.25
