@@ -69,3 +69,15 @@ def airflow_db():
 
     initdb()
     return _AIRFLOW_HOME
+
+
+def forget_asset_history() -> None:
+    """A clean slate for tests that run DAGs through one shared metadata DB: no Asset events and no Asset state
+    (watermarks) left by DAG runs of other test modules."""
+    from airflow.models.asset import AssetEvent
+    from airflow.models.asset_state_store import AssetStateStoreModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(AssetStateStoreModel).delete()
+        session.query(AssetEvent).delete()

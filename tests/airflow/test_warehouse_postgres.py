@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from include.okta_dev_org import DevOrg, DevOrgOptions
-from tests.conftest import dev_org_airflow_env
+from tests.conftest import dev_org_airflow_env, forget_asset_history
 from tests.postgres_server import PostgresServer, find_bin_dir
 
 pytestmark = pytest.mark.airflow
@@ -149,6 +149,7 @@ def test_the_dag_loads_what_okta_user_sync_exported(warehouse, tmp_path_factory,
         assert result.state == "success", f"{dag_id} ended {result.state}"
         return result
 
+    forget_asset_history()  # the export Asset's history is this test's exports only
     with DevOrg(options) as org, dev_org_airflow_env(org.connection, output):
         run("okta_user_sync", full_refresh=True)
         run("okta_users_to_warehouse")

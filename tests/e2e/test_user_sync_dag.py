@@ -17,7 +17,7 @@ import pytest
 
 from include.okta_dev_org import DevOrg, DevOrgOptions
 from okta_sync.sync.profile_rules import Normalizer
-from tests.conftest import dev_org_airflow_env
+from tests.conftest import dev_org_airflow_env, forget_asset_history
 
 pytestmark = pytest.mark.airflow
 
@@ -42,18 +42,9 @@ def feeds_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("feeds")
 
 
-def forget_asset_state():
-    """This module starts from a first run: no watermark left by DAG runs of other test modules (same metadata DB)."""
-    from airflow.models.asset_state_store import AssetStateStoreModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        session.query(AssetStateStoreModel).delete()
-
-
 @pytest.fixture(scope="module")
 def dagbag(org, output_dir, feeds_dir, airflow_db):
-    forget_asset_state()
+    forget_asset_history()  # a first run: no watermark from DAG runs of other modules
     with dev_org_airflow_env(org.connection, output_dir):
         os.environ["AIRFLOW_VAR_OKTA_SYNC_FEED_ROOTS"] = json.dumps([feeds_dir.as_uri()])
         from airflow.dag_processing.dagbag import DagBag
