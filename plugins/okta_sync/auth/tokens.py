@@ -16,7 +16,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, NoReturn
 
 import requests
@@ -114,6 +114,17 @@ class AccessToken:
 
     def authorization_header(self) -> str:
         return f"{'DPoP' if self.is_dpop else 'Bearer'} {self.value}"
+
+    # -- the transport's `Credential` -----------------------------------------------------------------------------
+    def apply(self, method: str, url: str, headers: MutableMapping[str, str]) -> None:
+        """Authorize one request: the `Authorization` header and, for a DPoP-bound token, a fresh proof."""
+        headers["Authorization"] = self.authorization_header()
+        if self.dpop_key is not None:
+            headers["DPoP"] = self.dpop_key.proof(method, url, access_token=self.value)
+
+    def observe(self, url: str, headers: Mapping[str, str]) -> None:
+        if self.dpop_key is not None:
+            self.dpop_key.remember_nonce(url, headers.get("DPoP-Nonce"))
 
 
 class TokenEndpoint:

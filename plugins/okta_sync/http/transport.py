@@ -26,6 +26,7 @@ from tenacity.wait import wait_random_exponential
 
 from okta_sync.http.api_errors import api_error, www_authenticate_params
 from okta_sync.http.circuit import CircuitBreaker
+from okta_sync.http.credentials import Credential, TokenSource
 from okta_sync.config import OktaConfig
 from okta_sync.errors import (
     OktaApiError,
@@ -42,7 +43,6 @@ from okta_sync.http.links import cursor_of, next_page_url, origin_of, parse_link
 from okta_sync.metrics import Metrics, NoMetrics
 from okta_sync.http.ratelimit import RateLimiter
 from okta_sync.http.response_body import read_body
-from okta_sync.auth.tokens import AccessToken, TokenCache
 from okta_sync.version import USER_AGENT
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class Transport:
     def __init__(
         self,
         config: OktaConfig,
-        tokens: TokenCache,
+        tokens: TokenSource,
         *,
         session: requests.Session | None = None,
         rate_limiter: RateLimiter | None = None,
@@ -256,11 +256,10 @@ class Transport:
             response, content = self._send_once(method, url, bucket, token, params, json_body, extra_headers)
         return self._decode(method, url, response, content, decode, bucket)
 
-    def _send_once(self, method, url, bucket, token: AccessToken, params, json_body,
+    def _send_once(self, method, url, bucket, token: Credential, params, json_body,
                    extra_headers=None) -> tuple[requests.Response, bytes]:
-        headers = {**(extra_headers or {}), "Authorization": token.authorization_header()}
-        if token.dpop_key is not None:
-            headers["DPoP"] = token.dpop_key.proof(method, url, access_token=token.value)
+        headers = dict(extra_headers or {})
+        token.apply(method, url, headers)
         if json_body is not None:
             headers["Content-Type"] = "application/json"
         probe = self.breaker.before_call()
@@ -323,8 +322,7 @@ class Transport:
         self.metrics.incr(f"api.responses.{status // 100}xx")
         self.metrics.incr(f"api.status.{status}")
         self.metrics.timing(f"api.latency.{bucket}", time.monotonic() - started)
-        if token.dpop_key is not None:
-            token.dpop_key.remember_nonce(url, response.headers.get("DPoP-Nonce"))
+        token.observe(url, response.headers)
         if response.is_redirect:
             self.check_same_origin(response.headers.get("Location", ""))
         return response, content
