@@ -18,16 +18,20 @@ from okta_sync.config import CLIENT_SECRET_BASIC, OktaConfig
 from okta_sync.auth.keys import SigningKey, load_signing_key
 from okta_sync.metrics import Metrics, NoMetrics
 from okta_sync.http.ratelimit import RateLimiter
-from okta_sync.auth.tokens import AccessToken, TokenCache, TokenEndpoint
-from okta_sync.http.transport import Transport, build_session
+from okta_sync.auth.tokens import BUCKET_TOKEN, AccessToken, TokenCache, TokenEndpoint, token_retry_policy
+from okta_sync.http.authorized import AuthorizedSession
+from okta_sync.http.transport import RetryPolicy, Transport, build_session
 from okta_sync.users.api import BUCKET_USER_READ, UsersClient, UserVersion
 
-BUCKET_TOKEN = "token"
 log = logging.getLogger(__name__)
 
 
 class OktaClient:
-    """Credentials, token cache, transport and the Users API for one org and one service app."""
+    """Credentials, token cache, transport and the Users API for one org and one service app.
+
+    `token_retry` replaces the token endpoint's retry policy (default `token_retry_policy`: up to 20 attempts
+    within `max_retry_time`, to ride out an authorization-server outage); API calls follow `max_attempts`.
+    """
 
     def __init__(
         self,
@@ -36,6 +40,7 @@ class OktaClient:
         on_new_token: Callable[[AccessToken], None] | None = None,
         metrics: Metrics | None = None,
         signing_key: SigningKey | None = None,
+        token_retry: RetryPolicy | None = None,
     ):
         self.config = config
         self.signing_key = self.client_auth = None
@@ -55,27 +60,20 @@ class OktaClient:
                 "No key_id (kid) is configured and the key carries none: Okta accepts that only while the app has a "
                 "single public key, and refuses it once a second key is added (e.g. during rotation). Set key_id."
             )
-        session = build_session(config)
-        self.rate_limiter = RateLimiter(fraction=config.rate_limit_fraction, max_wait=config.max_rate_limit_wait)
-        self.token_endpoint = TokenEndpoint(
-            session,
-            config.resolved_token_url,
-            self.client_auth,
-            dpop=config.dpop,
-            timeout=(config.connect_timeout, config.read_timeout),
-            observe_response=lambda response: self.rate_limiter.observe(BUCKET_TOKEN, response.headers),
-            max_attempts=config.max_attempts,
-            max_retry_time=config.max_retry_time,
-            deadline=config.request_deadline,
-        )
         self.metrics = metrics or NoMetrics()
+        self.rate_limiter = RateLimiter(fraction=config.rate_limit_fraction, max_wait=config.max_rate_limit_wait)
+        # One HTTP path: the token endpoint and the API share the session, pacing, retry engine and bounds.
+        self.transport = Transport(config, session=build_session(config), rate_limiter=self.rate_limiter,
+                                   metrics=self.metrics)
+        self.token_endpoint = TokenEndpoint(
+            self.transport, config.resolved_token_url, self.client_auth, dpop=config.dpop,
+            retry=token_retry or token_retry_policy(config.max_retry_time),
+        )
         self.tokens = TokenCache(
             self.token_endpoint.fetch, refresh_margin=config.token_refresh_margin, on_new_token=on_new_token,
             metrics=self.metrics,
         )
-        self.transport = Transport(config, self.tokens, session=session, rate_limiter=self.rate_limiter,
-                                   metrics=self.metrics)
-        self.users = UsersClient(self.transport, page_size=config.page_size)
+        self.users = UsersClient(AuthorizedSession(self.transport, self.tokens), page_size=config.page_size)
 
     def __repr__(self) -> str:
         return f"OktaClient(org_url={self.config.org_url!r}, client_id={self.config.client_id!r}, key={self.signing_key})"

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
 from okta_sync.errors import MissingScopeError, OktaApiError, OktaSyncError, ResponseLimitError
-from okta_sync.http.transport import Transport
+from okta_sync.http.authorized import AuthorizedSession
 from okta_sync.users.pages import decode_user_page
 
 USERS_PATH = "/api/v1/users"
@@ -63,9 +63,9 @@ def scopes_for(needed: tuple[str, ...], ceiling: tuple[str, ...], operation: str
 
 
 class UsersClient:
-    """`/api/v1/users` for one org, on top of a shared `Transport`."""
+    """`/api/v1/users` for one org, on top of a shared `AuthorizedSession`."""
 
-    def __init__(self, transport: Transport, *, page_size: int = 200):
+    def __init__(self, transport: AuthorizedSession, *, page_size: int = 200):
         self.transport = transport
         self.page_size = page_size
 

@@ -361,3 +361,29 @@ def test_a_redirect_to_another_host_is_not_followed(server, rsa_pem):
     server.route("GET", f"{USERS}/00u1", Reply(302, "", headers={"Location": "https://evil.example.com/steal"}))
     with pytest.raises(UnsafeUrlError):
         make_client(server, rsa_pem).get_user("00u1")
+
+
+def test_the_token_endpoint_follows_the_named_retry_policy_not_a_hidden_floor(server, rsa_pem):
+    from okta_sync.http.transport import RetryPolicy
+
+    server.route("POST", TOKEN, Reply(503, "down", headers={"Content-Type": "text/plain"}))
+    settings = dict(org_url=server.url, client_id="0oaclient", private_key=rsa_pem, key_id="kid-1", max_attempts=2)
+    client = OktaClient(OktaConfig(**settings), token_retry=RetryPolicy(max_attempts=3, max_retry_time=30, max_wait=0))
+    with pytest.raises(TokenRequestError) as raised:
+        client.get_token()
+    assert raised.value.status == 503
+    assert len(server.requests_to("POST", TOKEN)) == 3  # the policy's 3, not max(max_attempts, 20)
+
+
+def test_a_429_from_the_token_endpoint_waits_for_the_reset_like_any_api_call(server, rsa_pem):
+    server_now = int(time.time()) + 1000  # the server's clock runs ahead: the wait is measured on it
+    server.route("POST", TOKEN, Reply(429, {"error": "too_many_requests"}, headers={
+        "Date": formatdate(server_now, usegmt=True), "X-Rate-Limit-Limit": "10", "X-Rate-Limit-Remaining": "0",
+        "X-Rate-Limit-Reset": str(server_now + 7)}), token_reply())
+    client = make_client(server, rsa_pem)
+    slept = []
+    client.transport._sleep = slept.append
+    client.rate_limiter._jitter = lambda: 0.25
+    assert client.get_token().value == "tok-1"
+    assert len(slept) == 1 and 6.0 <= slept[0] <= 7.5
+    assert all("Authorization" not in r.headers for r in server.requests_to("POST", TOKEN))
