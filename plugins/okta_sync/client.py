@@ -18,7 +18,9 @@ from okta_sync.config import CLIENT_SECRET_BASIC, OktaConfig
 from okta_sync.auth.keys import SigningKey, load_signing_key
 from okta_sync.metrics import Metrics, NoMetrics
 from okta_sync.http.ratelimit import RateLimiter
-from okta_sync.auth.tokens import BUCKET_TOKEN, AccessToken, TokenCache, TokenEndpoint, token_retry_policy
+from okta_sync.auth.tokens import (
+    BUCKET_TOKEN, AccessToken, TokenCache, TokenEndpoint, TokenProvider, token_retry_policy,
+)
 from okta_sync.http.authorized import AuthorizedSession
 from okta_sync.http.transport import RetryPolicy, Transport, build_session
 from okta_sync.users.api import BUCKET_USER_READ, UsersClient, UserVersion
@@ -26,11 +28,21 @@ from okta_sync.users.api import BUCKET_USER_READ, UsersClient, UserVersion
 log = logging.getLogger(__name__)
 
 
+def signing_key_for(config: OktaConfig) -> SigningKey | None:
+    """The service app's private key as the config names it; None with `client_secret_basic` (no key)."""
+    if config.client_auth == CLIENT_SECRET_BASIC:
+        return None
+    return load_signing_key(private_key=config.private_key, private_key_path=config.private_key_path,
+                            passphrase=config.private_key_passphrase, key_id=config.key_id, algorithm=config.algorithm)
+
+
 class OktaClient:
     """Credentials, token cache, transport and the Users API for one org and one service app.
 
-    `token_retry` replaces the token endpoint's retry policy (default `token_retry_policy`: up to 20 attempts
-    within `max_retry_time`, to ride out an authorization-server outage); API calls follow `max_attempts`.
+    `token_provider` supplies tokens the cache does not hold (e.g. the DAG run's shared token; see
+    `okta_sync.auth.tokens.TokenProvider`); a forced refresh after a 401 always mints. `token_retry` replaces the
+    token endpoint's retry policy (default `token_retry_policy`: up to 20 attempts within `max_retry_time`, to ride
+    out an authorization-server outage); API calls follow `max_attempts`.
     """
 
     def __init__(
@@ -41,19 +53,14 @@ class OktaClient:
         metrics: Metrics | None = None,
         signing_key: SigningKey | None = None,
         token_retry: RetryPolicy | None = None,
+        token_provider: TokenProvider | None = None,
     ):
         self.config = config
         self.signing_key = self.client_auth = None
         if config.client_auth == CLIENT_SECRET_BASIC:  # a custom authorization server's own scopes, no key
             self.client_auth = ClientSecretBasic(config.client_id, config.client_secret)
         else:
-            self.signing_key = signing_key or load_signing_key(
-                private_key=config.private_key,
-                private_key_path=config.private_key_path,
-                passphrase=config.private_key_passphrase,
-                key_id=config.key_id,
-                algorithm=config.algorithm,
-            )
+            self.signing_key = signing_key or signing_key_for(config)
             self.client_auth = PrivateKeyJWT(config.client_id, self.signing_key, lifetime=config.assertion_lifetime)
         if self.signing_key is not None and not self.signing_key.key_id:
             log.warning(
@@ -71,7 +78,7 @@ class OktaClient:
         )
         self.tokens = TokenCache(
             self.token_endpoint.fetch, refresh_margin=config.token_refresh_margin, on_new_token=on_new_token,
-            metrics=self.metrics,
+            metrics=self.metrics, provider=token_provider,
         )
         self.users = UsersClient(AuthorizedSession(self.transport, self.tokens), page_size=config.page_size)
 

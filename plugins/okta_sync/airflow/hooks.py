@@ -7,7 +7,6 @@ the run's token from the token task's XCom (sealed, see `token_handoff`) instead
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
@@ -17,20 +16,15 @@ from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 from airflow.sdk.observability.stats import Stats
 
-from okta_sync.client import OktaClient
+from okta_sync.airflow.run_tokens import RunIdentity, RunTokenProvider, token_xcom_key  # noqa: F401 (re-exported)
+from okta_sync.client import OktaClient, signing_key_for
 from okta_sync.config import CLIENT_SECRET_BASIC, MANAGE_SCOPE, OktaConfig, READ_SCOPE
 from okta_sync.airflow.connection_fields import config_from_connection
 from okta_sync.errors import OktaSyncError
 from okta_sync.metrics import PREFIX
-from okta_sync.airflow.token_handoff import SealedTokenError, open_sealed_token, seal_token
-from okta_sync.auth.tokens import AccessToken, scope_key
+from okta_sync.auth.tokens import AccessToken
 
 DEFAULT_TOKEN_TASK_ID = "okta_token"
-
-
-def token_xcom_key(scopes: Iterable[str]) -> str:
-    """XCom key of the sealed token for one scope set (no secret in it)."""
-    return "okta_token_" + hashlib.sha256(" ".join(scope_key(scopes)).encode()).hexdigest()[:16]
 
 
 class OktaHook(BaseHook):
@@ -51,8 +45,7 @@ class OktaHook(BaseHook):
         super().__init__()
         self.okta_conn_id = okta_conn_id
         self.overrides = overrides
-        self._run: dict[str, Any] | None = None
-        self.tokens_adopted = 0
+        self._run: RunIdentity | None = None
 
     # -- configuration and client ----------------------------------------------------------------------------
     @cached_property
@@ -69,10 +62,17 @@ class OktaHook(BaseHook):
         )
 
     @cached_property
+    def token_provider(self) -> RunTokenProvider:
+        """The client's token provider: the DAG run's sealed token once `join_run` names the run."""
+        provider = RunTokenProvider(self.config, signing_key_for(self.config))
+        provider.run = self._run
+        return provider
+
+    @cached_property
     def client(self) -> OktaClient:
-        client = OktaClient(self.config, on_new_token=_mask_token, metrics=AirflowStatsMetrics())
-        client.tokens.set_source(self._token_for_run)
-        return client
+        provider = self.token_provider
+        return OktaClient(self.config, on_new_token=_mask_token, metrics=AirflowStatsMetrics(),
+                          signing_key=provider.signing_key, token_provider=provider)
 
     def get_conn(self) -> OktaClient:
         return self.client
@@ -81,39 +81,16 @@ class OktaHook(BaseHook):
     def join_run(self, context: Mapping[str, Any], *, token_task_id: str | None = DEFAULT_TOKEN_TASK_ID) -> "OktaHook":
         """Share tokens with the other tasks of this DAG run (through the token task's sealed XCom)."""
         ti = context["ti"]
-        self._run = {"ti": ti, "run_id": context["run_id"], "dag_id": ti.dag_id, "task_id": ti.task_id,
-                     "token_task_id": token_task_id}
+        self._run = RunIdentity(ti=ti, run_id=context["run_id"], dag_id=ti.dag_id, task_id=ti.task_id,
+                                token_task_id=token_task_id)
+        if "token_provider" in self.__dict__:  # already built: it follows the run from now on
+            self.token_provider.run = self._run
         return self
 
-    def _seal_context(self, scopes: Iterable[str]) -> str:
-        config, run = self.config, self._run or {}
-        return "|".join([run.get("dag_id", ""), run.get("run_id", ""), config.org_url, config.client_id,
-                         config.resolved_token_url, " ".join(scope_key(scopes))])
-
-    def _token_for_run(self, scopes: tuple[str, ...], mint) -> AccessToken:
-        """The token cache's source: the run's shared token when there is one, else a new one (published when
-        this task is the token task)."""
-        run = self._run
-        if run is None or not run.get("token_task_id") or self.client.signing_key is None:
-            return mint(scopes)  # no key (client_secret_basic): nothing to seal a shared token with
-        is_token_task = run["task_id"] == run["token_task_id"]
-        if not is_token_task:
-            sealed = run["ti"].xcom_pull(task_ids=run["token_task_id"], key=token_xcom_key(scopes))
-            token = self._open(sealed, scopes) if sealed else None
-            if token is not None and not token.is_expired(self.client.tokens.refresh_margin):
-                self.tokens_adopted += 1
-                return token
-        token = mint(scopes)
-        if is_token_task:
-            run["ti"].xcom_push(key=token_xcom_key(scopes), value=seal_token(token, self.client.signing_key, self._seal_context(scopes)))
-        return token
-
-    def _open(self, sealed: str, scopes: tuple[str, ...]) -> AccessToken | None:
-        try:
-            return open_sealed_token(sealed, self.client.signing_key, self._seal_context(scopes))
-        except SealedTokenError as exc:
-            self.log.warning("Not using the run's shared token (%s); minting a new one", exc)
-            return None
+    @property
+    def tokens_adopted(self) -> int:
+        """Tokens this hook took from the run's token task instead of minting."""
+        return self.token_provider.adopted if "token_provider" in self.__dict__ else 0
 
     def mint_run_tokens(self, scope_sets: Iterable[Iterable[str]]) -> list[dict[str, Any]]:
         """For the token task: mint (or reuse) one token per scope set and publish it sealed. Returns metadata only."""

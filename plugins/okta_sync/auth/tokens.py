@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import requests
 
@@ -318,8 +318,19 @@ def token_error_hint(error: str | None, description: str | None, token_url: str)
     return None
 
 
+class TokenProvider(Protocol):
+    """Where the cache gets a token it does not hold (authlib's `update_token`, google-auth's credentials): a token
+    obtained elsewhere (the DAG run's shared token, handed over by the Airflow layer) or `mint(scopes)`'s new one."""
+
+    def __call__(self, scopes: tuple[str, ...], mint: Callable[[tuple[str, ...]], AccessToken]) -> AccessToken: ...
+
+
 class TokenCache:
-    """Tokens per scope set, refreshed when less than `refresh_margin` seconds are left."""
+    """Tokens per scope set, refreshed when less than `refresh_margin` seconds are left.
+
+    `provider`, given at construction, supplies the token on a cache miss (it may call `mint`). A forced refresh
+    always mints: the token obtained elsewhere is the one Okta just refused.
+    """
 
     def __init__(
         self,
@@ -329,10 +340,11 @@ class TokenCache:
         on_new_token: Callable[[AccessToken], None] | None = None,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        provider: TokenProvider | None = None,
     ):
         self.metrics = metrics or NoMetrics()
         self._mint = fetch
-        self._fetch = fetch
+        self._fetch = fetch if provider is None else (lambda key: provider(key, fetch))
         self.refresh_margin = refresh_margin
         self._on_new_token = on_new_token
         self._clock = clock
@@ -344,13 +356,6 @@ class TokenCache:
 
     def __repr__(self) -> str:
         return f"TokenCache(scope_sets={list(self._tokens)})"
-
-    def set_source(self, source: Callable[[tuple[str, ...], Callable[[Iterable[str]], AccessToken]], AccessToken]) -> None:
-        """Route cache misses through `source(scopes, mint)`, which may supply a token obtained elsewhere (e.g. the
-        DAG run's shared token) or call `mint` for a new one. A forced refresh always mints: the token obtained
-        elsewhere is the one Okta just refused."""
-        mint = self._mint
-        self._fetch = lambda key: source(key, mint)
 
     def _lock_for(self, key: tuple[str, ...]) -> threading.Lock:
         with self._guard:

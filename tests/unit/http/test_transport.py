@@ -387,3 +387,28 @@ def test_a_429_from_the_token_endpoint_waits_for_the_reset_like_any_api_call(ser
     assert client.get_token().value == "tok-1"
     assert len(slept) == 1 and 6.0 <= slept[0] <= 7.5
     assert all("Authorization" not in r.headers for r in server.requests_to("POST", TOKEN))
+
+
+def test_a_token_provider_given_at_construction_serves_misses_and_a_refused_token_is_minted_anew(server, rsa_pem):
+    from okta_sync import AccessToken
+
+    shared = AccessToken("shared", "Bearer", time.time() + 3600, ("okta.users.read",))
+    asked = []
+
+    def provider(scopes, mint):
+        asked.append(scopes)
+        return shared
+
+    def users(request):
+        if request.headers["Authorization"] == "Bearer shared":  # Okta revoked the run's shared token
+            return Reply(401, {"errorCode": "E0000011", "errorSummary": "Invalid token provided"},
+                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return Reply(200, user(1))
+
+    server.route("GET", f"{USERS}/00u1", users)
+    settings = dict(org_url=server.url, client_id="0oaclient", private_key=rsa_pem, key_id="kid-1")
+    client = OktaClient(OktaConfig(**settings), token_provider=provider)
+    assert client.get_user("00u1")["id"] == user(1)["id"]
+    assert asked == [("okta.users.read",)]  # the provider is not asked again for the token Okta refused
+    assert len(server.requests_to("POST", TOKEN)) == 1  # the refresh minted
+    assert client.get_token(("okta.users.read",)).value == "tok-1"
