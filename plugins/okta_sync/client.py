@@ -14,6 +14,7 @@ from typing import Any
 
 from okta_sync.auth.assertion import PrivateKeyJWT
 from okta_sync.auth.client_secret import ClientSecretBasic
+from okta_sync.clock import SYSTEM_CLOCK, Clock
 from okta_sync.config import CLIENT_SECRET_BASIC, OktaConfig
 from okta_sync.auth.keys import SigningKey, load_signing_key
 from okta_sync.metrics import Metrics, NoMetrics
@@ -42,7 +43,8 @@ class OktaClient:
     `token_provider` supplies tokens the cache does not hold (e.g. the DAG run's shared token; see
     `okta_sync.auth.tokens.TokenProvider`); a forced refresh after a 401 always mints. `token_retry` replaces the
     token endpoint's retry policy (default `token_retry_policy`: up to 20 attempts within `max_retry_time`, to ride
-    out an authorization-server outage); API calls follow `max_attempts`.
+    out an authorization-server outage); API calls follow `max_attempts`. `clock` is the one source of time and
+    sleep for the transport, rate limiter, circuit breaker and token cache (tests pass a fake).
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class OktaClient:
         signing_key: SigningKey | None = None,
         token_retry: RetryPolicy | None = None,
         token_provider: TokenProvider | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         self.config = config
         self.signing_key = self.client_auth = None
@@ -61,24 +64,27 @@ class OktaClient:
             self.client_auth = ClientSecretBasic(config.client_id, config.client_secret)
         else:
             self.signing_key = signing_key or signing_key_for(config)
-            self.client_auth = PrivateKeyJWT(config.client_id, self.signing_key, lifetime=config.assertion_lifetime)
+            self.client_auth = PrivateKeyJWT(config.client_id, self.signing_key, lifetime=config.assertion_lifetime,
+                                             clock=clock.time)
         if self.signing_key is not None and not self.signing_key.key_id:
             log.warning(
                 "No key_id (kid) is configured and the key carries none: Okta accepts that only while the app has a "
                 "single public key, and refuses it once a second key is added (e.g. during rotation). Set key_id."
             )
         self.metrics = metrics or NoMetrics()
-        self.rate_limiter = RateLimiter(fraction=config.rate_limit_fraction, max_wait=config.max_rate_limit_wait)
+        self.clock = clock
+        self.rate_limiter = RateLimiter(fraction=config.rate_limit_fraction, max_wait=config.max_rate_limit_wait,
+                                        clock=clock)
         # One HTTP path: the token endpoint and the API share the session, pacing, retry engine and bounds.
         self.transport = Transport(config, session=build_session(config), rate_limiter=self.rate_limiter,
-                                   metrics=self.metrics)
+                                   metrics=self.metrics, clock=clock)
         self.token_endpoint = TokenEndpoint(
             self.transport, config.resolved_token_url, self.client_auth, dpop=config.dpop,
             retry=token_retry or token_retry_policy(config.max_retry_time),
         )
         self.tokens = TokenCache(
             self.token_endpoint.fetch, refresh_margin=config.token_refresh_margin, on_new_token=on_new_token,
-            metrics=self.metrics, provider=token_provider,
+            metrics=self.metrics, provider=token_provider, clock=clock,
         )
         self.users = UsersClient(AuthorizedSession(self.transport, self.tokens), page_size=config.page_size)
 

@@ -25,6 +25,7 @@ import requests
 from okta_sync.auth.assertion import PrivateKeyJWT
 from okta_sync.auth.client_secret import ClientSecretBasic
 from okta_sync.auth.dpop import DPoPKey
+from okta_sync.clock import SYSTEM_CLOCK, Clock
 from okta_sync.errors import TokenRequestError
 from okta_sync.http.transport import RetryPolicy, Transport
 from okta_sync.metrics import Metrics, NoMetrics
@@ -148,14 +149,12 @@ class TokenEndpoint:
         *,
         dpop: str = "off",
         retry: RetryPolicy | None = None,
-        clock: Callable[[], float] = time.time,
     ):
         self.transport = transport
         self.token_url = token_url
         self.client_auth = client_auth
         self.dpop_mode = dpop
         self.retry = retry or token_retry_policy(transport.config.max_retry_time)
-        self._clock = clock
         self.requests_made = 0
 
     def fetch(self, scopes: Iterable[str]) -> AccessToken:
@@ -228,7 +227,7 @@ class TokenEndpoint:
                 status=200, error="unexpected_dpop", token_url=self.token_url,
                 error_description="Okta issued a DPoP-bound token to a request without a proof",
             )
-        now = self._clock()
+        now = self.transport.clock.time()
         return AccessToken(
             value=value, token_type=token_type, expires_at=now + expires_in, scopes=granted,
             dpop_key=dpop_key if token_type.lower() == "dpop" else None, issued_at=now,
@@ -338,7 +337,7 @@ class TokenCache:
         *,
         refresh_margin: float = 300.0,
         on_new_token: Callable[[AccessToken], None] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         metrics: Metrics | None = None,
         provider: TokenProvider | None = None,
     ):
@@ -347,7 +346,7 @@ class TokenCache:
         self._fetch = fetch if provider is None else (lambda key: provider(key, fetch))
         self.refresh_margin = refresh_margin
         self._on_new_token = on_new_token
-        self._clock = clock
+        self.clock = clock
         self._tokens: dict[tuple[str, ...], AccessToken] = {}
         self._locks: dict[tuple[str, ...], threading.Lock] = {}
         self._guard = threading.Lock()
@@ -363,7 +362,7 @@ class TokenCache:
 
     def _fresh(self, key: tuple[str, ...]) -> AccessToken | None:
         token = self._tokens.get(key)
-        if token is not None and not token.is_expired(self.refresh_margin, now=self._clock()):
+        if token is not None and not token.is_expired(self.refresh_margin, now=self.clock.time()):
             return token
         return None
 
@@ -387,9 +386,9 @@ class TokenCache:
                     return token
             self.misses += 1
             self.metrics.incr("token.cache_miss")
-            started = time.monotonic()
+            started = self.clock.monotonic()
             token = self._mint(key) if force_refresh else self._fetch(key)
-            self.metrics.timing("token.fetch", time.monotonic() - started)
+            self.metrics.timing("token.fetch", self.clock.monotonic() - started)
             self.put(token, key)
             return token
 

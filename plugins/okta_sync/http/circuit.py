@@ -9,11 +9,11 @@ probe call goes through (the others wait for its outcome); success closes the br
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from okta_sync.clock import SYSTEM_CLOCK, Clock
 from okta_sync.errors import CircuitOpenError
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -28,13 +28,12 @@ class CircuitBreaker:
         min_calls: int = 10,
         cool_down: float = 60.0,
         probe_timeout: float = 120.0,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         on_open: Callable[[str], None] | None = None,
     ):
         self.window, self.failure_ratio, self.min_calls = window, failure_ratio, min_calls
         self.cool_down, self.probe_timeout = cool_down, probe_timeout
-        self._clock, self._wall = clock, wall_clock
+        self._clock, self._wall = clock.monotonic, clock.time
         self._on_open = on_open
         self._outcomes: deque[bool] = deque(maxlen=window)
         self._cond = threading.Condition()

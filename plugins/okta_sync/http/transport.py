@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -26,6 +25,7 @@ import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_before_delay
 from tenacity.wait import wait_random_exponential
 
+from okta_sync.clock import SYSTEM_CLOCK, Clock
 from okta_sync.http.circuit import CircuitBreaker
 from okta_sync.config import OktaConfig
 from okta_sync.errors import (
@@ -151,19 +151,20 @@ class Transport:
         *,
         session: requests.Session | None = None,
         rate_limiter: RateLimiter | None = None,
-        sleep: Callable[[float], None] = time.sleep,
         metrics: Metrics | None = None,
         breaker: CircuitBreaker | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         self.config = config
         self.session = session or build_session(config)
+        self.clock = clock
         self.rate_limiter = rate_limiter or RateLimiter(fraction=config.rate_limit_fraction,
-                                                        max_wait=config.max_rate_limit_wait)
+                                                        max_wait=config.max_rate_limit_wait, clock=clock)
         self.stats = TransportStats()
         self.metrics = metrics or NoMetrics()
-        self.breaker = breaker or CircuitBreaker(on_open=lambda reason: self.metrics.incr("circuit.opened"))
+        self.breaker = breaker or CircuitBreaker(on_open=lambda reason: self.metrics.incr("circuit.opened"),
+                                                 clock=clock)
         self.retry_policy = RetryPolicy.for_api(config)
-        self._sleep = sleep
         self._timeout = (config.connect_timeout, config.read_timeout)
         self._origin = origin_of(config.org_url)
 
@@ -202,7 +203,7 @@ class Transport:
             wait=self._wait(policy),
             retry=retry_if_exception(lambda exc: isinstance(exc, TransientFailure) and (resend or not exc.sent)),
             before_sleep=self._before_sleep(method, url, policy, kind),
-            sleep=self._sleep,
+            sleep=self.clock.sleep,
             reraise=True,
         )
         try:
@@ -285,7 +286,7 @@ class Transport:
             self.stats.count("rate_limit_wait_seconds", waited)
             self.metrics.timing("rate_limit.wait", waited)
         response_headers = None
-        started = time.monotonic()
+        started = self.clock.monotonic()
         deadline = started + self.config.request_deadline
         refused_header = False
         try:
@@ -297,7 +298,7 @@ class Transport:
             try:  # read here so a truncated body is one more retryable failure
                 content = read_body(response, deadline=deadline,
                                     max_bytes=self.config.max_response_bytes if max_bytes is None else max_bytes,
-                                    read_timeout=self.config.read_timeout)
+                                    read_timeout=self.config.read_timeout, monotonic=self.clock.monotonic)
             finally:
                 response.close()
         except requests.exceptions.InvalidHeader:
@@ -311,7 +312,7 @@ class Transport:
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as exc:
             reason = type(exc).__name__
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 reason = f"no complete response within request_deadline ({self.config.request_deadline:g} s)"
             record(False, probe=probe, what=f"{method} {path}: {reason}")
             self.metrics.incr(f"{kind}.connection_errors")
@@ -334,7 +335,7 @@ class Transport:
         self.metrics.incr(f"{kind}.status.{status}")
         if kind == API:
             self.stats.count_status(status)
-            self.metrics.timing(f"api.latency.{bucket}", time.monotonic() - started)
+            self.metrics.timing(f"api.latency.{bucket}", self.clock.monotonic() - started)
         if response.is_redirect:
             self.check_same_origin(response.headers.get("Location", ""))
         return response, content
