@@ -17,7 +17,7 @@ from okta_sync.auth.client_secret import ClientSecretBasic
 from okta_sync.clock import SYSTEM_CLOCK, Clock
 from okta_sync.config import CLIENT_SECRET_BASIC, OktaConfig
 from okta_sync.auth.keys import SigningKey, load_signing_key
-from okta_sync.metrics import Metrics, NoMetrics
+from okta_sync.metrics import Instruments, Metrics
 from okta_sync.http.ratelimit import RateLimiter
 from okta_sync.auth.tokens import (
     BUCKET_TOKEN, AccessToken, TokenCache, TokenEndpoint, TokenProvider, token_retry_policy,
@@ -71,10 +71,10 @@ class OktaClient:
                 "No key_id (kid) is configured and the key carries none: Okta accepts that only while the app has a "
                 "single public key, and refuses it once a second key is added (e.g. during rotation). Set key_id."
             )
-        self.metrics = metrics or NoMetrics()
+        self.metrics = Instruments.of(metrics)  # the one instrumentation channel; `metrics` is its sink
         self.clock = clock
         self.rate_limiter = RateLimiter(fraction=config.rate_limit_fraction, max_wait=config.max_rate_limit_wait,
-                                        clock=clock)
+                                        clock=clock, metrics=self.metrics)
         # One HTTP path: the token endpoint and the API share the session, pacing, retry engine and bounds.
         self.transport = Transport(config, session=build_session(config), rate_limiter=self.rate_limiter,
                                    metrics=self.metrics, clock=clock)
@@ -108,7 +108,7 @@ class OktaClient:
     @property
     def token_requests(self) -> int:
         """HTTP requests this client made to the token endpoint (DPoP nonce round trips included)."""
-        return self.token_endpoint.requests_made
+        return int(self.metrics.count("token.requests"))
 
     # -- users --------------------------------------------------------------------------------------------------
     def iter_users(self, **kwargs: Any) -> Iterator[dict[str, Any]]:

@@ -21,7 +21,7 @@ from okta_sync.client import OktaClient, signing_key_for
 from okta_sync.config import CLIENT_SECRET_BASIC, MANAGE_SCOPE, OktaConfig, READ_SCOPE
 from okta_sync.airflow.connection_fields import config_from_connection
 from okta_sync.errors import OktaSyncError
-from okta_sync.metrics import PREFIX
+from okta_sync.metrics import PREFIX, Instruments, NoMetrics
 from okta_sync.auth.tokens import AccessToken
 
 DEFAULT_TOKEN_TASK_ID = "okta_token"
@@ -64,15 +64,20 @@ class OktaHook(BaseHook):
     @cached_property
     def token_provider(self) -> RunTokenProvider:
         """The client's token provider: the DAG run's sealed token once `join_run` names the run."""
-        provider = RunTokenProvider(self.config, signing_key_for(self.config))
+        provider = RunTokenProvider(self.config, signing_key_for(self.config), metrics=self.metrics)
         provider.run = self._run
         return provider
 
     @cached_property
     def client(self) -> OktaClient:
         provider = self.token_provider
-        return OktaClient(self.config, on_new_token=_mask_token, metrics=AirflowStatsMetrics(),
+        return OktaClient(self.config, on_new_token=_mask_token, metrics=self.metrics,
                           signing_key=provider.signing_key, token_provider=provider)
+
+    @cached_property
+    def metrics(self) -> Instruments:
+        """The client's instrumentation channel, sent to Airflow's Stats."""
+        return Instruments(AirflowStatsMetrics())
 
     def get_conn(self) -> OktaClient:
         return self.client
@@ -90,7 +95,7 @@ class OktaHook(BaseHook):
     @property
     def tokens_adopted(self) -> int:
         """Tokens this hook took from the run's token task instead of minting."""
-        return self.token_provider.adopted if "token_provider" in self.__dict__ else 0
+        return int(self.metrics.count("token.adopted"))
 
     def mint_run_tokens(self, scope_sets: Iterable[Iterable[str]]) -> list[dict[str, Any]]:
         """For the token task: mint (or reuse) one token per scope set and publish it sealed. Returns metadata only."""
@@ -157,7 +162,7 @@ def _mask_token(token: AccessToken) -> None:
     mask_secret(token.value)
 
 
-class AirflowStatsMetrics:
+class AirflowStatsMetrics(NoMetrics):
     """The core's metrics through Airflow's own `Stats` (StatsD, Datadog or OpenTelemetry, as configured)."""
 
     def incr(self, name: str, count: int = 1) -> None:

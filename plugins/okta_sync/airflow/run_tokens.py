@@ -16,6 +16,7 @@ from okta_sync.airflow.token_handoff import SealedTokenError, open_sealed_token,
 from okta_sync.auth.keys import SigningKey
 from okta_sync.auth.tokens import AccessToken, scope_key
 from okta_sync.config import OktaConfig
+from okta_sync.metrics import Metrics, NoMetrics
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,11 @@ class RunTokenProvider:
     """A `TokenProvider`: the run's sealed token when there is a fresh one, else a new token (published sealed when
     this task is the token task). Without a run (`run is None`) or a key to seal with, it always mints."""
 
-    def __init__(self, config: OktaConfig, signing_key: SigningKey | None):
+    def __init__(self, config: OktaConfig, signing_key: SigningKey | None, *, metrics: Metrics | None = None):
         self.config = config
         self.signing_key = signing_key
+        self.metrics = metrics or NoMetrics()
         self.run: RunIdentity | None = None
-        self.adopted = 0
 
     def __call__(self, scopes: tuple[str, ...], mint: Callable[[tuple[str, ...]], AccessToken]) -> AccessToken:
         run = self.run
@@ -58,7 +59,7 @@ class RunTokenProvider:
             sealed = run.ti.xcom_pull(task_ids=run.token_task_id, key=token_xcom_key(scopes))
             token = self._open(sealed, scopes) if sealed else None
             if token is not None and not token.is_expired(self.config.token_refresh_margin):
-                self.adopted += 1
+                self.metrics.incr("token.adopted")
                 return token
         token = mint(scopes)
         if run.is_token_task:

@@ -155,7 +155,6 @@ class TokenEndpoint:
         self.client_auth = client_auth
         self.dpop_mode = dpop
         self.retry = retry or token_retry_policy(transport.config.max_retry_time)
-        self.requests_made = 0
 
     def fetch(self, scopes: Iterable[str]) -> AccessToken:
         """A new token; a token endpoint that is down or overloaded (5xx, 429, unreachable) is retried under
@@ -196,7 +195,7 @@ class TokenEndpoint:
         headers = {"Accept": "application/json", **self.client_auth.auth_headers(self.token_url)}
         if dpop_key is not None:
             headers["DPoP"] = dpop_key.proof("POST", self.token_url)
-        self.requests_made += 1
+        self.transport.metrics.incr("token.requests")
         # The token endpoint's outages are ridden out by its own retry policy, and say nothing about the API's
         # health: its answers stay out of the circuit breaker.
         response, content = self.transport.send("POST", self.token_url, bucket=BUCKET_TOKEN, headers=headers,
@@ -350,8 +349,6 @@ class TokenCache:
         self._tokens: dict[tuple[str, ...], AccessToken] = {}
         self._locks: dict[tuple[str, ...], threading.Lock] = {}
         self._guard = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     def __repr__(self) -> str:
         return f"TokenCache(scope_sets={list(self._tokens)})"
@@ -371,7 +368,6 @@ class TokenCache:
         key = scope_key(scopes)
         token = None if force_refresh else self._fresh(key)
         if token is not None:
-            self.hits += 1
             self.metrics.incr("token.cache_hit")
             return token
         with self._lock_for(key):
@@ -381,10 +377,8 @@ class TokenCache:
             if not force_refresh:
                 token = self._fresh(key)
                 if token is not None:
-                    self.hits += 1
                     self.metrics.incr("token.cache_hit")
                     return token
-            self.misses += 1
             self.metrics.incr("token.cache_miss")
             started = self.clock.monotonic()
             token = self._mint(key) if force_refresh else self._fetch(key)

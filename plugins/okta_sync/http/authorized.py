@@ -89,7 +89,7 @@ class AuthorizedSession:
             response, content = self._send_once(method, url, bucket, token, params, body, extra_headers)
         if response.status_code == 401 and _is_invalid_token(response, content):
             log.info("%s %s: access token refused (401); refreshing it once", method, urlsplit(url).path)
-            self.transport.stats.count("token_refreshes_on_401")
+            self.metrics.incr("token.refreshed_on_401")
             token = self.tokens.get(scopes, force_refresh=True, stale=token)
             response, content = self._send_once(method, url, bucket, token, params, body, extra_headers)
         return self._decode(method, url, response, content, decode, bucket)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from okta_sync.clock import SYSTEM_CLOCK, Clock
 from okta_sync.errors import RateLimitWaitError
+from okta_sync.metrics import RATE_LIMIT_WAIT_STARTED, Instruments, NoMetrics
 
 DEFAULT_MAX_WAIT = 120.0  # Okta's windows are one minute; twice that covers a clock skew and a concurrency reset
 
@@ -92,6 +93,7 @@ class RateLimiter:
         fraction: float = 1.0,
         max_wait: float = DEFAULT_MAX_WAIT,
         clock: Clock = SYSTEM_CLOCK,
+        metrics: Instruments | NoMetrics | None = None,
         jitter: Callable[[], float] = lambda: random.uniform(0.05, 0.5),
         margin: Callable[[], float] = lambda: random.uniform(0.01, 0.05),
     ):
@@ -104,20 +106,12 @@ class RateLimiter:
         self._buckets: dict[str, RateLimitSnapshot] = {}
         self._in_flight: dict[str, int] = {}
         self._cond = threading.Condition()
-        self.waited_seconds = 0.0
-        self._wait_observers: list[Callable[[str | None, float], None]] = []
-
-    def add_wait_observer(self, observer: Callable[[str | None, float], None]) -> None:
-        """`observer(bucket, seconds)` hears of every wait before it starts: pacing names its bucket, the wait
-        after a 429 passes None. For progress logs; an observer that raises is ignored."""
-        self._wait_observers.append(observer)
+        self.metrics = metrics or NoMetrics()
 
     def _notify_wait(self, bucket: str | None, seconds: float) -> None:
-        for observer in list(self._wait_observers):
-            try:
-                observer(bucket, seconds)
-            except Exception:  # noqa: BLE001 - a progress log must never break a request
-                pass
+        """Every wait is announced before it starts (`rate_limit.wait_started`, for progress logs): pacing names
+        its bucket, the wait after a 429 passes None."""
+        self.metrics.event(RATE_LIMIT_WAIT_STARTED, bucket=bucket, seconds=seconds)
 
     def snapshot(self, bucket: str) -> RateLimitSnapshot | None:
         with self._cond:
@@ -148,7 +142,6 @@ class RateLimiter:
                 if delay <= 0 and waited == 0:
                     return 0.0
                 if delay <= 0:
-                    self.waited_seconds += waited
                     return waited
                 elapsed = self.clock.monotonic() - started
                 if elapsed + delay > self.max_wait:

@@ -40,7 +40,7 @@ from okta_sync.errors import (
     UnsafeUrlError,
 )
 from okta_sync.http.links import origin_of
-from okta_sync.metrics import Metrics, NoMetrics
+from okta_sync.metrics import Instruments, Metrics
 from okta_sync.http.ratelimit import RateLimiter
 from okta_sync.http.response_body import read_body
 from okta_sync.version import USER_AGENT
@@ -69,28 +69,6 @@ class RetryPolicy:
     @classmethod
     def for_api(cls, config: OktaConfig) -> "RetryPolicy":
         return cls(max_attempts=config.max_attempts, max_retry_time=config.max_retry_time)
-
-
-@dataclass
-class TransportStats:
-    """Counters for progress logs, metrics and benchmarks (thread-safe increments)."""
-
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    token_refreshes_on_401: int = 0
-    rate_limit_wait_seconds: float = 0.0
-    by_status: dict[int, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def count(self, name: str, amount: float = 1) -> None:
-        with self._lock:
-            setattr(self, name, getattr(self, name) + amount)
-
-    def count_status(self, status: int) -> None:
-        with self._lock:
-            self.requests += 1
-            self.by_status[status] = self.by_status.get(status, 0) + 1
 
 
 class TransientFailure(Exception):
@@ -158,12 +136,11 @@ class Transport:
         self.config = config
         self.session = session or build_session(config)
         self.clock = clock
+        self.metrics = Instruments.of(metrics)
         self.rate_limiter = rate_limiter or RateLimiter(fraction=config.rate_limit_fraction,
-                                                        max_wait=config.max_rate_limit_wait, clock=clock)
-        self.stats = TransportStats()
-        self.metrics = metrics or NoMetrics()
-        self.breaker = breaker or CircuitBreaker(on_open=lambda reason: self.metrics.incr("circuit.opened"),
-                                                 clock=clock)
+                                                        max_wait=config.max_rate_limit_wait, clock=clock,
+                                                        metrics=self.metrics)
+        self.breaker = breaker or CircuitBreaker(metrics=self.metrics, clock=clock)
         self.retry_policy = RetryPolicy.for_api(config)
         self._timeout = (config.connect_timeout, config.read_timeout)
         self._origin = origin_of(config.org_url)
@@ -241,8 +218,6 @@ class Transport:
         def log_retry(state: RetryCallState) -> None:
             failure = state.outcome.exception() if state.outcome else None
             seconds = state.next_action.sleep if state.next_action else 0.0
-            if kind == API:
-                self.stats.count("retries")
             self.metrics.incr(f"{kind}.retries")
             log.warning(
                 "%s %s: %s; retry %d/%d in %.1fs",
@@ -283,7 +258,6 @@ class Transport:
             record(True, probe=probe)
             raise _located(error, method, url) from None
         if waited:
-            self.stats.count("rate_limit_wait_seconds", waited)
             self.metrics.timing("rate_limit.wait", waited)
         response_headers = None
         started = self.clock.monotonic()
@@ -334,7 +308,6 @@ class Transport:
         self.metrics.incr(f"{kind}.responses.{status // 100}xx")
         self.metrics.incr(f"{kind}.status.{status}")
         if kind == API:
-            self.stats.count_status(status)
             self.metrics.timing(f"api.latency.{bucket}", self.clock.monotonic() - started)
         if response.is_redirect:
             self.check_same_origin(response.headers.get("Location", ""))
@@ -348,8 +321,6 @@ class Transport:
             return None
         wait = None
         if status == 429:
-            if kind == API:
-                self.stats.count("rate_limited")
             self.metrics.incr(f"{kind}.rate_limited")
             try:
                 wait = self.rate_limiter.wait_for_reset(headers, bucket=bucket)

@@ -144,7 +144,8 @@ def test_metrics_cover_tokens_responses_retries_rate_limits_users_and_changes(pe
         users = list(client.iter_users())
         push_changes(client, [ProfileChange("00u1", "u@x", "ACTIVE", {"title": ("x ", "x")})], _ListReport(),
                      PushOptions(max_concurrency=1))
-        counters, timings = client.metrics.counters, client.metrics.timings
+        (recording,) = client.metrics.sinks  # the RecordingMetrics given to the client
+        counters, timings = client.metrics.counters, recording.timings
     assert len(users) == 1
     assert counters["users.listed"] == 1
     assert counters["token.cache_miss"] == 2 and counters["token.cache_hit"] >= 1  # read + manage scope sets

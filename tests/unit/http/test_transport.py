@@ -173,7 +173,7 @@ def test_5xx_and_truncated_bodies_are_retried_then_succeed(server, rsa_pem):
                  Reply(200, user(1), truncate=True), Reply(200, "{not json"), Reply(200, user(1)))
     client = make_client(server, rsa_pem, max_attempts=5)
     assert client.get_user("00u1")["id"] == user(1)["id"]
-    assert client.transport.stats.retries == 3
+    assert client.metrics.count("api.retries") == 3
 
 
 def test_retries_are_bounded(server, rsa_pem):
@@ -325,7 +325,7 @@ def test_token_is_refreshed_inside_the_margin_and_cached_outside_it(server, rsa_
     assert client.get_token().value == "first"
     clock.advance(2)  # 299 s left
     assert client.get_token().value == "second"
-    assert client.tokens.misses == 2
+    assert client.metrics.count("token.cache_miss") == 2
 
 
 def test_new_tokens_reach_the_masking_callback_and_never_print(server, rsa_pem):
