@@ -1,7 +1,9 @@
 """`OktaClient`: config in, a ready client out. The one object a plain-Python caller (or the hook) needs.
 
     client = OktaClient(OktaConfig(org_url=..., client_id=..., private_key_path=..., key_id=...))
-    for user in client.iter_users(search='status eq "ACTIVE"'):
+    for user in client.list_users(search='status eq "ACTIVE"'):
+        ...
+    for page in client.list_users().pages():  # one page in memory at a time
         ...
     client.update_profile(user_id, {"firstName": "Ada"})
 """
@@ -24,7 +26,8 @@ from okta_sync.auth.tokens import (
 )
 from okta_sync.http.authorized import AuthorizedSession
 from okta_sync.http.transport import RetryPolicy, Transport, build_session
-from okta_sync.users.api import BUCKET_USER_READ, UsersClient, UserVersion
+from okta_sync.users.api import BUCKET_USER_READ, UserListing, UsersClient, UserVersion
+from okta_sync.users.partitions import DEFAULT_SPLIT_AT, PartitionedUserListing, Window
 
 log = logging.getLogger(__name__)
 
@@ -111,18 +114,39 @@ class OktaClient:
         return int(self.metrics.count("token.requests"))
 
     # -- users --------------------------------------------------------------------------------------------------
-    def iter_users(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self.users.iter_users(**kwargs)
+    def list_users(self, *, search: str | None = None, filter: str | None = None, q: str | None = None,
+                   limit: int | None = None, fields: str | None = None) -> UserListing:
+        """The users matching the query as a value: iterate it for users, `.pages()` for pages (one page in
+        memory at a time; nothing is requested until iterated). See `UsersClient.list_users` for the arguments."""
+        return self.users.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields)
 
-    def iter_user_pages(self, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
-        return self.users.iter_user_pages(**kwargs)
+    def iter_users(self, *, search: str | None = None, filter: str | None = None, q: str | None = None,
+                   limit: int | None = None, fields: str | None = None) -> Iterator[dict[str, Any]]:
+        return iter(self.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields))
 
-    def iter_user_pages_partitioned(self, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+    def iter_user_pages(self, *, search: str | None = None, filter: str | None = None, q: str | None = None,
+                        limit: int | None = None, fields: str | None = None) -> Iterator[list[dict[str, Any]]]:
+        return self.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields).pages()
+
+    def list_users_partitioned(
+        self, *, search: str | None = None, partitions: int | None = None, max_workers: int | None = None,
+        windows: list[Window] | None = None, include_deprovisioned: bool = True,
+        split_at: int | None = DEFAULT_SPLIT_AT, limit: int | None = None,
+    ) -> PartitionedUserListing:
         """Every user matching `search` (DEPROVISIONED included) once, from disjoint `created` windows paged
-        concurrently; see `okta_sync.users.partitions.iter_user_pages_partitioned` for the arguments."""
-        from okta_sync.users.partitions import iter_user_pages_partitioned
+        concurrently, as a value; see `okta_sync.users.partitions.PartitionedUserListing` for the arguments."""
+        return PartitionedUserListing(self, search=search, partitions=partitions, max_workers=max_workers,
+                                      windows=windows, include_deprovisioned=include_deprovisioned,
+                                      split_at=split_at, limit=limit)
 
-        return iter_user_pages_partitioned(self, **kwargs)
+    def iter_user_pages_partitioned(
+        self, *, search: str | None = None, partitions: int | None = None, max_workers: int | None = None,
+        windows: list[Window] | None = None, include_deprovisioned: bool = True,
+        split_at: int | None = DEFAULT_SPLIT_AT, limit: int | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        return self.list_users_partitioned(search=search, partitions=partitions, max_workers=max_workers,
+                                           windows=windows, include_deprovisioned=include_deprovisioned,
+                                           split_at=split_at, limit=limit).pages()
 
     def get_user(self, id_or_login: str) -> dict[str, Any]:
         return self.users.get_user(id_or_login)

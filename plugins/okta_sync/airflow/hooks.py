@@ -23,6 +23,7 @@ from okta_sync.airflow.connection_fields import config_from_connection
 from okta_sync.errors import OktaSyncError
 from okta_sync.metrics import PREFIX, Instruments, NoMetrics
 from okta_sync.auth.tokens import AccessToken
+from okta_sync.users.api import UserListing
 
 DEFAULT_TOKEN_TASK_ID = "okta_token"
 
@@ -107,17 +108,24 @@ class OktaHook(BaseHook):
         return published
 
     # -- the core API, for data-team @task code ------------------------------------------------------------------
-    def iter_users(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self.client.iter_users(**kwargs)
+    def list_users(self, *, search: str | None = None, filter: str | None = None, q: str | None = None,
+                   limit: int | None = None, fields: str | None = None) -> UserListing:
+        """The users matching the query, as a value: iterate it for users, `.pages()` for pages."""
+        return self.client.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields)
 
-    def iter_user_pages(self, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
-        return self.client.iter_user_pages(**kwargs)
+    def iter_users(self, *, search: str | None = None, filter: str | None = None, q: str | None = None,
+                   limit: int | None = None, fields: str | None = None) -> Iterator[dict[str, Any]]:
+        return iter(self.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields))
+
+    def iter_user_pages(self, *, search: str | None = None, filter: str | None = None, q: str | None = None,
+                        limit: int | None = None, fields: str | None = None) -> Iterator[list[dict[str, Any]]]:
+        return self.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields).pages()
 
     def get_user(self, id_or_login: str) -> dict[str, Any]:
         return self.client.get_user(id_or_login)
 
-    def update_profile(self, user_id: str, profile: Mapping[str, Any]) -> dict[str, Any]:
-        return self.client.update_profile(user_id, profile)
+    def update_profile(self, user_id: str, profile: Mapping[str, Any], *, if_match: str | None = None) -> dict[str, Any]:
+        return self.client.update_profile(user_id, profile, if_match=if_match)
 
     def get_token(self, scopes: Iterable[str] | None = None) -> AccessToken:
         """A token for `scopes` (default: the connection's). With `client_auth: client_secret_basic` and an

@@ -382,13 +382,13 @@ class OktaExportUsersOperator(_OktaOperator):
         exported_at = okta_timestamp(datetime.now(timezone.utc))  # before the first page: the snapshot's time
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
         if partitions:
-            pages = hook.client.iter_user_pages_partitioned(
-                search=search, partitions=partitions, include_deprovisioned=search is not None, json_text=True)
+            users = hook.client.list_users_partitioned(
+                search=search, partitions=partitions, include_deprovisioned=search is not None)
         else:
-            pages = hook.iter_user_pages(search=search, filter=filter_, json_text=True)
+            users = hook.list_users(search=search, filter=filter_)
         # the progress log hears of rate-limit waits while they last
         with open_for_write(self.output_uri) as file, hook.client.metrics.subscribed(progress):
-            result = write_users_jsonl(pages, file, progress=progress)
+            result = write_users_jsonl(users, file, progress=progress)
         summary = {"path": self.output_uri, **result.as_dict()}
         self.log.info("Exported %d users in %d pages to %s", result.users, result.pages, self.output_uri)
         self._set_outlet_extra(context, {"users": result.users, "path": self.output_uri, "kind": kind,

@@ -11,7 +11,7 @@ import itertools
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -19,7 +19,7 @@ from urllib.parse import quote
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
 from okta_sync.errors import MissingScopeError, OktaApiError, OktaSyncError, ResponseLimitError
 from okta_sync.http.authorized import AuthorizedSession
-from okta_sync.users.pages import decode_user_page
+from okta_sync.users.pages import UserPage, decode_user_page
 
 USERS_PATH = "/api/v1/users"
 
@@ -79,6 +79,27 @@ class UsersClient:
         return scopes_for((MANAGE_SCOPE,), self.transport.config.scopes,
                           "update_profile / replace_profile (POST or PUT /api/v1/users/{id})")
 
+    def list_users(
+        self,
+        *,
+        search: str | None = None,
+        filter: str | None = None,
+        q: str | None = None,
+        limit: int | None = None,
+        fields: str | None = None,
+    ) -> "UserListing":
+        """`GET /api/v1/users` as a value: iterate it for users, `.pages()` for pages. Nothing is requested yet.
+
+        Args:
+            search: Okta's `search` expression (e.g. `status eq "ACTIVE"`); DEPROVISIONED users included.
+            filter: Okta's `filter` expression (the default listing omits DEPROVISIONED users).
+            q: a prefix match on first name, last name or email.
+            limit: users per page (default: the connection's `page_size`).
+            fields: Okta's `fields` projection.
+        """
+        limit = limit or self.page_size
+        return UserListing(self, _list_params(search=search, filter=filter, q=q, limit=limit, fields=fields), limit)
+
     def iter_user_pages(
         self,
         *,
@@ -87,18 +108,25 @@ class UsersClient:
         q: str | None = None,
         limit: int | None = None,
         fields: str | None = None,
-        json_text: bool = False,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Each page of users (a list of user dicts), following `rel="next"` until Okta sends none.
+        """Each page of users (a list of user dicts), following `rel="next"` until Okta sends none."""
+        return self.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields).pages()
 
-        `json_text=True` yields `UserPage`s that also keep each user's JSON text (the export writes it as is);
-        plain `json.loads` is faster when only the dicts are wanted (its key memo spans the whole page).
-        """
-        limit = limit or self.page_size
-        params = _list_params(search=search, filter=filter, q=q, limit=limit, fields=fields)
+    def iter_users(
+        self,
+        *,
+        search: str | None = None,
+        filter: str | None = None,
+        q: str | None = None,
+        limit: int | None = None,
+        fields: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every user across all pages, one page held in memory at a time."""
+        return iter(self.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields))
+
+    def _pages(self, params: dict[str, Any], limit: int, decode: Callable[[bytes], Any]) -> Iterator[list[dict[str, Any]]]:
         for page in self.transport.iter_pages(
-            USERS_PATH, bucket=BUCKET_USERS_LIST, scopes=self.read_scopes, params=params,
-            decode=decode_user_page if json_text else json.loads,
+            USERS_PATH, bucket=BUCKET_USERS_LIST, scopes=self.read_scopes, params=params, decode=decode,
         ):
             if not isinstance(page.data, list):
                 raise OktaSyncError(f"GET {USERS_PATH}: expected a JSON array of users, got {type(page.data).__name__}")
@@ -110,11 +138,6 @@ class UsersClient:
             self.transport.metrics.incr("users.listed", len(page.data))
             yield page.data
             del page  # not held through the next request: one page in memory at a time
-
-    def iter_users(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """Every user across all pages, one page held in memory at a time. Same arguments as `iter_user_pages`."""
-        # chain hands out each user in C: no generator frame resumed per user, and it drops a page once exhausted.
-        return itertools.chain.from_iterable(self.iter_user_pages(**kwargs))
 
     def get_user(self, id_or_login: str) -> dict[str, Any]:
         """One user, as `GET /api/v1/users/{id or login}` resolves it.
@@ -194,6 +217,30 @@ class UsersClient:
             json_body={"profile": dict(profile)},
         )
         return response.data
+
+
+class UserListing:
+    """A user listing as a value (stripe's `auto_paging_iter`): iterating it yields every user, `pages()` yields
+    the pages; one page in memory at a time, nothing requested until iterated, and each iteration lists anew."""
+
+    def __init__(self, users: UsersClient, params: dict[str, Any], limit: int):
+        self._users, self._params, self._limit = users, params, limit
+
+    def __repr__(self) -> str:
+        return f"UserListing({self._params})"
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        # chain hands out each user in C: no generator frame resumed per user, and it drops a page once exhausted.
+        return itertools.chain.from_iterable(self.pages())
+
+    def pages(self) -> Iterator[list[dict[str, Any]]]:
+        """Each page (a list of user dicts); plain `json.loads`, whose key memo spans the whole page."""
+        return self._users._pages(self._params, self._limit, json.loads)
+
+    def text_pages(self) -> Iterator[UserPage]:
+        """Each page as a `UserPage` that also keeps each user's JSON text as the server sent it: for the export,
+        which writes it without re-encoding (`okta_sync.sync.export`)."""
+        return self._users._pages(self._params, self._limit, decode_user_page)
 
 
 def user_path(id_or_login: str) -> str:
