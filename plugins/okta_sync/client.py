@@ -120,13 +120,15 @@ class OktaClient:
         memory at a time; nothing is requested until iterated). See `UsersClient.list_users` for the arguments."""
         return self.users.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields)
 
-    def iter_users(self, *, search: str | None = None, filter: str | None = None, q: str | None = None,
-                   limit: int | None = None, fields: str | None = None) -> Iterator[dict[str, Any]]:
-        return iter(self.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields))
+    def iter_users(self, *, search: str | None = None, filter: str | None = None,
+                   limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Shorthand for iterating `list_users(search=..., filter=..., limit=...)`."""
+        return iter(self.list_users(search=search, filter=filter, limit=limit))
 
-    def iter_user_pages(self, *, search: str | None = None, filter: str | None = None, q: str | None = None,
-                        limit: int | None = None, fields: str | None = None) -> Iterator[list[dict[str, Any]]]:
-        return self.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields).pages()
+    def iter_user_pages(self, *, search: str | None = None, filter: str | None = None,
+                        limit: int | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Shorthand for `list_users(search=..., filter=..., limit=...).pages()`."""
+        return self.list_users(search=search, filter=filter, limit=limit).pages()
 
     def list_users_partitioned(
         self, *, search: str | None = None, partitions: int | None = None, max_workers: int | None = None,

@@ -113,13 +113,10 @@ class OktaHook(BaseHook):
         """The users matching the query, as a value: iterate it for users, `.pages()` for pages."""
         return self.client.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields)
 
-    def iter_users(self, *, search: str | None = None, filter: str | None = None, q: str | None = None,
-                   limit: int | None = None, fields: str | None = None) -> Iterator[dict[str, Any]]:
-        return iter(self.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields))
-
-    def iter_user_pages(self, *, search: str | None = None, filter: str | None = None, q: str | None = None,
-                        limit: int | None = None, fields: str | None = None) -> Iterator[list[dict[str, Any]]]:
-        return self.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields).pages()
+    def iter_users(self, *, search: str | None = None, filter: str | None = None,
+                   limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Shorthand for iterating `list_users(search=..., filter=..., limit=...)`."""
+        return self.client.iter_users(search=search, filter=filter, limit=limit)
 
     def get_user(self, id_or_login: str) -> dict[str, Any]:
         return self.client.get_user(id_or_login)

@@ -100,31 +100,8 @@ class UsersClient:
         limit = limit or self.page_size
         return UserListing(self, _list_params(search=search, filter=filter, q=q, limit=limit, fields=fields), limit)
 
-    def iter_user_pages(
-        self,
-        *,
-        search: str | None = None,
-        filter: str | None = None,
-        q: str | None = None,
-        limit: int | None = None,
-        fields: str | None = None,
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Each page of users (a list of user dicts), following `rel="next"` until Okta sends none."""
-        return self.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields).pages()
-
-    def iter_users(
-        self,
-        *,
-        search: str | None = None,
-        filter: str | None = None,
-        q: str | None = None,
-        limit: int | None = None,
-        fields: str | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """Every user across all pages, one page held in memory at a time."""
-        return iter(self.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields))
-
     def _pages(self, params: dict[str, Any], limit: int, decode: Callable[[bytes], Any]) -> Iterator[list[dict[str, Any]]]:
+        """Each page, following `rel="next"` until Okta sends none; a page larger than `limit` is refused."""
         for page in self.transport.iter_pages(
             USERS_PATH, bucket=BUCKET_USERS_LIST, scopes=self.read_scopes, params=params, decode=decode,
         ):
@@ -178,7 +155,7 @@ class UsersClient:
 
     def _find_login_by_search(self, login: str) -> dict[str, Any] | None:
         expression = f'profile.login eq "{search_literal(login)}"'
-        pages = self.iter_user_pages(search=expression, limit=2)
+        pages = self.list_users(search=expression, limit=2).pages()
         try:
             page = next(pages, [])  # logins are unique: one page answers
         finally:
