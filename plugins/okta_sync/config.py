@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field, fields, replace
+import types
+import typing
 from collections.abc import Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,42 +77,148 @@ def check_scopes(scopes: tuple[str, ...]) -> None:
 
 
 @dataclass(frozen=True)
+class Setting:
+    """What a person (and the Airflow UI) needs to know about one `OktaConfig` field. Read by `setting_of(field)`.
+
+    `source` is where the Airflow connection holds it: "host", "login", "password" or "extra" (under `extra`, default
+    the field's name; `aliases` are older or shorter extra names still accepted). `schema` adds JSON-schema keywords
+    for the UI form (enum, minimum, maximum, exclusiveMinimum). `sensitive` fields are masked and never printed;
+    `connection_only` fields (secrets) come only from the connection, never from a hook or task argument. `form`:
+    shown as its own field in the connection form (the others are set in the Extra JSON). `default_shown` replaces
+    the field default in the README and the form when that reads better.
+    """
+
+    label: str
+    description: str
+    source: str = "extra"
+    extra: str | None = None
+    aliases: tuple[str, ...] = ()
+    schema: Mapping[str, Any] = field(default_factory=dict)
+    sensitive: bool = False
+    connection_only: bool = False
+    form: bool = True
+    default_shown: str | None = None
+
+    def extra_name(self, field_name: str) -> str | None:
+        return (self.extra or field_name) if self.source == "extra" else None
+
+
+def setting(default: Any = MISSING, **metadata: Any) -> Any:
+    """An `OktaConfig` field declared with its `Setting` (see there); sensitive fields are left out of the repr."""
+    described = Setting(**metadata)
+    return field(default=default, repr=not described.sensitive, metadata={"setting": described})
+
+
+def setting_of(config_field: Field) -> Setting:
+    return config_field.metadata["setting"]
+
+
+@dataclass(frozen=True)
 class OktaConfig:
     """Everything needed to talk to one Okta org as one service app.
 
     The private key is given either inline (`private_key`: PEM or JWK JSON text) or as `private_key_path`.
+
+    Each setting is declared once, here: its type, default and `setting(...)` metadata. The provider's connection
+    form (`connection_fields.provider_conn_fields`), the connection extras mapping (`connection_fields.EXTRA_FIELDS`,
+    aliases included) and the README's settings table (`settings_table()`) are derived from it. To add a setting:
+      1. add a field below: `name: type = setting(default, label=..., description=..., ...)` (a secret:
+         `sensitive=True, connection_only=True`; a choice: `schema={"enum": [...]}`; a bound: minimum/maximum);
+      2. check its value in `_validate` (errors name the field, never echo the value);
+      3. run `.venv/bin/python scripts/settings_table.py` to rewrite the README table (a test compares them).
     """
 
-    org_url: str
-    client_id: str
-    private_key: str | None = field(default=None, repr=False)
-    private_key_path: str | None = None
-    private_key_passphrase: str | None = field(default=None, repr=False)
-    key_id: str | None = None
-    algorithm: str | None = None
-    scopes: tuple[str, ...] = DEFAULT_SCOPES
-    authorization_server_id: str | None = None
-    token_url: str | None = None
-    assertion_lifetime: int = 300
-    dpop: str = "off"
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    ca_bundle: str | None = None
-    proxy: str | None = None
-    rate_limit_fraction: float = 1.0
-    max_concurrency: int = 8
-    page_size: int = 200
-    token_refresh_margin: float = 300.0
-    max_attempts: int = 6
-    max_retry_time: float = 300.0
+    org_url: str = setting(
+        label="Org URL", source="host",
+        description="the org URL, `https://dev-123.okta.com` (`http://` only to loopback, for the dev org)")
+    client_id: str = setting(label="Client ID", source="login", description="the service app's client ID (`0oa...`)")
+    private_key: str | None = setting(
+        None, label="Private key (PEM or JWK)", source="password", sensitive=True, connection_only=True,
+        description="the private key inline (PEM or JWK), as an alternative to `private_key_path`: lets a secrets "
+                    "backend hold it; with `client_auth` `client_secret_basic` the password is `client_secret` instead")
+    private_key_path: str | None = setting(
+        None, label="Private key path", connection_only=True,
+        description="a PEM (PKCS#8, PKCS#1, EC, encrypted) or JWK file readable only by Airflow; warned about if "
+                    "group/other readable")
+    private_key_passphrase: str | None = setting(
+        None, label="Key passphrase", sensitive=True, connection_only=True, description="for an encrypted PEM")
+    key_id: str | None = setting(
+        None, label="Key ID (kid)", aliases=("kid",),
+        description="the key's `kid` (a JWK's own `kid` is used when none is set); required once the app has "
+                    "several keys")
+    algorithm: str | None = setting(
+        None, label="Signing algorithm", form=False, default_shown="from the key",
+        description="the client assertion's `alg`: RS256 (or RS384, RS512) for an RSA key; an EC key's follows "
+                    "from its curve")
+    scopes: tuple[str, ...] = setting(
+        DEFAULT_SCOPES, label="Scopes", default_shown="`" + " ".join(DEFAULT_SCOPES) + "`",
+        description="space-separated; a ceiling: each task asks only for what it needs")
+    authorization_server_id: str | None = setting(
+        None, label="Authorization server id",
+        description="a custom authorization server; leave empty for the org server (the management scopes need it)")
+    token_url: str | None = setting(
+        None, label="Token URL",
+        description="an explicit token endpoint (the assertion's `aud`); set it or `authorization_server_id`")
+    assertion_lifetime: int = setting(
+        300, label="Assertion lifetime (s)", form=False, schema={"minimum": 1, "maximum": MAX_ASSERTION_LIFETIME},
+        description=f"seconds a client assertion is valid (at most {MAX_ASSERTION_LIFETIME})")
+    dpop: str = setting(
+        "off", label="DPoP", schema={"enum": [*DPOP_MODES, None]},
+        description="`off`, `on`, or `auto` (on when Okta asks for it)")
+    connect_timeout: float = setting(
+        10.0, label="Connect timeout (s)", schema={"minimum": 1}, description="seconds to open a connection")
+    read_timeout: float = setting(
+        60.0, label="Read timeout (s)", extra="timeout", aliases=("read_timeout",), schema={"minimum": 1},
+        description="seconds to wait for each response")
+    ca_bundle: str | None = setting(
+        None, label="CA bundle",
+        description="CA file that signs the org's (or the proxy's) certificate; wins over `REQUESTS_CA_BUNDLE`")
+    proxy: str | None = setting(
+        None, label="Proxy",
+        description="an https proxy URL, e.g. `http://proxy.internal:3128` (otherwise `HTTPS_PROXY`/`NO_PROXY`); "
+                    "refused for a plain `http://` (loopback) org")
+    rate_limit_fraction: float = setting(
+        1.0, label="Rate limit share", schema={"exclusiveMinimum": 0, "maximum": 1},
+        description="the share (0-1] of each rate-limit bucket this app may use (Okta gives one app 50% by default)")
+    max_concurrency: int = setting(
+        8, label="Max concurrency", schema={"minimum": 1}, description="requests in flight at once")
+    page_size: int = setting(
+        200, label="Page size", schema={"minimum": 1, "maximum": 200}, description="users per page, at most 200")
+    token_refresh_margin: float = setting(
+        300.0, label="Token refresh margin (s)", form=False,
+        description="seconds before expiry a cached token is replaced")
+    max_attempts: int = setting(
+        6, label="Max attempts", form=False, schema={"minimum": 1},
+        description="attempts per request for passing faults (429, 5xx, connection)")
+    max_retry_time: float = setting(
+        300.0, label="Max retry time (s)", form=False, description="seconds one request may spend retrying")
     # client_secret_basic: a custom authorization server's own scopes with the app's client secret (no key).
-    client_auth: str = PRIVATE_KEY_JWT
-    client_secret: str | None = field(default=None, repr=False)
+    client_auth: str = setting(
+        PRIVATE_KEY_JWT, label="Client authentication", schema={"enum": [*CLIENT_AUTH_METHODS, None]},
+        description="how the app authenticates to the token endpoint: `private_key_jwt` (a signed client assertion; "
+                    "the org authorization server and its `okta.*` scopes) or `client_secret_basic` (the client "
+                    "secret in the password; only a custom authorization server's own scopes)")
+    client_secret: str | None = setting(
+        None, label="Client secret", source="password", sensitive=True, connection_only=True,
+        description="the app's client secret, read from the password when `client_auth` is `client_secret_basic` "
+                    "(then no key is set)")
     # Bounds on what a server may make a task do (see docs/reliability.md, "Hostile inputs tried").
-    request_deadline: float = 120.0  # one request, connect to last body byte
-    max_response_bytes: int = 10 * 1024 * 1024  # 200 users at ~50 KB each; Okta's are typically 1-3 KB
-    max_pages: int = 50_000  # 10 million users at 200 per page
-    max_rate_limit_wait: float = 120.0  # the longest pacing or 429 wait before RateLimitWaitError
+    request_deadline: float = setting(
+        120.0, label="Request deadline (s)", form=False,
+        description="seconds one request may take from connect to its last body byte (a server trickling its body "
+                    "never trips the read timeout)")
+    max_response_bytes: int = setting(
+        10 * 1024 * 1024, label="Max response bytes", form=False, schema={"minimum": 64 * 1024},
+        default_shown="`10485760` (10 MiB)",
+        description="the largest response body read, decompressed (at least 65536; 10 MiB holds 200 users at ~50 KB "
+                    "each)")
+    max_pages: int = setting(
+        50_000, label="Max pages", form=False, schema={"minimum": 1},
+        description="pages one listing may follow (50,000 is 10 million users at 200 per page)")
+    max_rate_limit_wait: float = setting(
+        120.0, label="Max rate-limit wait (s)", form=False,
+        description="the longest pacing or 429 wait for a rate-limit window; a longer one raises RateLimitWaitError "
+                    "instead of parking the task")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "org_url", (self.org_url or "").strip().rstrip("/"))
@@ -211,7 +320,8 @@ class OktaConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "OktaConfig":
-        """Build from loosely typed values (connection extras are often strings); unknown keys are refused."""
+        """Build from loosely typed values (connection extras are often strings), each converted to its declared
+        type; unknown keys are refused."""
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -220,17 +330,79 @@ class OktaConfig:
         for name, value in values.items():
             if value is None or value == "":
                 continue
-            converted[name] = _coerce(name, known[name].type, value)
+            converted[name] = coerce(name, declared_types()[name], value)
         return cls(**converted)
 
 
-def _coerce(name: str, annotation: Any, value: Any) -> Any:
-    kind = str(annotation)
-    try:
-        if kind.startswith("int"):
-            return int(value)
-        if kind.startswith("float"):
+@cache
+def declared_types() -> dict[str, Any]:
+    """Each `OktaConfig` field's declared type, resolved (the module uses postponed annotations)."""
+    return typing.get_type_hints(OktaConfig)
+
+
+def coerce(name: str, declared: Any, value: Any) -> Any:
+    """`value` as the declared type: `int`, `float`, `str` (each optionally `| None`) or `tuple[str, ...]`.
+    Errors name the setting and never echo the value."""
+    kinds = [k for k in typing.get_args(declared) if k is not type(None)] if _is_union(declared) else [declared]
+    kind = kinds[0] if len(kinds) == 1 else None
+    if kind is bool or isinstance(value, bool):
+        raise ConfigurationError(name, "must be a number or text, not true/false")
+    if kind is int:
+        try:
+            number = float(value) if isinstance(value, float) else int(str(value).strip())
+        except ValueError:
+            raise ConfigurationError(name, "is not a whole number") from None
+        if isinstance(number, float) and not number.is_integer():
+            raise ConfigurationError(name, "is not a whole number")
+        return int(number)
+    if kind is float:
+        if not isinstance(value, (int, float, str)):
+            raise ConfigurationError(name, "is not a number")
+        try:
             return float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(name, f"{value!r} is not a number") from None
-    return value
+        except ValueError:
+            raise ConfigurationError(name, "is not a number") from None
+    if kind is str:
+        if isinstance(value, (int, float)):
+            return str(value)
+        if not isinstance(value, str):
+            raise ConfigurationError(name, "must be text")
+        return value
+    if typing.get_origin(kind) is tuple:
+        if isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+            return value  # split and de-duplicated by OktaConfig itself
+        raise ConfigurationError(name, "must be text (space- or comma-separated) or a list of strings")
+    raise TypeError(f"OktaConfig.{name}: no conversion declared for {declared!r}")  # a new field's type: add it here
+
+
+def _is_union(declared: Any) -> bool:
+    return typing.get_origin(declared) in (typing.Union, types.UnionType)
+
+
+def settings_table() -> str:
+    """The README's table of the `okta` connection's fields, from the declarations on `OktaConfig`."""
+    lines = ["| connection field | setting | default | meaning |", "|---|---|---|---|"]
+    for config_field in fields(OktaConfig):
+        described = setting_of(config_field)
+        where = described.source
+        if described.source == "extra":
+            where = f"extra `{described.extra_name(config_field.name)}`"
+            if described.aliases:
+                where += " (alias " + ", ".join(f"`{a}`" for a in described.aliases) + ")"
+        default = described.default_shown or _default_text(config_field.default)
+        notes = []
+        if described.connection_only:
+            notes.append("from the connection only")
+        if not described.form:
+            notes.append("set in Extra")
+        meaning = described.description + (f" ({'; '.join(notes)})" if notes else "")
+        lines.append(f"| {where} | `{config_field.name}` | {default} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def _default_text(default: Any) -> str:
+    if default is MISSING:
+        return "required"
+    if default is None:
+        return ""
+    return f"`{default:g}`" if isinstance(default, float) else f"`{default}`"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from okta_sync.airflow.operators import decide_write_mode
+from okta_sync.errors import ConfigurationError
 
 pytestmark = pytest.mark.airflow
 
@@ -37,3 +38,4 @@ def test_an_unknown_mode_is_refused_without_echoing_it():
     with pytest.raises(ValueError) as refused:
         decide_write_mode(False, "scheduled", "yes-please-sk_live_123")
     assert "okta_sync_write_mode" in str(refused.value) and "sk_live" not in str(refused.value)
+    assert isinstance(refused.value, ConfigurationError) and refused.value.field == "okta_sync_write_mode"

@@ -81,12 +81,12 @@ class SecretRecorder:
         auth = org.app.auth
         original = auth.token
 
-        def recording(form, invoked_url, server, dpop_proof, basic_auth):
+        def recording(form, invoked_url, server, dpop_proof, basic_auth, *args, **kwargs):
             if form.get("client_assertion"):
                 self.assertions.append(form["client_assertion"])
             if dpop_proof:
                 self.proofs.append(dpop_proof)
-            return original(form, invoked_url, server, dpop_proof, basic_auth)
+            return original(form, invoked_url, server, dpop_proof, basic_auth, *args, **kwargs)
 
         auth.token = recording
 

@@ -4,53 +4,60 @@
     login     the service app's client ID
     password  the private key inline (PEM or JWK): lets a secrets backend hold it; with extra client_auth
               client_secret_basic, the client secret (a custom authorization server's own scopes)
-    extra     private_key_path, key_id, scopes, private_key_passphrase, authorization_server_id | token_url,
-              dpop, timeout, connect_timeout, ca_bundle, proxy, rate_limit_fraction, max_concurrency, page_size,
-              algorithm, assertion_lifetime, token_refresh_margin, max_attempts, max_retry_time,
-              request_deadline, max_response_bytes, max_pages, max_rate_limit_wait
+    extra     every other setting, by the extra name declared on its `OktaConfig` field (aliases accepted)
 
-Hook arguments override extras (never the secrets: those come only from the connection).
+Which setting lives where, under which extra name and aliases, and how the UI shows it is declared once, on the
+`OktaConfig` fields (`config.setting`); `EXTRA_FIELDS`, `SECRET_SETTINGS` and the provider's `conn-fields` are
+derived from it here. Hook arguments override extras (never the secrets: those come only from the connection).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import MISSING, fields
 from typing import Any
 
-from okta_sync.config import OktaConfig
+from okta_sync.config import OktaConfig, declared_types, setting_of
 from okta_sync.errors import ConfigurationError
 
-# extra name -> OktaConfig field
-EXTRA_FIELDS = {
-    "private_key_path": "private_key_path",
-    "key_id": "key_id",
-    "kid": "key_id",
-    "scopes": "scopes",
-    "private_key_passphrase": "private_key_passphrase",
-    "authorization_server_id": "authorization_server_id",
-    "token_url": "token_url",
-    "dpop": "dpop",
-    "timeout": "read_timeout",
-    "read_timeout": "read_timeout",
-    "connect_timeout": "connect_timeout",
-    "ca_bundle": "ca_bundle",
-    "proxy": "proxy",
-    "rate_limit_fraction": "rate_limit_fraction",
-    "max_concurrency": "max_concurrency",
-    "page_size": "page_size",
-    "algorithm": "algorithm",
-    "assertion_lifetime": "assertion_lifetime",
-    "token_refresh_margin": "token_refresh_margin",
-    "max_attempts": "max_attempts",
-    "max_retry_time": "max_retry_time",
-    "client_auth": "client_auth",
-    "request_deadline": "request_deadline",
-    "max_response_bytes": "max_response_bytes",
-    "max_pages": "max_pages",
-    "max_rate_limit_wait": "max_rate_limit_wait",
-}
-SECRET_SETTINGS = frozenset({"private_key", "private_key_passphrase", "private_key_path", "client_secret"})
+
+def _extra_fields() -> dict[str, str]:
+    """extra name (and each alias) -> OktaConfig field."""
+    mapping: dict[str, str] = {}
+    for config_field in fields(OktaConfig):
+        described = setting_of(config_field)
+        name = described.extra_name(config_field.name)
+        if name is not None:
+            mapping.update({alias: config_field.name for alias in (name, *described.aliases)})
+    return mapping
+
+
+EXTRA_FIELDS = _extra_fields()
+SECRET_SETTINGS = frozenset(f.name for f in fields(OktaConfig) if setting_of(f).connection_only)
+# extras (and aliases) holding a secret: masked in Airflow's logs as soon as the connection is read
+SENSITIVE_EXTRAS = frozenset(name for name, field_name in EXTRA_FIELDS.items()
+                             if any(f.name == field_name and setting_of(f).sensitive for f in fields(OktaConfig)))
+
+
+def provider_conn_fields() -> dict[str, dict[str, Any]]:
+    """The provider's `conn-fields` (the connection form's extra fields, Airflow's JSON-schema format)."""
+    form: dict[str, dict[str, Any]] = {}
+    for config_field in fields(OktaConfig):
+        described = setting_of(config_field)
+        name = described.extra_name(config_field.name)
+        if name is None or not described.form:
+            continue
+        numeric = declared_types()[config_field.name] in (int, float)
+        schema: dict[str, Any] = {"type": ["number" if numeric else "string", "null"], **described.schema}
+        if not numeric:
+            default = described.default_shown or config_field.default
+            if default not in (None, MISSING):
+                schema["default"] = str(default).strip("`")
+        if described.sensitive:
+            schema["format"] = "password"
+        form[name] = {"label": described.label, "description": described.description.replace("`", ""), "schema": schema}
+    return form
 
 
 def org_url_from(host: str | None, schema: str | None = None, port: int | None = None) -> str:
@@ -102,7 +109,7 @@ def config_from_connection(
             raise ConfigurationError(f"extra.{name}", f"unknown field; known fields: {', '.join(sorted(EXTRA_FIELDS))}")
         settings[EXTRA_FIELDS[name]] = value
     for name, value in (overrides or {}).items():
-        if name in SECRET_SETTINGS or name == "private_key":
+        if EXTRA_FIELDS.get(name, name) in SECRET_SETTINGS:
             raise ConfigurationError(name, "secrets come only from the Airflow connection, never from task arguments")
         if value is not None:
             settings[EXTRA_FIELDS.get(name, name)] = value

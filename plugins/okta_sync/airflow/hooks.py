@@ -7,25 +7,74 @@ the run's token from the token task's XCom (sealed, see `token_handoff`) instead
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 from datetime import timedelta
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.log import mask_secret
 from airflow.sdk.observability.stats import Stats
 
 from okta_sync.airflow.run_tokens import RunIdentity, RunTokenProvider, token_xcom_key  # noqa: F401 (re-exported)
 from okta_sync.client import OktaClient, signing_key_for
+from okta_sync.airflow.connection_fields import SENSITIVE_EXTRAS, config_from_connection
 from okta_sync.config import CLIENT_SECRET_BASIC, MANAGE_SCOPE, OktaConfig, READ_SCOPE
-from okta_sync.airflow.connection_fields import config_from_connection
 from okta_sync.errors import OktaSyncError
 from okta_sync.metrics import PREFIX, Instruments, NoMetrics
 from okta_sync.auth.tokens import AccessToken
 from okta_sync.users.api import UserListing
 
 DEFAULT_TOKEN_TASK_ID = "okta_token"
+
+_Callable = TypeVar("_Callable", bound=Callable[..., Any])
+_FAIL_NOW_CLASSES: dict[type, type] = {}
+
+
+def fail_now(error: OktaSyncError) -> OktaSyncError:
+    """`error` as an exception that is also an `AirflowFailException`: Airflow fails the task without its retries,
+    and code that catches the okta_sync class (`except NotFoundError`) still catches it. Same message and fields."""
+    if isinstance(error, AirflowFailException):
+        return error
+    kind = type(error)
+    if kind not in _FAIL_NOW_CLASSES:
+        _FAIL_NOW_CLASSES[kind] = type(kind.__name__, (kind, AirflowFailException), {"__doc__": kind.__doc__})
+    failed = BaseException.__new__(_FAIL_NOW_CLASSES[kind], *error.args)
+    failed.__dict__.update(error.__dict__)
+    return failed
+
+
+@contextlib.contextmanager
+def failing_fast() -> Iterator[None]:
+    """Re-raise an okta_sync error that a retry cannot fix (`retryable` False: a refused feed, a bad setting, a
+    missing scope or admin role) as `fail_now(error)`, so the task ends at once instead of waiting out retries."""
+    try:
+        yield
+    except OktaSyncError as error:
+        if error.retryable or isinstance(error, AirflowFailException):
+            raise
+        raise fail_now(error).with_traceback(error.__traceback__) from None
+
+
+def fail_fast(function: _Callable) -> _Callable:
+    """`failing_fast` around a function (a generator function: around its iteration). Used on every operator's
+    `execute` and the hook's entry points, the one place the Airflow layer turns errors into task outcomes."""
+    if inspect.isgeneratorfunction(function):
+        @functools.wraps(function)
+        def iterate(*args: Any, **kwargs: Any) -> Any:
+            with failing_fast():
+                return (yield from function(*args, **kwargs))
+        return iterate  # type: ignore[return-value]
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with failing_fast():
+            return function(*args, **kwargs)
+    return call  # type: ignore[return-value]
 
 
 class OktaHook(BaseHook):
@@ -50,13 +99,15 @@ class OktaHook(BaseHook):
 
     # -- configuration and client ----------------------------------------------------------------------------
     @cached_property
+    @fail_fast
     def config(self) -> OktaConfig:
         conn = self.get_connection(self.okta_conn_id)
         if conn.password:
             mask_secret(conn.password)
         extra = conn.extra_dejson or {}
-        if extra.get("private_key_passphrase"):
-            mask_secret(extra["private_key_passphrase"])
+        for name in SENSITIVE_EXTRAS.intersection(extra):
+            if extra[name]:
+                mask_secret(str(extra[name]))
         return config_from_connection(
             host=conn.host, login=conn.login, password=conn.password, schema=conn.schema, port=conn.port,
             extra=extra, overrides=self.overrides,
@@ -70,6 +121,7 @@ class OktaHook(BaseHook):
         return provider
 
     @cached_property
+    @fail_fast
     def client(self) -> OktaClient:
         provider = self.token_provider
         return OktaClient(self.config, on_new_token=_mask_token, metrics=self.metrics,
@@ -98,6 +150,7 @@ class OktaHook(BaseHook):
         """Tokens this hook took from the run's token task instead of minting."""
         return int(self.metrics.count("token.adopted"))
 
+    @fail_fast
     def mint_run_tokens(self, scope_sets: Iterable[Iterable[str]]) -> list[dict[str, Any]]:
         """For the token task: mint (or reuse) one token per scope set and publish it sealed. Returns metadata only."""
         published = []
@@ -110,20 +163,26 @@ class OktaHook(BaseHook):
     # -- the core API, for data-team @task code ------------------------------------------------------------------
     def list_users(self, *, search: str | None = None, filter: str | None = None, q: str | None = None,
                    limit: int | None = None, fields: str | None = None) -> UserListing:
-        """The users matching the query, as a value: iterate it for users, `.pages()` for pages."""
+        """The users matching the query, as a value: iterate it for users, `.pages()` for pages. Nothing is
+        requested until iterated (an operator's `execute` turns errors a retry cannot fix into a failed task)."""
         return self.client.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields)
 
+    # Errors a retry cannot fix end the task at once (`fail_fast`); they stay catchable as their okta_sync class.
+    @fail_fast
     def iter_users(self, *, search: str | None = None, filter: str | None = None,
                    limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Shorthand for iterating `list_users(search=..., filter=..., limit=...)`."""
-        return self.client.iter_users(search=search, filter=filter, limit=limit)
+        yield from self.client.iter_users(search=search, filter=filter, limit=limit)
 
+    @fail_fast
     def get_user(self, id_or_login: str) -> dict[str, Any]:
         return self.client.get_user(id_or_login)
 
+    @fail_fast
     def update_profile(self, user_id: str, profile: Mapping[str, Any], *, if_match: str | None = None) -> dict[str, Any]:
         return self.client.update_profile(user_id, profile, if_match=if_match)
 
+    @fail_fast
     def get_token(self, scopes: Iterable[str] | None = None) -> AccessToken:
         """A token for `scopes` (default: the connection's). With `client_auth: client_secret_basic` and an
         `authorization_server_id`, a custom authorization server's own scopes, e.g. for an internal API."""

@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from airflow.sdk import BaseOperator, ObjectStoragePath, Variable
-from airflow.sdk.exceptions import AirflowFailException
 
 from okta_sync.sync.change_plan import Skipped, plan_changes_feed, plan_hygiene
 from okta_sync.sync.changes_feed import read_changes_feed
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
+from okta_sync.errors import ConfigurationError, LocationError, PushFailedError
 from okta_sync.sync.export import read_users_jsonl, write_users_jsonl
-from okta_sync.airflow.hooks import DEFAULT_TOKEN_TASK_ID, OktaHook
-from okta_sync.sync.locations import LocationError, Root, open_local, parse_roots, resolve
+from okta_sync.airflow.hooks import DEFAULT_TOKEN_TASK_ID, OktaHook, fail_fast, fail_now
+from okta_sync.sync.locations import Root, open_local, parse_roots, resolve
 from okta_sync.sync.plan_file import PlanWriter, read_plan
 from okta_sync.sync.profile_rules import Normalizer
 from okta_sync.sync.progress import Progress
@@ -51,7 +51,7 @@ def as_bool(value: Any, name: str) -> bool:
         return True
     if text in ("false", "0", "no", "off", "none", ""):
         return False
-    raise ValueError(f"{name}: {value!r} is not a boolean")
+    raise ConfigurationError(name, "is not a boolean (true or false)")
 
 
 def as_optional_list(value: Any, name: str) -> list[str] | None:
@@ -61,7 +61,7 @@ def as_optional_list(value: Any, name: str) -> list[str] | None:
         text = value.strip()
         value = json.loads(text) if text.startswith("[") else [v for v in text.replace(",", " ").split() if v]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{name}: expected a list of strings, got {value!r}")
+        raise ConfigurationError(name, "expected a list of strings")
     return list(value) or None
 
 
@@ -212,9 +212,9 @@ def remove_expired_run_folders(dag_id: str, current_run_id: str, *, root: str | 
     try:
         days = float(days)
     except ValueError:
-        raise AirflowFailException(f"{RETENTION_VARIABLE} must be a number of days") from None
+        raise fail_now(ConfigurationError(RETENTION_VARIABLE, "must be a number of days")) from None
     if not days > 0:
-        raise AirflowFailException(f"{RETENTION_VARIABLE} must be a positive number of days")
+        raise fail_now(ConfigurationError(RETENTION_VARIABLE, "must be a positive number of days"))
     folder = ObjectStoragePath(run_folder_uri(root or output_root(), dag_id, current_run_id)).parent
     keep = run_folder_name(dag_id, current_run_id)
     cutoff = (time.time() if now is None else now) - days * 86400
@@ -295,7 +295,7 @@ def open_output_for_read(uri: Any, *, what: str) -> Iterator[IO[bytes]]:
                          setting=OUTPUT_ROOT_VARIABLE) as file:
             yield file
     except LocationError as refused:
-        raise AirflowFailException(str(refused)) from None
+        raise fail_now(refused) from None
 
 
 class _OktaOperator(BaseOperator):
@@ -335,6 +335,7 @@ class OktaTokenOperator(_OktaOperator):
         super().__init__(token_task_id=None, **kwargs)
         self.scope_sets = [list(s) for s in scope_sets]
 
+    @fail_fast
     def execute(self, context: Any) -> list[dict[str, Any]]:
         hook = OktaHook(self.okta_conn_id).join_run(context, token_task_id=self.task_id)
         published = hook.mint_run_tokens(self.scope_sets)
@@ -369,6 +370,7 @@ class OktaExportUsersOperator(_OktaOperator):
         self.partitions = partitions
         self.kind = kind
 
+    @fail_fast
     def execute(self, context: Any) -> dict[str, Any]:
         hook = self.okta_hook(context)
         search, filter_ = _optional(self.search), _optional(self.filter)
@@ -378,7 +380,7 @@ class OktaExportUsersOperator(_OktaOperator):
                       partitions)
         kind = _optional(self.kind) or "incremental"
         if kind not in ("full", "incremental", "user_ids"):
-            raise ValueError("kind must be full, incremental or user_ids")
+            raise ConfigurationError("kind", "must be full, incremental or user_ids")
         exported_at = okta_timestamp(datetime.now(timezone.utc))  # before the first page: the snapshot's time
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
         if partitions:
@@ -399,9 +401,9 @@ class OktaExportUsersOperator(_OktaOperator):
 
 def _check_partitions(partitions: int, filter_: str | None) -> int:
     if partitions < 1:
-        raise ValueError("partitions must be at least 1")
+        raise ConfigurationError("partitions", "must be at least 1")
     if filter_ is not None:
-        raise ValueError("partitions page `search` windows; they cannot combine with a `filter`")
+        raise ConfigurationError("partitions", "page `search` windows; they cannot combine with a `filter`")
     return partitions
 
 
@@ -428,7 +430,7 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
                  feed_roots: Any = None, feed_lookup: str = AUTO, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if feed_lookup not in STRATEGIES:
-            raise ValueError(f"feed_lookup must be one of {STRATEGIES}, not {feed_lookup!r}")
+            raise ConfigurationError("feed_lookup", f"must be one of {', '.join(STRATEGIES)}")
         self.feed_lookup = feed_lookup
         self.feed_roots = feed_roots
         self.plan_uri = plan_uri
@@ -438,22 +440,20 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
         self.normalization = normalization
         self.changes_format = changes_format
 
+    @fail_fast
     def execute(self, context: Any) -> dict[str, Any]:
         normalizer = Normalizer.from_config(_optional(self.normalization))
         only = as_optional_list(self.user_ids, "user_ids")
         changes_uri, users_uri = _optional(self.changes_uri), _optional(self.users_uri)
         if not changes_uri and not users_uri:
-            raise ValueError("plan needs users_uri (hygiene) or changes_uri (a changes feed)")
+            raise ConfigurationError("users_uri", "plan needs users_uri (hygiene) or changes_uri (a changes feed)")
         counts: dict[str, int] = {}
         found = None
         with contextlib.ExitStack() as stack:
             if changes_uri:
                 source = f"changes feed {changes_uri}"
-                try:
-                    feed_file = stack.enter_context(open_within(
-                        changes_uri, feed_roots(self.feed_roots), what="changes_uri", setting=FEED_ROOTS_VARIABLE))
-                except LocationError as refused:  # a retry cannot fix it
-                    raise AirflowFailException(str(refused)) from None
+                feed_file = stack.enter_context(open_within(  # LocationError: not retried (fail_fast)
+                    changes_uri, feed_roots(self.feed_roots), what="changes_uri", setting=FEED_ROOTS_VARIABLE))
                 fmt = self.changes_format or ("jsonl" if ".jsonl" in changes_uri or ".ndjson" in changes_uri else
                                              "csv" if ".csv" in changes_uri else None)
                 feed = read_changes_feed(feed_file, format=fmt, normalizer=normalizer)
@@ -492,8 +492,8 @@ def _refuse_another_runs_plan(plan_uri: str, metadata: dict[str, Any]) -> None:
     except (ValueError, AttributeError):
         return  # not a plan we wrote: replaced as before
     if (owner.get("dag_id"), owner.get("run_id")) != (metadata["dag_id"], metadata["run_id"]):
-        raise AirflowFailException(f"{plan_uri} holds the plan of another DAG run; a run never reuses another run's "
-                                   f"folder (name run folders with okta_sync.airflow.operators.run_folder_uri)")
+        raise LocationError(f"{plan_uri} holds the plan of another DAG run; a run never reuses another run's "
+                            f"folder (name run folders with okta_sync.airflow.operators.run_folder_uri)")
 
 
 WRITE_MODE_VARIABLE = "okta_sync_write_mode"
@@ -509,7 +509,9 @@ def decide_write_mode(dry_run: bool, run_type: Any, write_mode: str | None, vari
         return dry_run, f"manual run with dry_run={dry_run}"
     mode = (write_mode or "dry_run").strip().lower()
     if mode not in WRITE_MODES:
-        raise ValueError(f"Variable {variable}: must be one of {', '.join(WRITE_MODES)}")
+        raise ConfigurationError(
+            variable, f"the Airflow Variable must be one of {', '.join(WRITE_MODES)} ('apply' lets scheduled runs "
+                      f"write to Okta)")
     if mode == "apply":
         return dry_run, f"{run_type} run, Variable {variable}=apply"
     current = "unset" if write_mode is None else repr(mode)
@@ -542,6 +544,7 @@ class OktaPushProfileChangesOperator(_OktaOperator):
         self.max_concurrency = max_concurrency
         self.fail_on_errors = fail_on_errors
 
+    @fail_fast
     def execute(self, context: Any) -> dict[str, Any]:
         dry_run = as_bool(self.dry_run, "dry_run")
         if self.write_mode_variable:
@@ -574,7 +577,7 @@ class OktaPushProfileChangesOperator(_OktaOperator):
         # The mode last: the summary's own "dry_run" (rows with that status) must not overwrite it.
         result = {"report": self.report_uri, **summary, "dry_run": dry_run}
         if self.fail_on_errors and summary.get(str(ReportStatus.FAILED)):
-            raise RuntimeError(f"{summary[str(ReportStatus.FAILED)]} change(s) failed; see the report {self.report_uri}")
+            raise PushFailedError(f"{summary[str(ReportStatus.FAILED)]} change(s) failed; see the report {self.report_uri}")
         return result
 
 

@@ -21,10 +21,11 @@ from dataclasses import asdict
 
 from airflow.sdk import ObjectStoragePath
 
+from okta_sync.errors import PlanFileError
 from okta_sync.sync.reports import ReportRow, ReportStatus
 
 log = logging.getLogger(__name__)
-JOURNAL_FORMAT = "okta_sync.airflow.push_journal"
+JOURNAL_FORMAT = "okta_sync.push_journal"  # a file format name, not a module path: unchanged by the move
 
 
 def _encode(user_id: str, rows: list[ReportRow]) -> str:
@@ -41,7 +42,7 @@ def _decode(line: str) -> tuple[str, list[ReportRow]]:
 class PushJournal:
     def __init__(self, base: ObjectStoragePath, plan_sha256: str, *, segment_size: int = 100):
         if len(plan_sha256) != 64 or any(c not in "0123456789abcdef" for c in plan_sha256):
-            raise ValueError("a push journal needs the plan file's SHA-256 (hex)")
+            raise PlanFileError("a push journal needs the plan file's SHA-256 (hex)")
         self.base = base
         self.plan_sha256 = plan_sha256
         self.prefix = plan_sha256[:16] + "-"

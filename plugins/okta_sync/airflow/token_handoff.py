@@ -17,16 +17,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from okta_sync.auth.keys import SigningKey
 from okta_sync.auth.dpop import DPoPKey
-from okta_sync.errors import OktaSyncError
+from okta_sync.auth.keys import SigningKey
 from okta_sync.auth.tokens import AccessToken
+from okta_sync.errors import SealedTokenError
 
 VERSION = "okta-sync-token-v1"
-
-
-class SealedTokenError(OktaSyncError):
-    """A sealed token could not be opened (another run, another key, or tampered with)."""
 
 
 def _key(signing_key: SigningKey, context: str) -> bytes:

@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
+from okta_sync.airflow.hooks import fail_fast
 from okta_sync.sync.export import read_users_jsonl
 from okta_sync.sync.warehouse import (
     FULL,
@@ -81,6 +82,7 @@ def newest_events(accessor: Any, limit: int = MAX_EVENTS) -> Any:
     return list(accessor)[-limit:]
 
 
+@fail_fast
 def load_new_exports(conn_id: str, events: Iterable[Any]) -> dict[str, Any]:
     """Load every export named by `events` and not in the load log yet, oldest snapshot first, one transaction
     each. Events that cannot be read are reported (and fail the task) after the others are loaded."""

@@ -27,6 +27,7 @@ from okta_sync.auth.client_secret import ClientSecretBasic
 from okta_sync.auth.dpop import DPoPKey
 from okta_sync.clock import SYSTEM_CLOCK, Clock
 from okta_sync.errors import TokenRequestError
+from okta_sync.http.api_errors import token_error
 from okta_sync.http.transport import RetryPolicy, Transport
 from okta_sync.metrics import Metrics, NoMetrics
 
@@ -222,7 +223,7 @@ class TokenEndpoint:
         expires_in = self._lifetime(response, body.get("expires_in", MAX_TOKEN_LIFETIME))
         granted = tuple(str(body.get("scope") or " ".join(requested)).split())
         if token_type.lower() == "dpop" and dpop_key is None:
-            raise TokenRequestError(
+            raise token_error(
                 status=200, error="unexpected_dpop", token_url=self.token_url,
                 error_description="Okta issued a DPoP-bound token to a request without a proof",
             )
@@ -244,7 +245,7 @@ class TokenEndpoint:
         return min(seconds, MAX_TOKEN_LIFETIME)
 
     def _invalid_response(self, response: requests.Response, description: str) -> TokenRequestError:
-        return TokenRequestError(
+        return token_error(
             status=response.status_code, error="invalid_response", token_url=self.token_url,
             error_description=description, request_id=response.headers.get("X-Okta-Request-Id"),
         )
@@ -255,7 +256,7 @@ class TokenEndpoint:
         description = _text(error.get("error_description") or extra or _non_json_description(response))
         if code == "invalid_scope" and scopes:
             description = f"{description} (scopes requested: {' '.join(scopes)})"
-        return TokenRequestError(
+        return token_error(
             status=response.status_code, error=code, error_description=description,
             token_url=self.token_url, request_id=response.headers.get("X-Okta-Request-Id"),
             hint=token_error_hint(code, description, self.token_url),

@@ -1,4 +1,5 @@
-"""Turning an Okta error response into an `OktaApiError` with a hint a person can act on."""
+"""Turning an Okta error response into the `OktaApiError` subclass that says what it means, with a hint a person
+can act on. The one place that reads statuses and error codes: callers branch on the class, never on `status`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
-from okta_sync.errors import OktaApiError, PreconditionFailedError, RateLimitError
+from okta_sync.errors import (
+    AuthenticationError,
+    InvalidClientError,
+    InvalidRequestError,
+    InvalidScopeError,
+    MissingAdminRoleError,
+    MissingScopeError,
+    NotFoundError,
+    OktaApiError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    RateLimitError,
+    ServerError,
+    TokenRequestError,
+)
 
 _WWW_AUTH_PARAM = re.compile(r'([A-Za-z_]+)="([^"]*)"')
 
@@ -57,8 +72,13 @@ def api_error(
 ) -> OktaApiError:
     fields = parse_error_body(content, headers.get("Content-Type"))
     auth = www_authenticate_params(headers)
-    error_class = {429: RateLimitError, 412: PreconditionFailedError}.get(status, OktaApiError)
+    code = fields.get("error_code")
+    error_class = api_error_class(status, code, auth.get("error"))
+    meaning: dict[str, Any] = {}
+    if error_class is MissingScopeError:
+        meaning["scope"] = auth.get("scope") or scope_needed(method, path)
     return error_class(
+        **meaning,
         status=status,
         method=method.upper(),
         path=path,
@@ -66,6 +86,30 @@ def api_error(
         hint=_hint(status, fields.get("error_code"), auth, method, path),
         **fields,
     )
+
+
+def api_error_class(status: int, error_code: str | None, auth_error: str | None = None) -> type[OktaApiError]:
+    """The class for an API error: by meaning (WWW-Authenticate's error, then Okta's errorCode), then by status."""
+    if status == 403 and auth_error == "insufficient_scope":
+        return MissingScopeError
+    if status == 403 and error_code == "E0000006":
+        return MissingAdminRoleError
+    if status >= 500:
+        return ServerError
+    return _BY_STATUS.get(status, OktaApiError)
+
+
+_BY_STATUS: dict[int, type[OktaApiError]] = {
+    400: InvalidRequestError, 401: AuthenticationError, 403: PermissionDeniedError, 404: NotFoundError,
+    412: PreconditionFailedError, 429: RateLimitError,
+}
+
+
+def token_error(*, status: int | None, error: str | None, **fields: Any) -> TokenRequestError:
+    """The token endpoint's refusal as its class: invalid_client (authentication), invalid_scope (a missing scope)."""
+    error_class = {"invalid_client": InvalidClientError, "invalid_scope": InvalidScopeError}.get(error or "",
+                                                                                                 TokenRequestError)
+    return error_class(status=status, error=error, **fields)
 
 
 def _hint(status: int, code: str | None, auth: Mapping[str, str], method: str, path: str) -> str | None:

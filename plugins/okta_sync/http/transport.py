@@ -71,11 +71,15 @@ class RetryPolicy:
         return cls(max_attempts=config.max_attempts, max_retry_time=config.max_retry_time)
 
 
-class TransientFailure(Exception):
+class TransientFailure(OktaSyncError):
     """One failed attempt that may succeed later. Carries what the final error needs, never the request.
+    A signal inside `Transport.call`, never raised out of it (it is an `OktaSyncError` only so that nothing in the
+    package raises outside the tree).
 
     Raised by `Transport.send` (connection errors, timeouts, damaged bodies) and `Transport.transient_status`
     (429, 5xx); `Transport.call` retries it and, once retries are spent, raises `error`."""
+
+    retryable = True
 
     def __init__(self, reason: str, *, wait: float | None = None, error: OktaSyncError, sent: bool = False):
         super().__init__(reason)

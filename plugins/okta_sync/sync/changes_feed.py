@@ -34,9 +34,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from okta_sync.errors import ChangesFeedError, InputTooLargeError
 from okta_sync.sync.profile_attributes import OKTA_BASE_ATTRIBUTES, refusal_reason
 from okta_sync.sync.profile_rules import Normalizer
-from okta_sync.sync.rewindable import MAX_SPOOL_BYTES, Rewindable, TooLargeToSpool
+from okta_sync.sync.rewindable import MAX_SPOOL_BYTES, Rewindable
 
 CSV = "csv"
 JSON_LINES = "jsonl"
@@ -50,18 +51,6 @@ _ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}")
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-
-
-class ChangesFeedError(ValueError):
-    """The changes feed as a whole cannot be used; nothing from it may be planned."""
-
-    def __init__(self, message: str, *, line: int | None = None, byte_offset: int | None = None,
-                 column: str | None = None):
-        where = f"line {line}: " if line is not None else ""
-        super().__init__(f"changes feed: {where}{message}")
-        self.line = line
-        self.byte_offset = byte_offset
-        self.column = column
 
 
 @dataclass(frozen=True)
@@ -136,7 +125,7 @@ def read_changes_feed(
         source = Rewindable(file, max_spool_bytes=max_spool_bytes)
     except UnicodeDecodeError as exc:
         raise ChangesFeedError(f"not valid UTF-8 ({exc.reason}); save the file as UTF-8") from None
-    except TooLargeToSpool as exc:
+    except InputTooLargeError as exc:
         raise ChangesFeedError(str(exc)) from None
     known = frozenset(OKTA_BASE_ATTRIBUTES if known_attributes is None else known_attributes)
     values = _Values(known, allow_clear, normalizer or Normalizer.default(), max_value_chars)

@@ -23,9 +23,7 @@ from pathlib import PurePosixPath
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-
-class LocationError(ValueError):
-    """A location that may not be read, or a list of roots that cannot be used. Retrying does not help."""
+from okta_sync.errors import LocationError
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, Any, Callable
 
+from okta_sync.errors import PlanFileError
 from okta_sync.sync.change_plan import NoChange, PlanEntry, Skipped, entry_kind
 from okta_sync.sync.changes_feed import RowIssue
 from okta_sync.sync.profile_diff import ProfileChange
@@ -37,15 +38,6 @@ from okta_sync.sync.rewindable import Rewindable
 
 PLAN_FORMAT = "okta_sync.plan"
 PLAN_VERSION = 1
-
-
-class PlanFileError(ValueError):
-    """A plan file that cannot be trusted: truncated, edited by hand, or written by another version."""
-
-    def __init__(self, message: str, *, line: int | None = None):
-        where = f"line {line}: " if line is not None else ""
-        super().__init__(f"plan file: {where}{message}")
-        self.line = line
 
 
 class PlanWriter:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from okta_sync.errors import NormalizerConfigError
 from okta_sync.sync.profile_attributes import DEFAULT_NORMALIZED_ATTRIBUTES
 
 NFC = "nfc"
@@ -35,10 +36,6 @@ _ALIASES: dict[str, frozenset[str]] = {"clean": CLEAN, "none": frozenset()}
 # which cannot be sent as UTF-8 at all.
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
 _SPACE_RUN = re.compile(" {2,}")
-
-
-class NormalizerConfigError(ValueError):
-    """A normalisation configuration (Airflow param or connection extra) that cannot be used."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 
 from okta_sync.sync.change_plan import DEPROVISIONED, DEPROVISIONED_REASON
 from okta_sync.errors import (
-    OktaApiError, OktaConnectionError, OutcomeUnknownError, PreconditionFailedError, RateLimitError,
+    AuthenticationError, ConfigurationError, OktaApiError, OktaConnectionError, OutcomeUnknownError,
+    PreconditionFailedError, RateLimitError, TokenRequestError,
 )
 from okta_sync.sync.profile_diff import ProfileChange
 from okta_sync.metrics import NoMetrics
@@ -149,7 +150,8 @@ class _Pusher:
             rows.extend(self._apply_one(change))
             return rows
         except OktaApiError as error:
-            if isinstance(error, RateLimitError) or error.status == 401:
+            # every user would fail the same way (ScopeNotConfiguredError is also a ConfigurationError)
+            if isinstance(error, (RateLimitError, AuthenticationError, TokenRequestError, ConfigurationError)):
                 raise _Fatal(error) from None
             reason = KEPT_CHANGING if isinstance(error, PreconditionFailedError) else error.hint
             return rows + list(rows_for_change(_unsettled(change, rows), ReportStatus.FAILED, error_code=error.error_code,

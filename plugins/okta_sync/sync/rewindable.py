@@ -10,17 +10,11 @@ from __future__ import annotations
 import tempfile
 from typing import IO, Any
 
+from okta_sync.errors import InputTooLargeError
+
 _SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024
 MAX_SPOOL_BYTES = 4 * 1024 ** 3
 _COPY_CHUNK = 64 * 1024
-
-
-class TooLargeToSpool(ValueError):
-    """A non-seekable input longer than the spool allows."""
-
-    def __init__(self, limit: int):
-        super().__init__(f"the input is longer than {limit} bytes; it is not read")
-        self.limit = limit
 
 
 class Rewindable:
@@ -52,7 +46,7 @@ class Rewindable:
             copied += len(chunk)
             if copied > self.max_spool_bytes:
                 spool.close()
-                raise TooLargeToSpool(self.max_spool_bytes)
+                raise InputTooLargeError(self.max_spool_bytes)
             spool.write(chunk)
         return spool
 

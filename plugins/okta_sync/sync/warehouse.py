@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from itertools import islice
 from typing import Any
 
+from okta_sync.errors import WarehouseLoadError
 from okta_sync.timestamps import okta_timestamp
 
 USERS_TABLE = "okta_users"
@@ -44,10 +45,6 @@ PROFILE_COLUMNS = {
 USER_COLUMNS = ("id", "status", "login", *PROFILE_COLUMNS, "profile", "created", "last_updated", "deleted_at",
                 "content_sha256")
 HISTORY_COLUMNS = ("id", "valid_from", "valid_to", "status", "login", "profile")
-
-
-class WarehouseLoadError(ValueError):
-    """An export or its Asset event cannot be loaded; names the field and never echoes the refused value."""
 
 
 @dataclass(frozen=True)

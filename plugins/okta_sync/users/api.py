@@ -2,7 +2,8 @@
 
 Each call asks only for the scope it needs (least privilege): reads `okta.users.read`, updates
 `okta.users.manage`, both limited to what the configured scopes allow. An operation whose scope the connection does
-not include fails before any request with `MissingScopeError`, naming the operation, the scope and where to grant it.
+not include fails before any request with `ScopeNotConfiguredError` (a `MissingScopeError`), naming the operation,
+the scope and where to grant it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
-from okta_sync.errors import MissingScopeError, OktaApiError, OktaSyncError, ResponseLimitError
+from okta_sync.errors import NotFoundError, OktaApiError, OktaSyncError, ResponseLimitError, ScopeNotConfiguredError
 from okta_sync.http.authorized import AuthorizedSession
 from okta_sync.users.pages import UserPage, decode_user_page
 
@@ -51,7 +52,8 @@ def scopes_for(needed: tuple[str, ...], ceiling: tuple[str, ...], operation: str
     """The scopes to request for an operation: what it needs, within the connection's scopes (the ceiling).
 
     `okta.users.manage` also reads, so a ceiling holding only manage still serves reads. A ceiling that lacks what
-    is needed raises `MissingScopeError` (no request is made: Okta's invalid_scope would not say which is missing).
+    is needed raises `ScopeNotConfiguredError` (no request is made: Okta's invalid_scope would not say which is
+    missing).
     """
     granted = tuple(s for s in needed if s in ceiling)
     if granted == needed:
@@ -59,7 +61,7 @@ def scopes_for(needed: tuple[str, ...], ceiling: tuple[str, ...], operation: str
     if needed == (READ_SCOPE,) and MANAGE_SCOPE in ceiling:
         return (MANAGE_SCOPE,)
     missing = next(s for s in needed if s not in ceiling)
-    raise MissingScopeError(operation=operation, scope=missing, configured=ceiling)
+    raise ScopeNotConfiguredError(operation=operation, scope=missing, configured=ceiling)
 
 
 class UsersClient:
@@ -147,10 +149,8 @@ class UsersClient:
             return self._find_login_by_search(key)
         try:
             user = self.get_user(key)
-        except OktaApiError as error:
-            if error.status == 404:
-                return None
-            raise
+        except NotFoundError:
+            return None
         return user if is_user(user, key_kind, key) else None
 
     def _find_login_by_search(self, login: str) -> dict[str, Any] | None:
@@ -165,10 +165,8 @@ class UsersClient:
             return None
         try:
             user = self.get_user(found[0]["id"])
-        except OktaApiError as error:
-            if error.status == 404:
-                return None
-            raise
+        except NotFoundError:
+            return None
         return user if is_user(user, "login", login) else None
 
     def update_profile(self, user_id: str, profile: Mapping[str, Any], *, if_match: str | None = None) -> dict[str, Any]:

@@ -27,17 +27,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from okta_sync.errors import OktaSyncError
+from okta_sync.errors import PartitionTooLargeError
 from okta_sync.timestamps import okta_time, parse_okta_time
 from okta_sync.users.pages import UserPage
 
 DEFAULT_SPLIT_AT = 40_000  # under the 50,000 results a `search` is reported to stop at
 DEPROVISIONED = "DEPROVISIONED"
 _STOP_POLL_SECONDS = 0.1
-
-
-class PartitionTooLargeError(OktaSyncError):
-    """A window holds more users than `split_at` and cannot be narrowed further (one millisecond wide)."""
 
 
 class Listing(Protocol):

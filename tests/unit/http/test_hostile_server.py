@@ -288,6 +288,22 @@ def test_an_operation_outside_the_connections_scopes_fails_before_any_request_na
     assert server.requests == []  # not even a token request
 
 
+def test_a_push_without_the_manage_scope_stops_at_the_first_user_and_sends_nothing(server, rsa_pem):
+    from okta_sync.sync.profile_diff import ProfileChange
+    from okta_sync.sync.push import PushOptions, push_changes
+    from okta_sync.sync.reports import ReportStatus
+
+    rows = []
+    changes = [ProfileChange(f"00u{n}", f"u{n}@example.com", "ACTIVE", {"title": ("Old", "New")}) for n in (1, 2, 3)]
+    with make_client(server, rsa_pem, scopes="okta.users.read") as client:
+        with pytest.raises(MissingScopeError) as raised:
+            push_changes(client, changes, type("Report", (), {"write": staticmethod(rows.append)})(),
+                         PushOptions(max_concurrency=1, reread=False))
+    assert isinstance(raised.value, ConfigurationError) and raised.value.scope == "okta.users.manage"
+    assert ReportStatus.FAILED not in {row.status for row in rows}  # a setting to fix, not three failed users
+    assert server.requests == []
+
+
 def test_invalid_scope_from_okta_names_the_scopes_requested(server, rsa_pem):
     server.route("POST", TOKEN, Reply(400, {"error": "invalid_scope",
                                             "error_description": "The authorization server resource does not have any configured default scopes, 'scope' must be provided."}))
