@@ -58,8 +58,8 @@ def export_once(org, workers: int, partitions, expected: dict[str, str]) -> tupl
         org.admin.reset_stats()
         began = time.time()
         with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=5) as file:
-            pages = client.iter_user_pages_partitioned(search=ALL_USERS_SEARCH, partitions=partitions,
-                                                       include_deprovisioned=True, json_text=True)
+            pages = client.list_users_partitioned(search=ALL_USERS_SEARCH, partitions=partitions,
+                                                  include_deprovisioned=True).text_pages()
             write_users_jsonl(pages, file)
         elapsed = time.time() - began
     requests = org.admin.stats()["requests"].get("GET /api/v1/users", 0)

@@ -68,7 +68,7 @@ def export_pass(org) -> int:
     path = OUTPUT / "listing-export.jsonl"
     with client_for(org) as client, open(path, "wb") as file:
         client.get_token((READ_SCOPE,))
-        users = write_users_jsonl(client.iter_user_pages(json_text=True), file).users
+        users = write_users_jsonl(client.list_users(), file).users
     path.unlink()
     return users
 

@@ -30,7 +30,7 @@ def main(mode: str, connection_path: str) -> None:
         from okta_sync.sync.export import write_users_jsonl
 
         with OktaClient(client_config(connection)) as client, open(os.devnull, "wb") as sink:
-            users = write_users_jsonl(client.iter_user_pages(json_text=True), sink).users
+            users = write_users_jsonl(client.list_users(), sink).users
     elif mode == "sdk":
         from benchmarks.listing import sdk_pages
 

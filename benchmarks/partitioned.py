@@ -57,8 +57,7 @@ def run(users: int, limit: int, latency_ms: float, workers: int, partitions: int
             began = time.time()
             client.get_token((READ_SCOPE,))
             with open(path, "wb") as file:
-                pages = client.iter_user_pages_partitioned(partitions=partitions, max_workers=workers,
-                                                           json_text=True)
+                pages = client.list_users_partitioned(partitions=partitions, max_workers=workers).text_pages()
                 write_users_jsonl(pages, file)
             elapsed = time.time() - began
         stats = org.admin.stats()

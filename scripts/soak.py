@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                 push_changes(client, changes, writer, PushOptions(max_concurrency=args.concurrency))
             except Exception as exc:
                 error = exc
-            transport = client.transport.stats
+            metrics = client.metrics
         sync_seconds = time.monotonic() - started
         org.admin.configure(**{name: 0 for name in FAULTS if name.endswith("_rate")})
         stats = org.admin.stats()
@@ -106,12 +106,12 @@ def run(args: argparse.Namespace) -> int:
             "users": args.users, "exported": exported.users, "planned changes (users)": len(changes),
             "planned changes (attributes)": len(planned), "export seconds": round(export_seconds, 1),
             "sync seconds": round(sync_seconds, 1),
-            "requests (server)": sum(stats["requests"].values()), "requests (client)": transport.requests,
+            "requests (server)": sum(stats["requests"].values()), "requests (client)": int(metrics.total("api.responses.")),
             "faults injected": sum(stats["faults"].values()), "faults by kind": stats["faults"],
-            "retries": transport.retries,
+            "retries": int(metrics.count("api.retries")),
             "429s": stats["rate_limited"]["rate_limit"] + stats["rate_limited"]["concurrency"],
             "429s by reason": {k: v for k, v in stats["rate_limited"].items() if k != "by_bucket"},
-            "client rate-limit wait seconds": round(transport.rate_limit_wait_seconds, 1),
+            "client rate-limit wait seconds": round(metrics.seconds.get("rate_limit.wait", 0.0), 1),
             "updates applied": statuses.get(ReportStatus.APPLIED, 0), "report statuses": dict(statuses),
             "POSTs (server)": stats["requests"].get("POST /api/v1/users/{id}", 0),
             "lost": lost, "duplicates": duplicates, "push error": repr(error) if error else None,

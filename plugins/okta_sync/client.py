@@ -1,7 +1,9 @@
 """`OktaClient`: config in, a ready client out. The one object a plain-Python caller (or the hook) needs.
 
     client = OktaClient(OktaConfig(org_url=..., client_id=..., private_key_path=..., key_id=...))
-    for user in client.iter_users(search='status eq "ACTIVE"'):
+    for user in client.list_users(search='status eq "ACTIVE"'):
+        ...
+    for page in client.list_users().pages():  # one page in memory at a time
         ...
     client.update_profile(user_id, {"firstName": "Ada"})
 """
@@ -14,20 +16,39 @@ from typing import Any
 
 from okta_sync.auth.assertion import PrivateKeyJWT
 from okta_sync.auth.client_secret import ClientSecretBasic
+from okta_sync.clock import SYSTEM_CLOCK, Clock
 from okta_sync.config import CLIENT_SECRET_BASIC, OktaConfig
 from okta_sync.auth.keys import SigningKey, load_signing_key
-from okta_sync.metrics import Metrics, NoMetrics
+from okta_sync.metrics import Instruments, Metrics
 from okta_sync.http.ratelimit import RateLimiter
-from okta_sync.auth.tokens import AccessToken, TokenCache, TokenEndpoint
-from okta_sync.http.transport import Transport, build_session
-from okta_sync.users.api import BUCKET_USER_READ, UsersClient, UserVersion
+from okta_sync.auth.tokens import (
+    BUCKET_TOKEN, AccessToken, TokenCache, TokenEndpoint, TokenProvider, token_retry_policy,
+)
+from okta_sync.http.authorized import AuthorizedSession
+from okta_sync.http.transport import RetryPolicy, Transport, build_session
+from okta_sync.users.api import BUCKET_USER_READ, UserListing, UsersClient, UserVersion
+from okta_sync.users.partitions import DEFAULT_SPLIT_AT, PartitionedUserListing, Window
 
-BUCKET_TOKEN = "token"
 log = logging.getLogger(__name__)
 
 
+def signing_key_for(config: OktaConfig) -> SigningKey | None:
+    """The service app's private key as the config names it; None with `client_secret_basic` (no key)."""
+    if config.client_auth == CLIENT_SECRET_BASIC:
+        return None
+    return load_signing_key(private_key=config.private_key, private_key_path=config.private_key_path,
+                            passphrase=config.private_key_passphrase, key_id=config.key_id, algorithm=config.algorithm)
+
+
 class OktaClient:
-    """Credentials, token cache, transport and the Users API for one org and one service app."""
+    """Credentials, token cache, transport and the Users API for one org and one service app.
+
+    `token_provider` supplies tokens the cache does not hold (e.g. the DAG run's shared token; see
+    `okta_sync.auth.tokens.TokenProvider`); a forced refresh after a 401 always mints. `token_retry` replaces the
+    token endpoint's retry policy (default `token_retry_policy`: up to 20 attempts within `max_retry_time`, to ride
+    out an authorization-server outage); API calls follow `max_attempts`. `clock` is the one source of time and
+    sleep for the transport, rate limiter, circuit breaker and token cache (tests pass a fake).
+    """
 
     def __init__(
         self,
@@ -36,46 +57,39 @@ class OktaClient:
         on_new_token: Callable[[AccessToken], None] | None = None,
         metrics: Metrics | None = None,
         signing_key: SigningKey | None = None,
+        token_retry: RetryPolicy | None = None,
+        token_provider: TokenProvider | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         self.config = config
         self.signing_key = self.client_auth = None
         if config.client_auth == CLIENT_SECRET_BASIC:  # a custom authorization server's own scopes, no key
             self.client_auth = ClientSecretBasic(config.client_id, config.client_secret)
         else:
-            self.signing_key = signing_key or load_signing_key(
-                private_key=config.private_key,
-                private_key_path=config.private_key_path,
-                passphrase=config.private_key_passphrase,
-                key_id=config.key_id,
-                algorithm=config.algorithm,
-            )
-            self.client_auth = PrivateKeyJWT(config.client_id, self.signing_key, lifetime=config.assertion_lifetime)
+            self.signing_key = signing_key or signing_key_for(config)
+            self.client_auth = PrivateKeyJWT(config.client_id, self.signing_key, lifetime=config.assertion_lifetime,
+                                             clock=clock.time)
         if self.signing_key is not None and not self.signing_key.key_id:
             log.warning(
                 "No key_id (kid) is configured and the key carries none: Okta accepts that only while the app has a "
                 "single public key, and refuses it once a second key is added (e.g. during rotation). Set key_id."
             )
-        session = build_session(config)
-        self.rate_limiter = RateLimiter(fraction=config.rate_limit_fraction, max_wait=config.max_rate_limit_wait)
+        self.metrics = Instruments.of(metrics)  # the one instrumentation channel; `metrics` is its sink
+        self.clock = clock
+        self.rate_limiter = RateLimiter(fraction=config.rate_limit_fraction, max_wait=config.max_rate_limit_wait,
+                                        clock=clock, metrics=self.metrics)
+        # One HTTP path: the token endpoint and the API share the session, pacing, retry engine and bounds.
+        self.transport = Transport(config, session=build_session(config), rate_limiter=self.rate_limiter,
+                                   metrics=self.metrics, clock=clock)
         self.token_endpoint = TokenEndpoint(
-            session,
-            config.resolved_token_url,
-            self.client_auth,
-            dpop=config.dpop,
-            timeout=(config.connect_timeout, config.read_timeout),
-            observe_response=lambda response: self.rate_limiter.observe(BUCKET_TOKEN, response.headers),
-            max_attempts=config.max_attempts,
-            max_retry_time=config.max_retry_time,
-            deadline=config.request_deadline,
+            self.transport, config.resolved_token_url, self.client_auth, dpop=config.dpop,
+            retry=token_retry or token_retry_policy(config.max_retry_time),
         )
-        self.metrics = metrics or NoMetrics()
         self.tokens = TokenCache(
             self.token_endpoint.fetch, refresh_margin=config.token_refresh_margin, on_new_token=on_new_token,
-            metrics=self.metrics,
+            metrics=self.metrics, provider=token_provider, clock=clock,
         )
-        self.transport = Transport(config, self.tokens, session=session, rate_limiter=self.rate_limiter,
-                                   metrics=self.metrics)
-        self.users = UsersClient(self.transport, page_size=config.page_size)
+        self.users = UsersClient(AuthorizedSession(self.transport, self.tokens), page_size=config.page_size)
 
     def __repr__(self) -> str:
         return f"OktaClient(org_url={self.config.org_url!r}, client_id={self.config.client_id!r}, key={self.signing_key})"
@@ -97,21 +111,46 @@ class OktaClient:
     @property
     def token_requests(self) -> int:
         """HTTP requests this client made to the token endpoint (DPoP nonce round trips included)."""
-        return self.token_endpoint.requests_made
+        return int(self.metrics.count("token.requests"))
 
     # -- users --------------------------------------------------------------------------------------------------
-    def iter_users(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self.users.iter_users(**kwargs)
+    def list_users(self, *, search: str | None = None, filter: str | None = None, q: str | None = None,
+                   limit: int | None = None, fields: str | None = None, sort_by: str | None = None,
+                   sort_order: str | None = None) -> UserListing:
+        """The users matching the query as a value: iterate it for users, `.pages()` for pages (one page in
+        memory at a time; nothing is requested until iterated). See `UsersClient.list_users` for the arguments."""
+        return self.users.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields,
+                                     sort_by=sort_by, sort_order=sort_order)
 
-    def iter_user_pages(self, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
-        return self.users.iter_user_pages(**kwargs)
+    def iter_users(self, *, search: str | None = None, filter: str | None = None,
+                   limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Shorthand for iterating `list_users(search=..., filter=..., limit=...)`."""
+        return iter(self.list_users(search=search, filter=filter, limit=limit))
 
-    def iter_user_pages_partitioned(self, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+    def iter_user_pages(self, *, search: str | None = None, filter: str | None = None,
+                        limit: int | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Shorthand for `list_users(search=..., filter=..., limit=...).pages()`."""
+        return self.list_users(search=search, filter=filter, limit=limit).pages()
+
+    def list_users_partitioned(
+        self, *, search: str | None = None, partitions: int | None = None, max_workers: int | None = None,
+        windows: list[Window] | None = None, include_deprovisioned: bool = True,
+        split_at: int | None = DEFAULT_SPLIT_AT, limit: int | None = None,
+    ) -> PartitionedUserListing:
         """Every user matching `search` (DEPROVISIONED included) once, from disjoint `created` windows paged
-        concurrently; see `okta_sync.users.partitions.iter_user_pages_partitioned` for the arguments."""
-        from okta_sync.users.partitions import iter_user_pages_partitioned
+        concurrently, as a value; see `okta_sync.users.partitions.PartitionedUserListing` for the arguments."""
+        return PartitionedUserListing(self, search=search, partitions=partitions, max_workers=max_workers,
+                                      windows=windows, include_deprovisioned=include_deprovisioned,
+                                      split_at=split_at, limit=limit)
 
-        return iter_user_pages_partitioned(self, **kwargs)
+    def iter_user_pages_partitioned(
+        self, *, search: str | None = None, partitions: int | None = None, max_workers: int | None = None,
+        windows: list[Window] | None = None, include_deprovisioned: bool = True,
+        split_at: int | None = DEFAULT_SPLIT_AT, limit: int | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        return self.list_users_partitioned(search=search, partitions=partitions, max_workers=max_workers,
+                                           windows=windows, include_deprovisioned=include_deprovisioned,
+                                           split_at=split_at, limit=limit).pages()
 
     def get_user(self, id_or_login: str) -> dict[str, Any]:
         return self.users.get_user(id_or_login)

@@ -201,7 +201,7 @@ def test_an_expiring_shared_token_is_not_adopted(okta_conn, org):
     from okta_sync.airflow.hooks import token_xcom_key
 
     FakeTI.xcom[("okta_token", token_xcom_key(["okta.users.read"]))] = seal_token(
-        almost_expired, minter.client.signing_key, minter._seal_context(["okta.users.read"]))
+        almost_expired, minter.client.signing_key, minter.token_provider.seal_context(["okta.users.read"]))
     hook = OktaHook().join_run({"run_id": "r", "ti": FakeTI("export")}, token_task_id="okta_token")
     assert hook.get_token(["okta.users.read"]).value != "old-token"
     assert hook.tokens_adopted == 0

@@ -68,10 +68,13 @@ def sync_once(org, *, client: OktaClient | None = None, push: bool = True, **con
             except Exception as exc:  # the report is still complete; the test judges both
                 error = exc
         rows = [json.loads(line) for line in report.getvalue().splitlines()]
-        stats = client.transport.stats
+        metrics = client.metrics
+        by_status = {int(name.rsplit(".", 1)[1]): int(count) for name, count in metrics.counters.items()
+                     if name.startswith("api.status.")}
         return SyncOutcome(result.users, changes, rows, error,
-                           {"requests": stats.requests, "retries": stats.retries, "rate_limited": stats.rate_limited,
-                            "refreshes": stats.token_refreshes_on_401, "by_status": dict(stats.by_status)},
+                           {"requests": int(metrics.total("api.responses.")), "retries": metrics.count("api.retries"),
+                            "rate_limited": metrics.count("api.rate_limited"),
+                            "refreshes": metrics.count("token.refreshed_on_401"), "by_status": by_status},
                            client.token_requests)
     finally:
         if own:

@@ -201,15 +201,14 @@ def test_the_token_endpoint_down_for_30_seconds_is_waited_out(tmp_path):
 
 
 def test_a_revoked_token_shared_by_the_run_is_replaced_not_adopted_again(tmp_path):
-    """Tasks adopt the run's token through the cache's source (the hook's sealed XCom). When Okta refuses that token,
+    """Tasks adopt the run's token through the client's token provider (the hook's sealed XCom). When Okta refuses that token,
     the refresh must mint a new one: asking the source again would hand back the revoked token."""
     with make_org(tmp_path, users=200) as org:
         before = messy_active_users(org)
         with OktaClient(client_config(org)) as minter:
             shared = {scopes: minter.get_token(scopes) for scopes in (("okta.users.read",), ("okta.users.manage",))}
         org.admin.revoke_tokens()
-        with OktaClient(client_config(org)) as client:
-            client.tokens.set_source(lambda scopes, mint: shared[tuple(scopes)])
+        with OktaClient(client_config(org), token_provider=lambda scopes, mint: shared[tuple(scopes)]) as client:
             outcome = sync_once(org, client=client)
         assert outcome.token_requests == 2  # one new token per scope set, after one 401 each
         assert_converged(org, outcome, before)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import inspect
 from datetime import timedelta
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -21,13 +20,14 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.log import mask_secret
 from airflow.sdk.observability.stats import Stats
 
-from okta_sync.client import OktaClient
+from okta_sync.airflow.run_tokens import RunIdentity, RunTokenProvider, token_xcom_key  # noqa: F401 (re-exported)
+from okta_sync.client import OktaClient, signing_key_for
 from okta_sync.airflow.connection_fields import SENSITIVE_EXTRAS, config_from_connection
 from okta_sync.config import CLIENT_SECRET_BASIC, MANAGE_SCOPE, OktaConfig, READ_SCOPE
 from okta_sync.errors import OktaSyncError
-from okta_sync.metrics import PREFIX
-from okta_sync.airflow.token_handoff import SealedTokenError, open_sealed_token, seal_token
-from okta_sync.auth.tokens import AccessToken, scope_key
+from okta_sync.metrics import PREFIX, Instruments, NoMetrics
+from okta_sync.auth.tokens import AccessToken
+from okta_sync.users.api import UserListing
 
 DEFAULT_TOKEN_TASK_ID = "okta_token"
 
@@ -77,11 +77,6 @@ def fail_fast(function: _Callable) -> _Callable:
     return call  # type: ignore[return-value]
 
 
-def token_xcom_key(scopes: Iterable[str]) -> str:
-    """XCom key of the sealed token for one scope set (no secret in it)."""
-    return "okta_token_" + hashlib.sha256(" ".join(scope_key(scopes)).encode()).hexdigest()[:16]
-
-
 class OktaHook(BaseHook):
     """Interact with Okta's Users API as a service app (OAuth 2.0 client credentials with `private_key_jwt`).
 
@@ -100,8 +95,7 @@ class OktaHook(BaseHook):
         super().__init__()
         self.okta_conn_id = okta_conn_id
         self.overrides = overrides
-        self._run: dict[str, Any] | None = None
-        self.tokens_adopted = 0
+        self._run: RunIdentity | None = None
 
     # -- configuration and client ----------------------------------------------------------------------------
     @cached_property
@@ -120,11 +114,23 @@ class OktaHook(BaseHook):
         )
 
     @cached_property
+    def token_provider(self) -> RunTokenProvider:
+        """The client's token provider: the DAG run's sealed token once `join_run` names the run."""
+        provider = RunTokenProvider(self.config, signing_key_for(self.config), metrics=self.metrics)
+        provider.run = self._run
+        return provider
+
+    @cached_property
     @fail_fast
     def client(self) -> OktaClient:
-        client = OktaClient(self.config, on_new_token=_mask_token, metrics=AirflowStatsMetrics())
-        client.tokens.set_source(self._token_for_run)
-        return client
+        provider = self.token_provider
+        return OktaClient(self.config, on_new_token=_mask_token, metrics=self.metrics,
+                          signing_key=provider.signing_key, token_provider=provider)
+
+    @cached_property
+    def metrics(self) -> Instruments:
+        """The client's instrumentation channel, sent to Airflow's Stats."""
+        return Instruments(AirflowStatsMetrics())
 
     def get_conn(self) -> OktaClient:
         return self.client
@@ -133,39 +139,16 @@ class OktaHook(BaseHook):
     def join_run(self, context: Mapping[str, Any], *, token_task_id: str | None = DEFAULT_TOKEN_TASK_ID) -> "OktaHook":
         """Share tokens with the other tasks of this DAG run (through the token task's sealed XCom)."""
         ti = context["ti"]
-        self._run = {"ti": ti, "run_id": context["run_id"], "dag_id": ti.dag_id, "task_id": ti.task_id,
-                     "token_task_id": token_task_id}
+        self._run = RunIdentity(ti=ti, run_id=context["run_id"], dag_id=ti.dag_id, task_id=ti.task_id,
+                                token_task_id=token_task_id)
+        if "token_provider" in self.__dict__:  # already built: it follows the run from now on
+            self.token_provider.run = self._run
         return self
 
-    def _seal_context(self, scopes: Iterable[str]) -> str:
-        config, run = self.config, self._run or {}
-        return "|".join([run.get("dag_id", ""), run.get("run_id", ""), config.org_url, config.client_id,
-                         config.resolved_token_url, " ".join(scope_key(scopes))])
-
-    def _token_for_run(self, scopes: tuple[str, ...], mint) -> AccessToken:
-        """The token cache's source: the run's shared token when there is one, else a new one (published when
-        this task is the token task)."""
-        run = self._run
-        if run is None or not run.get("token_task_id") or self.client.signing_key is None:
-            return mint(scopes)  # no key (client_secret_basic): nothing to seal a shared token with
-        is_token_task = run["task_id"] == run["token_task_id"]
-        if not is_token_task:
-            sealed = run["ti"].xcom_pull(task_ids=run["token_task_id"], key=token_xcom_key(scopes))
-            token = self._open(sealed, scopes) if sealed else None
-            if token is not None and not token.is_expired(self.client.tokens.refresh_margin):
-                self.tokens_adopted += 1
-                return token
-        token = mint(scopes)
-        if is_token_task:
-            run["ti"].xcom_push(key=token_xcom_key(scopes), value=seal_token(token, self.client.signing_key, self._seal_context(scopes)))
-        return token
-
-    def _open(self, sealed: str, scopes: tuple[str, ...]) -> AccessToken | None:
-        try:
-            return open_sealed_token(sealed, self.client.signing_key, self._seal_context(scopes))
-        except SealedTokenError as exc:
-            self.log.warning("Not using the run's shared token (%s); minting a new one", exc)
-            return None
+    @property
+    def tokens_adopted(self) -> int:
+        """Tokens this hook took from the run's token task instead of minting."""
+        return int(self.metrics.count("token.adopted"))
 
     @fail_fast
     def mint_run_tokens(self, scope_sets: Iterable[Iterable[str]]) -> list[dict[str, Any]]:
@@ -178,22 +161,26 @@ class OktaHook(BaseHook):
         return published
 
     # -- the core API, for data-team @task code ------------------------------------------------------------------
+    def list_users(self, *, search: str | None = None, filter: str | None = None, q: str | None = None,
+                   limit: int | None = None, fields: str | None = None) -> UserListing:
+        """The users matching the query, as a value: iterate it for users, `.pages()` for pages. Nothing is
+        requested until iterated (an operator's `execute` turns errors a retry cannot fix into a failed task)."""
+        return self.client.list_users(search=search, filter=filter, q=q, limit=limit, fields=fields)
+
     # Errors a retry cannot fix end the task at once (`fail_fast`); they stay catchable as their okta_sync class.
     @fail_fast
-    def iter_users(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        yield from self.client.iter_users(**kwargs)
-
-    @fail_fast
-    def iter_user_pages(self, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
-        yield from self.client.iter_user_pages(**kwargs)
+    def iter_users(self, *, search: str | None = None, filter: str | None = None,
+                   limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Shorthand for iterating `list_users(search=..., filter=..., limit=...)`."""
+        yield from self.client.iter_users(search=search, filter=filter, limit=limit)
 
     @fail_fast
     def get_user(self, id_or_login: str) -> dict[str, Any]:
         return self.client.get_user(id_or_login)
 
     @fail_fast
-    def update_profile(self, user_id: str, profile: Mapping[str, Any]) -> dict[str, Any]:
-        return self.client.update_profile(user_id, profile)
+    def update_profile(self, user_id: str, profile: Mapping[str, Any], *, if_match: str | None = None) -> dict[str, Any]:
+        return self.client.update_profile(user_id, profile, if_match=if_match)
 
     @fail_fast
     def get_token(self, scopes: Iterable[str] | None = None) -> AccessToken:
@@ -239,7 +226,7 @@ def _mask_token(token: AccessToken) -> None:
     mask_secret(token.value)
 
 
-class AirflowStatsMetrics:
+class AirflowStatsMetrics(NoMetrics):
     """The core's metrics through Airflow's own `Stats` (StatsD, Datadog or OpenTelemetry, as configured)."""
 
     def incr(self, name: str, count: int = 1) -> None:

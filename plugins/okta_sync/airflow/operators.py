@@ -385,15 +385,15 @@ class OktaExportUsersOperator(_OktaOperator):
             raise ConfigurationError("kind", "must be full, incremental or user_ids")
         exported_at = okta_timestamp(datetime.now(timezone.utc))  # before the first page: the snapshot's time
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
-        hook.client.rate_limiter.add_wait_observer(progress.on_wait)  # log rate-limit waits while they last
         if partitions:
-            pages = hook.client.iter_user_pages_partitioned(
+            users = hook.client.list_users_partitioned(
                 search=search, partitions=None if partitions == AUTO_PARTITIONS else partitions,
-                include_deprovisioned=search is not None, json_text=True)
+                include_deprovisioned=search is not None)
         else:
-            pages = hook.iter_user_pages(search=search, filter=filter_, json_text=True)
-        with open_for_write(self.output_uri) as file:
-            result = write_users_jsonl(pages, file, progress=progress)
+            users = hook.list_users(search=search, filter=filter_)
+        # the progress log hears of rate-limit waits while they last
+        with open_for_write(self.output_uri) as file, hook.client.metrics.subscribed(progress):
+            result = write_users_jsonl(users, file, progress=progress)
         summary = {"path": self.output_uri, **result.as_dict()}
         self.log.info("Exported %d users in %d pages to %s", result.users, result.pages, self.output_uri)
         self._set_outlet_extra(context, {"users": result.users, "path": self.output_uri, "kind": kind,
@@ -580,8 +580,8 @@ class OktaPushProfileChangesOperator(_OktaOperator):
             journal = PushJournal.for_report(self.report_uri, plan.sha256)
             progress = Progress("push", logger=self.log, total=plan.counts.get("change"),
                                 headroom=lambda: hook.client.rate_limit_headroom())
-            hook.client.rate_limiter.add_wait_observer(progress.on_wait)  # log rate-limit waits while they last
-            with open_text_for_write(self.report_uri, keep_on_error=True) as text, contextlib.closing(journal):
+            with open_text_for_write(self.report_uri, keep_on_error=True) as text, contextlib.closing(journal), \
+                    hook.client.metrics.subscribed(progress):  # the progress log hears of rate-limit waits
                 writer = report_writer(text, fmt)
                 for entry in plan:
                     if isinstance(entry, Skipped):

@@ -11,32 +11,34 @@ the body at most `MAX_TOKEN_RESPONSE_BYTES`. Refusals never repeat the token.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from typing import Any, NoReturn, Protocol
 
 import requests
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay
-from tenacity.wait import wait_random_exponential
 
 from okta_sync.auth.assertion import PrivateKeyJWT
 from okta_sync.auth.client_secret import ClientSecretBasic
 from okta_sync.auth.dpop import DPoPKey
-from okta_sync.errors import OktaConnectionError, TLSVerificationError, TokenRequestError
+from okta_sync.clock import SYSTEM_CLOCK, Clock
+from okta_sync.errors import TokenRequestError
 from okta_sync.http.api_errors import token_error
-from okta_sync.http.response_body import read_body
+from okta_sync.http.transport import RetryPolicy, Transport
 from okta_sync.metrics import Metrics, NoMetrics
 
 log = logging.getLogger(__name__)
 
 DPOP_HEADER_MISSING = "The DPoP proof JWT header is missing."
-# An authorization-server outage lasts tens of seconds: a handful of quick jittered retries (~8 s in all with six
-# attempts) would give up long before it ends, so token requests are bounded by max_retry_time and at least this
-# many attempts, waiting 1 to 15 s between them.
+BUCKET_TOKEN = "token"  # the token endpoint's own rate-limit bucket
+TOKEN = "token"  # the kind of request, naming its metrics: token.responses.2xx, token.retries, ...
+# An authorization-server outage lasts tens of seconds: the API's handful of quick jittered retries (~8 s in all with
+# six attempts) would give up long before it ends, so token requests have their own policy (`token_retry_policy`):
+# this many attempts, 1 to 15 s apart, within max_retry_time.
 OUTAGE_ATTEMPTS = 20
 MAX_TOKEN_LIFETIME = 3600.0  # Okta's org authorization server issues one-hour tokens; longer claims are clamped
 MAX_TOKEN_RESPONSE_BYTES = 256 * 1024  # a token response is a few KB
@@ -46,6 +48,12 @@ _NOT_SERIALISABLE = (
     "token.scopes and token.expires_at from a task instead; tasks of one DAG run share a token through "
     "OktaHook.join_run (sealed)."
 )
+
+
+def token_retry_policy(max_retry_time: float) -> RetryPolicy:
+    """The token endpoint's retry policy: long enough to ride out an authorization-server outage, bounded by
+    `max_retry_time` (the connection's `max_attempts` governs API calls only)."""
+    return RetryPolicy(max_attempts=OUTAGE_ATTEMPTS, max_retry_time=max_retry_time, min_wait=1.0, max_wait=15.0)
 
 
 def scope_key(scopes: Iterable[str]) -> tuple[str, ...]:
@@ -116,115 +124,92 @@ class AccessToken:
     def authorization_header(self) -> str:
         return f"{'DPoP' if self.is_dpop else 'Bearer'} {self.value}"
 
+    # -- the transport's `Credential` -----------------------------------------------------------------------------
+    def apply(self, method: str, url: str, headers: MutableMapping[str, str]) -> None:
+        """Authorize one request: the `Authorization` header and, for a DPoP-bound token, a fresh proof."""
+        headers["Authorization"] = self.authorization_header()
+        if self.dpop_key is not None:
+            headers["DPoP"] = self.dpop_key.proof(method, url, access_token=self.value)
+
+    def observe(self, url: str, headers: Mapping[str, str]) -> None:
+        if self.dpop_key is not None:
+            self.dpop_key.remember_nonce(url, headers.get("DPoP-Nonce"))
+
 
 class TokenEndpoint:
-    """One token request at a time: client credentials with a fresh client assertion, DPoP when asked."""
+    """Client credentials with a fresh client assertion per request, DPoP when asked, sent along the one HTTP path
+    (`Transport`: pacing on the `token` bucket, the retry engine, the exception mapping, bounded bodies) without
+    any access token. Only the authorization server's refusals are read here (OAuth `error`, not Okta's
+    `errorCode`)."""
 
     def __init__(
         self,
-        session: requests.Session,
+        transport: Transport,
         token_url: str,
         client_auth: PrivateKeyJWT | ClientSecretBasic,
         *,
         dpop: str = "off",
-        timeout: tuple[float, float] = (10.0, 60.0),
-        request_kwargs: Callable[[], dict] = dict,
-        observe_response: Callable[[requests.Response], None] = lambda response: None,
-        max_attempts: int = 6,
-        max_retry_time: float = 300.0,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
-        deadline: float = 120.0,
+        retry: RetryPolicy | None = None,
     ):
-        self.deadline = deadline
-        self.max_attempts = max_attempts
-        self.max_retry_time = max_retry_time
-        self._sleep = sleep
-        self.session = session
+        self.transport = transport
         self.token_url = token_url
         self.client_auth = client_auth
         self.dpop_mode = dpop
-        self.timeout = timeout
-        self._request_kwargs = request_kwargs
-        self._observe_response = observe_response
-        self._clock = clock
-        self.requests_made = 0
+        self.retry = retry or token_retry_policy(transport.config.max_retry_time)
 
     def fetch(self, scopes: Iterable[str]) -> AccessToken:
-        """A new token; a token endpoint that is down or overloaded (5xx, 429, unreachable) is retried, bounded."""
-        retrying = Retrying(
-            stop=stop_after_attempt(max(self.max_attempts, OUTAGE_ATTEMPTS)) | stop_before_delay(self.max_retry_time),
-            wait=wait_random_exponential(multiplier=0.5, min=1, max=15),
-            retry=retry_if_exception(_is_passing_fault),
-            before_sleep=lambda state: log.warning(
-                "token request failed (%s); retry %d in %.1fs",
-                state.outcome.exception() if state.outcome else "?", state.attempt_number,
-                state.next_action.sleep if state.next_action else 0.0,
-            ),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        for attempt in retrying:
-            with attempt:
-                return self._fetch_once(scopes)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """A new token; a token endpoint that is down or overloaded (5xx, 429, unreachable) is retried under
+        `self.retry`. One attempt may take up to three exchanges: dpop=auto's switch to DPoP and the nonce round
+        trip are answers to act on, not failures."""
+        key = scope_key(scopes)
+        return self.transport.call("POST", self.token_url, lambda: self._fetch_once(key), policy=self.retry,
+                                   resend=True, kind=TOKEN)  # a lost response cost one token: asking again is safe
 
-    def _fetch_once(self, scopes: Iterable[str]) -> AccessToken:
-        scopes = scope_key(scopes)
+    def _fetch_once(self, scopes: tuple[str, ...]) -> AccessToken:
         dpop_key = DPoPKey() if self.dpop_mode == "on" else None
-        response = self._post(scopes, dpop_key)
-        error = _error_fields(response)
+        response, content = self._post(scopes, dpop_key)
+        error = _error_fields(response, content)
         if error and self.dpop_mode == "auto" and dpop_key is None and _dpop_required(error):
             log.info("Okta requires DPoP for this app; switching DPoP on (dpop=auto)")
             self.dpop_mode = "on"
             dpop_key = DPoPKey()
-            response = self._post(scopes, dpop_key)
-            error = _error_fields(response)
+            response, content = self._post(scopes, dpop_key)
+            error = _error_fields(response, content)
         if error and dpop_key is not None and error.get("error") == "use_dpop_nonce":
             nonce = response.headers.get("DPoP-Nonce")
             if not nonce:
-                raise self._error(response, error, extra="use_dpop_nonce without a DPoP-Nonce header", scopes=scopes)
+                raise self._error(response, content, error, extra="use_dpop_nonce without a DPoP-Nonce header",
+                                  scopes=scopes)
             dpop_key.remember_nonce(self.token_url, nonce)
-            response = self._post(scopes, dpop_key)  # fresh proof AND fresh assertion: both jti are single-use
-            error = _error_fields(response)
+            response, content = self._post(scopes, dpop_key)  # fresh proof AND fresh assertion: both jti are single-use
+            error = _error_fields(response, content)
         if error or response.status_code != 200:
-            raise self._error(response, error or {}, scopes=scopes)
-        return self._parse(response, scopes, dpop_key)
+            refused = self._error(response, content, error or {}, scopes=scopes)
+            failure = self.transport.transient_status("POST", self.token_url, response.status_code, response.headers,
+                                                      refused, BUCKET_TOKEN, kind=TOKEN)
+            raise failure or refused
+        return self._parse(response, content, scopes, dpop_key)
 
-    def _post(self, scopes: tuple[str, ...], dpop_key: DPoPKey | None) -> requests.Response:
+    def _post(self, scopes: tuple[str, ...], dpop_key: DPoPKey | None) -> tuple[requests.Response, bytes]:
+        """One exchange with a fresh assertion (and proof): never an `Authorization: Bearer` header."""
         data = {"grant_type": "client_credentials", "scope": " ".join(scopes), **self.client_auth.form_fields(self.token_url)}
         headers = {"Accept": "application/json", **self.client_auth.auth_headers(self.token_url)}
         if dpop_key is not None:
             headers["DPoP"] = dpop_key.proof("POST", self.token_url)
-        self.requests_made += 1
-        deadline = time.monotonic() + self.deadline
-        try:
-            response = self.session.post(
-                self.token_url, data=data, headers=headers, timeout=self.timeout, allow_redirects=False, stream=True,
-                **self._request_kwargs(),
-            )
-            try:
-                # Bounded in size and time like every API response; kept where `response.json()` reads it.
-                response._content = read_body(response, deadline=deadline, max_bytes=MAX_TOKEN_RESPONSE_BYTES,
-                                              read_timeout=self.timeout[1])
-            finally:
-                response.close()
-        except requests.exceptions.SSLError as exc:
-            raise TLSVerificationError(
-                f"TLS verification of {self.token_url} failed; set the ca_bundle setting to the CA that signed "
-                f"the server certificate ({type(exc).__name__})"
-            ) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
-            raise OktaConnectionError(f"token endpoint {self.token_url} unreachable: {type(exc).__name__}") from None
-        self._observe_response(response)
+        self.transport.metrics.incr("token.requests")
+        # The token endpoint's outages are ridden out by its own retry policy, and say nothing about the API's
+        # health: its answers stay out of the circuit breaker.
+        response, content = self.transport.send("POST", self.token_url, bucket=BUCKET_TOKEN, headers=headers,
+                                                data=data, max_bytes=MAX_TOKEN_RESPONSE_BYTES, breaker=False,
+                                                kind=TOKEN)
         if dpop_key is not None:
             dpop_key.remember_nonce(self.token_url, response.headers.get("DPoP-Nonce"))
-        return response
+        return response, content
 
-    def _parse(self, response: requests.Response, requested: tuple[str, ...], dpop_key: DPoPKey | None) -> AccessToken:
+    def _parse(self, response: requests.Response, content: bytes, requested: tuple[str, ...],
+               dpop_key: DPoPKey | None) -> AccessToken:
         try:
-            body = response.json()
+            body = json.loads(content)
             value = body["access_token"]
             token_type = body.get("token_type", "Bearer")
         except (ValueError, KeyError, TypeError):
@@ -242,7 +227,7 @@ class TokenEndpoint:
                 status=200, error="unexpected_dpop", token_url=self.token_url,
                 error_description="Okta issued a DPoP-bound token to a request without a proof",
             )
-        now = self._clock()
+        now = self.transport.clock.time()
         return AccessToken(
             value=value, token_type=token_type, expires_at=now + expires_in, scopes=granted,
             dpop_key=dpop_key if token_type.lower() == "dpop" else None, issued_at=now,
@@ -265,7 +250,7 @@ class TokenEndpoint:
             error_description=description, request_id=response.headers.get("X-Okta-Request-Id"),
         )
 
-    def _error(self, response: requests.Response, error: dict, extra: str | None = None,
+    def _error(self, response: requests.Response, content: bytes, error: dict, extra: str | None = None,
                scopes: tuple[str, ...] = ()) -> TokenRequestError:
         code = _text(error.get("error") or ("http_error" if response.status_code != 200 else None))
         description = _text(error.get("error_description") or extra or _non_json_description(response))
@@ -282,19 +267,11 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)[:500]
 
 
-def _is_passing_fault(exc: BaseException) -> bool:
-    if isinstance(exc, TLSVerificationError):
-        return False
-    if isinstance(exc, OktaConnectionError):
-        return True
-    return isinstance(exc, TokenRequestError) and exc.retryable
-
-
-def _error_fields(response: requests.Response) -> dict | None:
+def _error_fields(response: requests.Response, content: bytes) -> dict | None:
     if response.status_code < 400:
         return None
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
@@ -340,8 +317,19 @@ def token_error_hint(error: str | None, description: str | None, token_url: str)
     return None
 
 
+class TokenProvider(Protocol):
+    """Where the cache gets a token it does not hold (authlib's `update_token`, google-auth's credentials): a token
+    obtained elsewhere (the DAG run's shared token, handed over by the Airflow layer) or `mint(scopes)`'s new one."""
+
+    def __call__(self, scopes: tuple[str, ...], mint: Callable[[tuple[str, ...]], AccessToken]) -> AccessToken: ...
+
+
 class TokenCache:
-    """Tokens per scope set, refreshed when less than `refresh_margin` seconds are left."""
+    """Tokens per scope set, refreshed when less than `refresh_margin` seconds are left.
+
+    `provider`, given at construction, supplies the token on a cache miss (it may call `mint`). A forced refresh
+    always mints: the token obtained elsewhere is the one Okta just refused.
+    """
 
     def __init__(
         self,
@@ -349,30 +337,22 @@ class TokenCache:
         *,
         refresh_margin: float = 300.0,
         on_new_token: Callable[[AccessToken], None] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         metrics: Metrics | None = None,
+        provider: TokenProvider | None = None,
     ):
         self.metrics = metrics or NoMetrics()
         self._mint = fetch
-        self._fetch = fetch
+        self._fetch = fetch if provider is None else (lambda key: provider(key, fetch))
         self.refresh_margin = refresh_margin
         self._on_new_token = on_new_token
-        self._clock = clock
+        self.clock = clock
         self._tokens: dict[tuple[str, ...], AccessToken] = {}
         self._locks: dict[tuple[str, ...], threading.Lock] = {}
         self._guard = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     def __repr__(self) -> str:
         return f"TokenCache(scope_sets={list(self._tokens)})"
-
-    def set_source(self, source: Callable[[tuple[str, ...], Callable[[Iterable[str]], AccessToken]], AccessToken]) -> None:
-        """Route cache misses through `source(scopes, mint)`, which may supply a token obtained elsewhere (e.g. the
-        DAG run's shared token) or call `mint` for a new one. A forced refresh always mints: the token obtained
-        elsewhere is the one Okta just refused."""
-        mint = self._mint
-        self._fetch = lambda key: source(key, mint)
 
     def _lock_for(self, key: tuple[str, ...]) -> threading.Lock:
         with self._guard:
@@ -380,7 +360,7 @@ class TokenCache:
 
     def _fresh(self, key: tuple[str, ...]) -> AccessToken | None:
         token = self._tokens.get(key)
-        if token is not None and not token.is_expired(self.refresh_margin, now=self._clock()):
+        if token is not None and not token.is_expired(self.refresh_margin, now=self.clock.time()):
             return token
         return None
 
@@ -389,7 +369,6 @@ class TokenCache:
         key = scope_key(scopes)
         token = None if force_refresh else self._fresh(key)
         if token is not None:
-            self.hits += 1
             self.metrics.incr("token.cache_hit")
             return token
         with self._lock_for(key):
@@ -399,14 +378,12 @@ class TokenCache:
             if not force_refresh:
                 token = self._fresh(key)
                 if token is not None:
-                    self.hits += 1
                     self.metrics.incr("token.cache_hit")
                     return token
-            self.misses += 1
             self.metrics.incr("token.cache_miss")
-            started = time.monotonic()
+            started = self.clock.monotonic()
             token = self._mint(key) if force_refresh else self._fetch(key)
-            self.metrics.timing("token.fetch", time.monotonic() - started)
+            self.metrics.timing("token.fetch", self.clock.monotonic() - started)
             self.put(token, key)
             return token
 

@@ -9,12 +9,12 @@ probe call goes through (the others wait for its outcome); success closes the br
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
-from collections.abc import Callable
 from datetime import datetime, timezone
 
+from okta_sync.clock import SYSTEM_CLOCK, Clock
 from okta_sync.errors import CircuitOpenError
+from okta_sync.metrics import Metrics, NoMetrics
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
@@ -28,21 +28,19 @@ class CircuitBreaker:
         min_calls: int = 10,
         cool_down: float = 60.0,
         probe_timeout: float = 120.0,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        on_open: Callable[[str], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        metrics: Metrics | None = None,
     ):
         self.window, self.failure_ratio, self.min_calls = window, failure_ratio, min_calls
         self.cool_down, self.probe_timeout = cool_down, probe_timeout
-        self._clock, self._wall = clock, wall_clock
-        self._on_open = on_open
+        self._clock, self._wall = clock.monotonic, clock.time
+        self.metrics = metrics or NoMetrics()
         self._outcomes: deque[bool] = deque(maxlen=window)
         self._cond = threading.Condition()
         self.state = CLOSED
         self.reason = ""
         self._open_until = 0.0
         self._probing = False
-        self.times_opened = 0
 
     def before_call(self) -> bool:
         """Raise CircuitOpenError while open; return True when this call is the probe."""
@@ -52,11 +50,13 @@ class CircuitBreaker:
                     return False
                 if self.state == OPEN:
                     if self._clock() < self._open_until:
+                        self.metrics.incr("circuit.rejected")
                         raise self._error()
                     self.state, self._probing = HALF_OPEN, True
                     return True
                 # half open: wait (bounded) for the probe's outcome
                 if not self._cond.wait_for(lambda: self.state != HALF_OPEN, timeout=self.probe_timeout):
+                    self.metrics.incr("circuit.rejected")
                     raise self._error()
 
     def record(self, ok: bool, *, probe: bool = False, what: str = "") -> None:
@@ -82,10 +82,8 @@ class CircuitBreaker:
     def _open(self, reason: str) -> None:
         self.state, self.reason = OPEN, reason
         self._open_until = self._clock() + self.cool_down
-        self.times_opened += 1
         self._outcomes.clear()
-        if self._on_open is not None:
-            self._on_open(reason)
+        self.metrics.incr("circuit.opened")
 
     def _error(self) -> CircuitOpenError:
         resume = self._wall() + max(self._open_until - self._clock(), 0.0)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import email.utils
 import random
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from okta_sync.clock import SYSTEM_CLOCK, Clock
 from okta_sync.errors import RateLimitWaitError
+from okta_sync.metrics import RATE_LIMIT_WAIT_STARTED, Instruments, NoMetrics
 
 DEFAULT_MAX_WAIT = 120.0  # Okta's windows are one minute; twice that covers a clock skew and a concurrency reset
 
@@ -58,8 +59,8 @@ class ServerClock:
     the best estimate, and waiting until `reset` on this clock never wakes up early.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time):
-        self._clock = clock
+    def __init__(self, clock: Clock = SYSTEM_CLOCK):
+        self._clock = clock.time
         self._offset: float | None = None
         self._sampled_at = 0.0
         self._lock = threading.Lock()
@@ -91,34 +92,26 @@ class RateLimiter:
         *,
         fraction: float = 1.0,
         max_wait: float = DEFAULT_MAX_WAIT,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
+        metrics: Instruments | NoMetrics | None = None,
         jitter: Callable[[], float] = lambda: random.uniform(0.05, 0.5),
         margin: Callable[[], float] = lambda: random.uniform(0.01, 0.05),
     ):
         self.fraction = fraction
         self.max_wait = max_wait
         self.server_clock = ServerClock(clock)
-        self._sleep = sleep
+        self.clock = clock
         self._jitter = jitter  # after a 429: spread the retries of every client that was refused
         self._margin = margin  # pacing: the clock estimate is never ahead of the server's, so wake right at reset
         self._buckets: dict[str, RateLimitSnapshot] = {}
         self._in_flight: dict[str, int] = {}
         self._cond = threading.Condition()
-        self.waited_seconds = 0.0
-        self._wait_observers: list[Callable[[str | None, float], None]] = []
-
-    def add_wait_observer(self, observer: Callable[[str | None, float], None]) -> None:
-        """`observer(bucket, seconds)` hears of every wait before it starts: pacing names its bucket, the wait
-        after a 429 passes None. For progress logs; an observer that raises is ignored."""
-        self._wait_observers.append(observer)
+        self.metrics = metrics or NoMetrics()
 
     def _notify_wait(self, bucket: str | None, seconds: float) -> None:
-        for observer in list(self._wait_observers):
-            try:
-                observer(bucket, seconds)
-            except Exception:  # noqa: BLE001 - a progress log must never break a request
-                pass
+        """Every wait is announced before it starts (`rate_limit.wait_started`, for progress logs): pacing names
+        its bucket, the wait after a 429 passes None."""
+        self.metrics.event(RATE_LIMIT_WAIT_STARTED, bucket=bucket, seconds=seconds)
 
     def snapshot(self, bucket: str) -> RateLimitSnapshot | None:
         with self._cond:
@@ -142,21 +135,20 @@ class RateLimiter:
         """Block until a request in `bucket` may be sent; returns the seconds waited. Raises `RateLimitWaitError`
         when the window ends more than `max_wait` seconds away."""
         waited = 0.0
-        started = time.monotonic()
+        started = self.clock.monotonic()
         while True:
             with self._cond:
                 delay = self._reserve(bucket)
                 if delay <= 0 and waited == 0:
                     return 0.0
                 if delay <= 0:
-                    self.waited_seconds += waited
                     return waited
-                elapsed = time.monotonic() - started
+                elapsed = self.clock.monotonic() - started
                 if elapsed + delay > self.max_wait:
                     raise RateLimitWaitError(bucket=bucket, seconds=elapsed + delay, max_wait=self.max_wait)
             pause = delay + self._margin()
             self._notify_wait(bucket, pause)
-            self._sleep(pause)
+            self.clock.sleep(pause)
             waited += pause
 
     def release(self, bucket: str, headers: Mapping[str, str] | None) -> None:

@@ -9,6 +9,7 @@ is stopped as it inflates) and to a declared `Content-Length` before anything is
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import requests
 import urllib3
@@ -18,9 +19,10 @@ from okta_sync.errors import ResponseLimitError
 _READ_SIZE = 64 * 1024
 
 
-def read_body(response: requests.Response, *, deadline: float, max_bytes: int, read_timeout: float) -> bytes:
+def read_body(response: requests.Response, *, deadline: float, max_bytes: int, read_timeout: float,
+              monotonic: Callable[[], float] = time.monotonic) -> bytes:
     """The whole (decoded) body of a `stream=True` response. Raises `ResponseLimitError` past `max_bytes`,
-    `requests.exceptions.ReadTimeout` once `deadline` (a `time.monotonic()` value) has passed, and the requests
+    `requests.exceptions.ReadTimeout` once `deadline` (a `monotonic()` value) has passed, and the requests
     exceptions `Response.content` would raise for a truncated or undecodable body."""
     declared = response.headers.get("Content-Length", "")
     if declared.strip().isdigit() and int(declared) > max_bytes:
@@ -29,7 +31,7 @@ def read_body(response: requests.Response, *, deadline: float, max_bytes: int, r
     chunks: list[bytes] = []
     size = 0
     while True:
-        remaining = deadline - time.monotonic()
+        remaining = deadline - monotonic()
         if remaining <= 0:
             raise requests.exceptions.ReadTimeout("request deadline passed while reading the body")
         _limit_socket_wait(raw, min(read_timeout, remaining))

@@ -1,22 +1,23 @@
-"""The one HTTP path to Okta: a keep-alive session, timeouts, rate-limit pacing, retries, error mapping, paging.
+"""The one HTTP path to Okta, for API calls and the token endpoint alike: a keep-alive session, timeouts, rate-limit
+pacing, the circuit breaker, one retry engine, one mapping of `requests` exceptions, bounded response bodies.
 
-Retries (one place decides them): 429 after the window's reset on the server's clock; 500/502/503/504, connection
-errors, timeouts and truncated or undecodable bodies with exponential backoff and full jitter; bounded attempts and
-total time. A 401 `E0000011` is retried once after a forced token refresh. TLS verification failures and every
-other 4xx fail at once. A write (POST, PUT) whose request was sent but whose response was lost or damaged is not
-re-sent: it raises `OutcomeUnknownError` and the caller re-reads to learn whether it landed.
+Retries (one place decides them, `Transport.call`): 429 after the window's reset on the server's clock;
+500/502/503/504, connection errors, timeouts and truncated or undecodable bodies with exponential backoff and full
+jitter; bounded attempts and total time (a `RetryPolicy`). TLS verification failures and every other 4xx fail at
+once. A write (POST, PUT) whose request was sent but whose response was lost or damaged is not re-sent: it raises
+`OutcomeUnknownError` and the caller re-reads to learn whether it landed. Authenticated API calls and paging are
+`okta_sync.http.authorized`; the token endpoint (`okta_sync.auth.tokens`) sends through `Transport.send` too,
+as google-auth refreshes credentials through the same request interface as API calls.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -24,7 +25,7 @@ import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_before_delay
 from tenacity.wait import wait_random_exponential
 
-from okta_sync.http.api_errors import api_error, www_authenticate_params
+from okta_sync.clock import SYSTEM_CLOCK, Clock
 from okta_sync.http.circuit import CircuitBreaker
 from okta_sync.config import OktaConfig
 from okta_sync.errors import (
@@ -38,60 +39,47 @@ from okta_sync.errors import (
     TLSVerificationError,
     UnsafeUrlError,
 )
-from okta_sync.http.links import cursor_of, next_page_url, origin_of, parse_link_header
-from okta_sync.metrics import Metrics, NoMetrics
+from okta_sync.http.links import origin_of
+from okta_sync.metrics import Instruments, Metrics
 from okta_sync.http.ratelimit import RateLimiter
 from okta_sync.http.response_body import read_body
-from okta_sync.auth.tokens import AccessToken, TokenCache
 from okta_sync.version import USER_AGENT
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+API = "api"  # the kind of request whose metrics are `api.*`; the token endpoint's are `token.*`
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class ApiResponse:
-    """A decoded success response: what callers need, nothing that could carry a secret."""
+class RetryPolicy:
+    """How one call is retried: at most `max_attempts` attempts within `max_retry_time` seconds, waiting a random
+    (full-jitter) exponential backoff of at most `max_wait` (and at least `min_wait`) seconds between them; a 429
+    waits for its window's reset instead."""
 
-    status: int
-    headers: Mapping[str, str]
-    data: Any
-    url: str
+    max_attempts: int
+    max_retry_time: float
+    min_wait: float = 0.0
+    max_wait: float = 30.0
 
-    @property
-    def request_id(self) -> str | None:
-        return self.headers.get("X-Okta-Request-Id")
-
-    def link(self, rel: str) -> str | None:
-        return parse_link_header(self.headers.get("Link")).get(rel)
-
-
-@dataclass
-class TransportStats:
-    """Counters for progress logs, metrics and benchmarks (thread-safe increments)."""
-
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    token_refreshes_on_401: int = 0
-    rate_limit_wait_seconds: float = 0.0
-    by_status: dict[int, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def count(self, name: str, amount: float = 1) -> None:
-        with self._lock:
-            setattr(self, name, getattr(self, name) + amount)
-
-    def count_status(self, status: int) -> None:
-        with self._lock:
-            self.requests += 1
-            self.by_status[status] = self.by_status.get(status, 0) + 1
+    @classmethod
+    def for_api(cls, config: OktaConfig) -> "RetryPolicy":
+        return cls(max_attempts=config.max_attempts, max_retry_time=config.max_retry_time)
 
 
-class _RetryableFailure(Exception):
-    """One failed attempt that may succeed later. Carries what the final error needs, never the request."""
+class TransientFailure(OktaSyncError):
+    """One failed attempt that may succeed later. Carries what the final error needs, never the request.
+    A signal inside `Transport.call`, never raised out of it (it is an `OktaSyncError` only so that nothing in the
+    package raises outside the tree).
+
+    Raised by `Transport.send` (connection errors, timeouts, damaged bodies) and `Transport.transient_status`
+    (429, 5xx); `Transport.call` retries it and, once retries are spent, raises `error`."""
+
+    retryable = True
 
     def __init__(self, reason: str, *, wait: float | None = None, error: OktaSyncError, sent: bool = False):
         super().__init__(reason)
@@ -136,28 +124,28 @@ def proxies_for(config: OktaConfig) -> dict[str, str]:
 
 
 class Transport:
-    """Authenticated, paced, retried requests to one org."""
+    """Paced, bounded, retried requests to one org: no credentials of its own (`authorized.AuthorizedSession`
+    adds the access token; the token endpoint adds its client authentication)."""
 
     def __init__(
         self,
         config: OktaConfig,
-        tokens: TokenCache,
         *,
         session: requests.Session | None = None,
         rate_limiter: RateLimiter | None = None,
-        sleep: Callable[[float], None] = time.sleep,
         metrics: Metrics | None = None,
         breaker: CircuitBreaker | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         self.config = config
-        self.tokens = tokens
         self.session = session or build_session(config)
+        self.clock = clock
+        self.metrics = Instruments.of(metrics)
         self.rate_limiter = rate_limiter or RateLimiter(fraction=config.rate_limit_fraction,
-                                                        max_wait=config.max_rate_limit_wait)
-        self.stats = TransportStats()
-        self.metrics = metrics or NoMetrics()
-        self.breaker = breaker or CircuitBreaker(on_open=lambda reason: self.metrics.incr("circuit.opened"))
-        self._sleep = sleep
+                                                        max_wait=config.max_rate_limit_wait, clock=clock,
+                                                        metrics=self.metrics)
+        self.breaker = breaker or CircuitBreaker(metrics=self.metrics, clock=clock)
+        self.retry_policy = RetryPolicy.for_api(config)
         self._timeout = (config.connect_timeout, config.read_timeout)
         self._origin = origin_of(config.org_url)
 
@@ -180,38 +168,33 @@ class Transport:
                 f"(a Link header or redirect pointed elsewhere)"
             )
 
-    # -- requests -----------------------------------------------------------------------------------------------
-    def request(
-        self,
-        method: str,
-        path_or_url: str,
-        *,
-        bucket: str,
-        scopes: tuple[str, ...],
-        params: Mapping[str, Any] | None = None,
-        json_body: Any = None,
-        decode: Callable[[bytes], Any] = json.loads,
-        headers: Mapping[str, str] | None = None,
-    ) -> ApiResponse:
-        """`headers` adds request headers (e.g. `If-Match`); Authorization and DPoP are always the transport's."""
-        url = self.url_for(path_or_url)
-        resend = method.upper() in SAFE_METHODS
+    # -- the retry engine -----------------------------------------------------------------------------------------
+    def call(self, method: str, url: str, attempt: Callable[[], T], *, policy: RetryPolicy | None = None,
+             resend: bool | None = None, kind: str = API) -> T:
+        """`attempt()` until it returns, retrying each `TransientFailure` under `policy` (default: the API's).
+
+        `resend` says whether a request that may have reached the server can be sent again (default: only for
+        GET, HEAD and OPTIONS); when it cannot, such a failure raises `OutcomeUnknownError`. Once retries are
+        spent, the last failure's error is raised. `kind` names the metrics (`api.retries`, `token.retries`).
+        """
+        policy = policy or self.retry_policy
+        resend = method.upper() in SAFE_METHODS if resend is None else resend
         retrying = Retrying(
-            stop=stop_after_attempt(self.config.max_attempts) | stop_before_delay(self.config.max_retry_time),
-            wait=self._wait,
-            retry=retry_if_exception(lambda exc: isinstance(exc, _RetryableFailure) and (resend or not exc.sent)),
-            before_sleep=self._before_sleep(method, url),
-            sleep=self._sleep,
+            stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.max_retry_time),
+            wait=self._wait(policy),
+            retry=retry_if_exception(lambda exc: isinstance(exc, TransientFailure) and (resend or not exc.sent)),
+            before_sleep=self._before_sleep(method, url, policy, kind),
+            sleep=self.clock.sleep,
             reraise=True,
         )
         try:
-            for attempt in retrying:
-                with attempt:
-                    return self._send_with_token(method, url, bucket, scopes, params, json_body, decode, headers)
+            for attempt_state in retrying:
+                with attempt_state:
+                    return attempt()
         except OktaApiError as error:
             _log_api_failure(error)
             raise
-        except _RetryableFailure as failure:
+        except TransientFailure as failure:
             if isinstance(failure.error, OktaApiError):
                 _log_api_failure(failure.error)
             if failure.sent and not resend:
@@ -221,77 +204,85 @@ class Transport:
             raise failure.error from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _wait(self, state: RetryCallState) -> float:
-        failure = state.outcome.exception() if state.outcome else None
-        if isinstance(failure, _RetryableFailure) and failure.wait is not None:
-            return failure.wait
-        return wait_random_exponential(multiplier=0.5, max=30)(state)
+    @staticmethod
+    def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+        backoff = wait_random_exponential(multiplier=0.5, min=policy.min_wait, max=policy.max_wait)
 
-    def _before_sleep(self, method: str, url: str) -> Callable[[RetryCallState], None]:
+        def wait(state: RetryCallState) -> float:
+            failure = state.outcome.exception() if state.outcome else None
+            if isinstance(failure, TransientFailure) and failure.wait is not None:
+                return failure.wait
+            return backoff(state)
+
+        return wait
+
+    def _before_sleep(self, method: str, url: str, policy: RetryPolicy, kind: str) -> Callable[[RetryCallState], None]:
         path = urlsplit(url).path
 
         def log_retry(state: RetryCallState) -> None:
             failure = state.outcome.exception() if state.outcome else None
             seconds = state.next_action.sleep if state.next_action else 0.0
-            self.stats.count("retries")
-            self.metrics.incr("api.retries")
+            self.metrics.incr(f"{kind}.retries")
             log.warning(
                 "%s %s: %s; retry %d/%d in %.1fs",
-                method, path, getattr(failure, "reason", failure), state.attempt_number, self.config.max_attempts - 1, seconds,
+                method, path, getattr(failure, "reason", failure), state.attempt_number, policy.max_attempts - 1, seconds,
             )
 
         return log_retry
 
-    def _send_with_token(self, method, url, bucket, scopes, params, json_body, decode=json.loads,
-                         extra_headers=None) -> ApiResponse:
-        token = self.tokens.get(scopes)
-        response, content = self._send_once(method, url, bucket, token, params, json_body, extra_headers)
-        if response.status_code == 401 and token.is_dpop and response.headers.get("DPoP-Nonce"):
-            # The resource server asks for (a new) nonce: the proof is rebuilt with it once.
-            response, content = self._send_once(method, url, bucket, token, params, json_body, extra_headers)
-        if response.status_code == 401 and _is_invalid_token(response, content):
-            log.info("%s %s: access token refused (401); refreshing it once", method, urlsplit(url).path)
-            self.stats.count("token_refreshes_on_401")
-            token = self.tokens.get(scopes, force_refresh=True, stale=token)
-            response, content = self._send_once(method, url, bucket, token, params, json_body, extra_headers)
-        return self._decode(method, url, response, content, decode, bucket)
+    # -- one exchange ---------------------------------------------------------------------------------------------
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        bucket: str,
+        headers: Mapping[str, str],
+        params: Mapping[str, Any] | None = None,
+        data: bytes | Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
+        breaker: bool = True,
+        kind: str = API,
+    ) -> tuple[requests.Response, bytes]:
+        """One request and its whole body, read within `request_deadline` and `max_bytes` (default:
+        `max_response_bytes`): paced by the rate limiter, guarded by the circuit breaker (unless `breaker=False`),
+        `requests` exceptions mapped to ours. The response is closed; its status and headers stay readable.
+        `kind` names the metrics: `api.responses.2xx`, `api.status.200`, `api.latency.<bucket>` for API calls,
+        `token.responses.2xx`, `token.status.200` for the token endpoint.
 
-    def _send_once(self, method, url, bucket, token: AccessToken, params, json_body,
-                   extra_headers=None) -> tuple[requests.Response, bytes]:
-        headers = {**(extra_headers or {}), "Authorization": token.authorization_header()}
-        if token.dpop_key is not None:
-            headers["DPoP"] = token.dpop_key.proof(method, url, access_token=token.value)
-        if json_body is not None:
-            headers["Content-Type"] = "application/json"
-        probe = self.breaker.before_call()
+        Raises `TransientFailure` for connection errors, timeouts and damaged bodies, `TLSVerificationError`,
+        `ResponseLimitError`, `RateLimitWaitError` and `CircuitOpenError`.
+        """
+        path = urlsplit(url).path
+        probe = self.breaker.before_call() if breaker else False
+        record = self.breaker.record if breaker else _not_recorded
         try:
             waited = self.rate_limiter.acquire(bucket)
         except RateLimitWaitError as error:
-            self.breaker.record(True, probe=probe)
+            record(True, probe=probe)
             raise _located(error, method, url) from None
         if waited:
-            self.stats.count("rate_limit_wait_seconds", waited)
             self.metrics.timing("rate_limit.wait", waited)
         response_headers = None
-        started = time.monotonic()
+        started = self.clock.monotonic()
         deadline = started + self.config.request_deadline
         refused_header = False
         try:
             response = self.session.request(
-                method, url, params=params,
-                data=json.dumps(json_body, separators=(",", ":")).encode() if json_body is not None else None,
-                headers=headers, timeout=self._timeout, allow_redirects=False, stream=True,
+                method, url, params=params, data=data, headers=headers, timeout=self._timeout,
+                allow_redirects=False, stream=True,
             )
             response_headers = response.headers
             try:  # read here so a truncated body is one more retryable failure
-                content = read_body(response, deadline=deadline, max_bytes=self.config.max_response_bytes,
-                                    read_timeout=self.config.read_timeout)
+                content = read_body(response, deadline=deadline,
+                                    max_bytes=self.config.max_response_bytes if max_bytes is None else max_bytes,
+                                    read_timeout=self.config.read_timeout, monotonic=self.clock.monotonic)
             finally:
                 response.close()
         except requests.exceptions.InvalidHeader:
             refused_header = True  # its message holds the header's value: it must not travel in any traceback
         except requests.exceptions.SSLError as exc:
-            self.breaker.record(True, probe=probe)  # not Okta failing: a configuration problem
+            record(True, probe=probe)  # not Okta failing: a configuration problem
             raise TLSVerificationError(
                 f"TLS verification of {self.config.org_url} failed ({type(exc).__name__}); set the connection's "
                 f"ca_bundle to the CA that signed the server's certificate"
@@ -299,99 +290,52 @@ class Transport:
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as exc:
             reason = type(exc).__name__
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 reason = f"no complete response within request_deadline ({self.config.request_deadline:g} s)"
-            self.breaker.record(False, probe=probe, what=f"{method} {urlsplit(url).path}: {reason}")
-            self.metrics.incr("api.connection_errors")
+            record(False, probe=probe, what=f"{method} {path}: {reason}")
+            self.metrics.incr(f"{kind}.connection_errors")
             error_class = RequestDeadlineError if reason.startswith("no complete") else OktaConnectionError
-            raise _RetryableFailure(
-                reason, error=error_class(f"{method} {urlsplit(url).path}: {reason} after retries"),
-                sent=_request_was_sent(exc),
+            raise TransientFailure(
+                reason, error=error_class(f"{method} {path}: {reason} after retries"), sent=_request_was_sent(exc),
             ) from None
         except ResponseLimitError:
-            self.breaker.record(True, probe=probe)
+            record(True, probe=probe)
             raise
         finally:
             self.rate_limiter.release(bucket, response_headers)
         if refused_header:
-            self.breaker.record(True, probe=probe)
-            raise OktaSyncError(f"{method} {urlsplit(url).path}: a request header holds a character HTTP forbids "
-                                 f"(CR, LF or a control character); nothing was sent")
-        self.stats.count_status(response.status_code)
+            record(True, probe=probe)
+            raise OktaSyncError(f"{method} {path}: a request header holds a character HTTP forbids "
+                                f"(CR, LF or a control character); nothing was sent")
         status = response.status_code
-        self.breaker.record(status < 500, probe=probe, what=f"{method} {urlsplit(url).path}: HTTP {status}")
-        self.metrics.incr(f"api.responses.{status // 100}xx")
-        self.metrics.incr(f"api.status.{status}")
-        self.metrics.timing(f"api.latency.{bucket}", time.monotonic() - started)
-        if token.dpop_key is not None:
-            token.dpop_key.remember_nonce(url, response.headers.get("DPoP-Nonce"))
+        record(status < 500, probe=probe, what=f"{method} {path}: HTTP {status}")
+        self.metrics.incr(f"{kind}.responses.{status // 100}xx")
+        self.metrics.incr(f"{kind}.status.{status}")
+        if kind == API:
+            self.metrics.timing(f"api.latency.{bucket}", self.clock.monotonic() - started)
         if response.is_redirect:
             self.check_same_origin(response.headers.get("Location", ""))
         return response, content
 
-    def _decode(
-        self, method: str, url: str, response: requests.Response, content: bytes,
-        decode: Callable[[bytes], Any] = json.loads, bucket: str | None = None,
-    ) -> ApiResponse:
-        status = response.status_code
-        path = urlsplit(url).path
-        if status >= 400 or 300 <= status < 400:
-            error = api_error(status=status, method=method, path=path, headers=response.headers, content=content)
-            if status in RETRYABLE_STATUS:
-                wait = None
-                if status == 429:
-                    self.stats.count("rate_limited")
-                    self.metrics.incr("api.rate_limited")
-                    try:
-                        wait = self.rate_limiter.wait_for_reset(response.headers, bucket=bucket)
-                    except RateLimitWaitError as too_long:
-                        raise _located(too_long, method, url) from None
-                raise _RetryableFailure(f"HTTP {status} {error.error_code or ''}".strip(), wait=wait, error=error)
-            raise error
-        try:
-            data = decode(content) if content else None
-        except ValueError:
-            reason = f"HTTP {status} with a body that is not valid JSON ({len(content)} bytes)"
-            raise _RetryableFailure(
-                reason, error=OktaConnectionError(f"{method} {path}: {reason} after retries"), sent=True
-            ) from None
-        return ApiResponse(status=status, headers=response.headers, data=data, url=url)
+    def transient_status(self, method: str, url: str, status: int, headers: Mapping[str, str],
+                         error: OktaSyncError, bucket: str, kind: str = API) -> TransientFailure | None:
+        """The retryable failure for a 429 or 5xx answer (a 429 waits for its window's reset on the server's clock,
+        or raises `RateLimitWaitError` when that is too far), None for any other status."""
+        if status not in RETRYABLE_STATUS:
+            return None
+        wait = None
+        if status == 429:
+            self.metrics.incr(f"{kind}.rate_limited")
+            try:
+                wait = self.rate_limiter.wait_for_reset(headers, bucket=bucket)
+            except RateLimitWaitError as too_long:
+                raise _located(too_long, method, url) from None
+        code = getattr(error, "error_code", None) or getattr(error, "error", None) or ""
+        return TransientFailure(f"HTTP {status} {code}".strip(), wait=wait, error=error)
 
-    # -- paging -------------------------------------------------------------------------------------------------
-    def iter_pages(
-        self, path: str, *, bucket: str, scopes: tuple[str, ...], params: Mapping[str, Any] | None = None,
-        decode: Callable[[bytes], Any] = json.loads,
-    ) -> Iterator[ApiResponse]:
-        """Each page in turn, following `Link: rel="next"`; one page in memory at a time.
 
-        The next URL is rebuilt from the org URL, `path` and the link's cursor (`links.next_page_url`). Paging stops
-        with `ResponseLimitError` when a cursor comes back a second time or after `max_pages` pages.
-        """
-        url: str | None = self.url_for(path)
-        page_path = urlsplit(url).path
-        cursors = {cursor_of(requests.Request("GET", url, params=params).prepare().url or url)}
-        pages = 0
-        while url is not None:
-            page = self.request("GET", url, bucket=bucket, scopes=scopes, params=params, decode=decode)
-            pages += 1
-            yield page
-            link = page.link("next")
-            del page  # the consumer has it: holding it through the next request keeps two pages alive (memory, GC)
-            if link is None:
-                return
-            url, params = next_page_url(link, org_url=self.config.org_url, path=page_path), None
-            cursor = cursor_of(url)
-            if cursor in cursors:
-                raise ResponseLimitError(
-                    f"paging loop: the server sent a next link whose cursor was already followed (page {pages} of "
-                    f"GET {page_path}); stopping instead of paging forever", setting="max_pages",
-                )
-            cursors.add(cursor)
-            if pages >= self.config.max_pages:
-                raise ResponseLimitError(
-                    f"GET {page_path}: still a next page after {pages} pages, the max_pages cap; stopping (raise the "
-                    f"connection's max_pages if the org really holds that many)", setting="max_pages",
-                )
+def _not_recorded(ok: bool, *, probe: bool = False, what: str = "") -> None:
+    """Calls that bypass the circuit breaker record nothing in it."""
 
 
 def _located(error: RateLimitWaitError, method: str, url: str) -> RateLimitWaitError:
@@ -414,9 +358,3 @@ def _log_api_failure(error: OktaApiError) -> None:
         error.method, error.path, error.status, error.error_code, error.error_summary, error.error_id, error.request_id,
     )
 
-
-def _is_invalid_token(response: requests.Response, content: bytes) -> bool:
-    auth = www_authenticate_params(response.headers)
-    if auth.get("error") == "invalid_token":
-        return True
-    return b"E0000011" in content[:512]

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from okta_sync.sync.progress import Progress
 from okta_sync.users.pages import UserPage
@@ -29,10 +29,21 @@ class ExportResult:
                 "max_last_updated": self.max_last_updated}
 
 
-def write_users_jsonl(pages: Iterable[list[dict[str, Any]]], file: IO[bytes], *,
+class TextListing(Protocol):
+    """A listing whose pages can keep each user's JSON text (`UserListing`, `PartitionedUserListing`)."""
+
+    def text_pages(self) -> Iterable[list[dict[str, Any]]]: ...
+
+
+def write_users_jsonl(users: TextListing | Iterable[list[dict[str, Any]]], file: IO[bytes], *,
                       progress: Progress | None = None, keep: Callable[[dict[str, Any]], bool] | None = None) -> ExportResult:
-    """Write each user of each page as one JSON line (UTF-8) to a binary file."""
+    """Write each user as one JSON line (UTF-8) to a binary file.
+
+    `users` is a listing (`client.list_users(...)`): its users are written as the server sent them, without
+    re-encoding; or any iterable of pages (lists of user dicts), encoded here.
+    """
     result = ExportResult()
+    pages = users.text_pages() if hasattr(users, "text_pages") else users
     for page in pages:
         written = _write_page(page, file, result, keep)
         del page  # not held through the next request: one page in memory at a time (and less GC work)

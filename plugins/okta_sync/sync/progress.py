@@ -15,10 +15,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from okta_sync.metrics import RATE_LIMIT_WAIT_STARTED, NoMetrics
+
 WINDOW_SECONDS = 60  # Okta's rate-limit windows are one minute long
 
 
-class Progress:
+class Progress(NoMetrics):
+    """A progress log; also a sink of the client's instrumentation channel (`Instruments.subscribed`), from which
+    it hears of rate-limit waits as they start."""
+
     def __init__(
         self,
         what: str,
@@ -58,8 +63,12 @@ class Progress:
         self._log.info(message)
 
     # -- rate-limit waits -------------------------------------------------------------------------------------
+    def event(self, name: str, **fields: Any) -> None:
+        if name == RATE_LIMIT_WAIT_STARTED:
+            self.on_wait(fields.get("bucket"), fields.get("seconds", 0.0))
+
     def on_wait(self, bucket: str | None, seconds: float) -> None:
-        """A rate-limit wait is starting (RateLimiter.add_wait_observer): log it now, then every `wait_every`."""
+        """A rate-limit wait is starting (`rate_limit.wait_started`): log it now, then every `wait_every`."""
         name = bucket or "refused (429)"
         with self._lock:
             now = self._clock()

@@ -61,7 +61,8 @@ class FindsUsers(Protocol):
     """What the listing strategy needs: `OktaClient` is one."""
 
     def find_user(self, key_kind: str, key: str) -> dict[str, Any] | None: ...
-    def iter_user_pages_partitioned(self, **kwargs: Any) -> Iterator[list[dict[str, Any]]]: ...
+    def iter_user_pages_partitioned(self, *, partitions: int | None = None, windows: list[Window] | None = None,
+                                    include_deprovisioned: bool = True) -> Iterator[list[dict[str, Any]]]: ...
 
 
 @dataclass(frozen=True)

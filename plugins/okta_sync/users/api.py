@@ -12,15 +12,15 @@ import itertools
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
 from okta_sync.errors import NotFoundError, OktaApiError, OktaSyncError, ResponseLimitError, ScopeNotConfiguredError
-from okta_sync.http.transport import Transport
-from okta_sync.users.pages import decode_user_page
+from okta_sync.http.authorized import AuthorizedSession
+from okta_sync.users.pages import UserPage, decode_user_page
 
 USERS_PATH = "/api/v1/users"
 
@@ -65,9 +65,9 @@ def scopes_for(needed: tuple[str, ...], ceiling: tuple[str, ...], operation: str
 
 
 class UsersClient:
-    """`/api/v1/users` for one org, on top of a shared `Transport`."""
+    """`/api/v1/users` for one org, on top of a shared `AuthorizedSession`."""
 
-    def __init__(self, transport: Transport, *, page_size: int = 200):
+    def __init__(self, transport: AuthorizedSession, *, page_size: int = 200):
         self.transport = transport
         self.page_size = page_size
 
@@ -81,7 +81,7 @@ class UsersClient:
         return scopes_for((MANAGE_SCOPE,), self.transport.config.scopes,
                           "update_profile / replace_profile (POST or PUT /api/v1/users/{id})")
 
-    def iter_user_pages(
+    def list_users(
         self,
         *,
         search: str | None = None,
@@ -89,22 +89,29 @@ class UsersClient:
         q: str | None = None,
         limit: int | None = None,
         fields: str | None = None,
-        json_text: bool = False,
         sort_by: str | None = None,
         sort_order: str | None = None,
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Each page of users (a list of user dicts), following `rel="next"` until Okta sends none.
+    ) -> "UserListing":
+        """`GET /api/v1/users` as a value: iterate it for users, `.pages()` for pages. Nothing is requested yet.
 
-        `json_text=True` yields `UserPage`s that also keep each user's JSON text (the export writes it as is);
-        plain `json.loads` is faster when only the dicts are wanted (its key memo spans the whole page).
-        `sort_by`/`sort_order` (`asc`, `desc`) order a `search` (Okta breaks ties by id).
+        Args:
+            search: Okta's `search` expression (e.g. `status eq "ACTIVE"`); DEPROVISIONED users included.
+            filter: Okta's `filter` expression (the default listing omits DEPROVISIONED users).
+            q: a prefix match on first name, last name or email.
+            limit: users per page (default: the connection's `page_size`).
+            fields: Okta's `fields` projection.
+            sort_by: order a `search` by this attribute (e.g. `created`); Okta breaks ties by id.
+            sort_order: `asc` or `desc`, with `sort_by`.
         """
         limit = limit or self.page_size
         params = _list_params(search=search, filter=filter, q=q, limit=limit, fields=fields, sortBy=sort_by,
                               sortOrder=sort_order)
+        return UserListing(self, params, limit)
+
+    def _pages(self, params: dict[str, Any], limit: int, decode: Callable[[bytes], Any]) -> Iterator[list[dict[str, Any]]]:
+        """Each page, following `rel="next"` until Okta sends none; a page larger than `limit` is refused."""
         for page in self.transport.iter_pages(
-            USERS_PATH, bucket=BUCKET_USERS_LIST, scopes=self.read_scopes, params=params,
-            decode=decode_user_page if json_text else json.loads,
+            USERS_PATH, bucket=BUCKET_USERS_LIST, scopes=self.read_scopes, params=params, decode=decode,
         ):
             if not isinstance(page.data, list):
                 raise OktaSyncError(f"GET {USERS_PATH}: expected a JSON array of users, got {type(page.data).__name__}")
@@ -116,11 +123,6 @@ class UsersClient:
             self.transport.metrics.incr("users.listed", len(page.data))
             yield page.data
             del page  # not held through the next request: one page in memory at a time
-
-    def iter_users(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """Every user across all pages, one page held in memory at a time. Same arguments as `iter_user_pages`."""
-        # chain hands out each user in C: no generator frame resumed per user, and it drops a page once exhausted.
-        return itertools.chain.from_iterable(self.iter_user_pages(**kwargs))
 
     def get_user(self, id_or_login: str) -> dict[str, Any]:
         """One user, as `GET /api/v1/users/{id or login}` resolves it.
@@ -159,7 +161,7 @@ class UsersClient:
 
     def _find_login_by_search(self, login: str) -> dict[str, Any] | None:
         expression = f'profile.login eq "{search_literal(login)}"'
-        pages = self.iter_user_pages(search=expression, limit=2)
+        pages = self.list_users(search=expression, limit=2).pages()
         try:
             page = next(pages, [])  # logins are unique: one page answers
         finally:
@@ -196,6 +198,30 @@ class UsersClient:
             json_body={"profile": dict(profile)},
         )
         return response.data
+
+
+class UserListing:
+    """A user listing as a value (stripe's `auto_paging_iter`): iterating it yields every user, `pages()` yields
+    the pages; one page in memory at a time, nothing requested until iterated, and each iteration lists anew."""
+
+    def __init__(self, users: UsersClient, params: dict[str, Any], limit: int):
+        self._users, self._params, self._limit = users, params, limit
+
+    def __repr__(self) -> str:
+        return f"UserListing({self._params})"
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        # chain hands out each user in C: no generator frame resumed per user, and it drops a page once exhausted.
+        return itertools.chain.from_iterable(self.pages())
+
+    def pages(self) -> Iterator[list[dict[str, Any]]]:
+        """Each page (a list of user dicts); plain `json.loads`, whose key memo spans the whole page."""
+        return self._users._pages(self._params, self._limit, json.loads)
+
+    def text_pages(self) -> Iterator[UserPage]:
+        """Each page as a `UserPage` that also keeps each user's JSON text as the server sent it: for the export,
+        which writes it without re-encoding (`okta_sync.sync.export`)."""
+        return self._users._pages(self._params, self._limit, decode_user_page)
 
 
 def user_path(id_or_login: str) -> str:

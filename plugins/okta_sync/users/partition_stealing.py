@@ -59,10 +59,10 @@ def first_pages(client: Any, search: str | None, limit: int, json_text: bool) ->
     """The first page ascending and the first page descending, fetched at once, and whether any user is in neither:
     none when the ascending page is short and holds every user of the descending one (checked, not assumed)."""
     expression = search or "created pr"
-    extra = {"json_text": True} if json_text else {}
 
     def first(order: str) -> list:
-        pages = client.iter_user_pages(search=expression, limit=limit, sort_by="created", sort_order=order, **extra)
+        listing = client.list_users(search=expression, limit=limit, sort_by="created", sort_order=order)
+        pages = listing.text_pages() if json_text else listing.pages()
         try:
             return next(pages, [])
         finally:
@@ -201,9 +201,9 @@ class StealingRun(_PartitionedRun):
         """Page one query of the lane; True when the lane is done, False when it must restart at its cursor."""
         with self.lock:
             window = Window(start, lane.end)
-        extra = {"json_text": True} if self.json_text else {}
-        pages = self.client.iter_user_pages(search=window.expression(self.search), limit=self.limit,
-                                            sort_by="created", sort_order="asc", **extra)
+        listing = self.client.list_users(search=window.expression(self.search), limit=self.limit,
+                                         sort_by="created", sort_order="asc")
+        pages = listing.text_pages() if self.json_text else listing.pages()
         served = 0
         try:
             for page in pages:

@@ -19,6 +19,7 @@ partition ever relies on paging past that cap. Pages arrive in completion order,
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -35,8 +36,16 @@ DEPROVISIONED = "DEPROVISIONED"
 _STOP_POLL_SECONDS = 0.1
 
 
+class Listing(Protocol):
+    def pages(self) -> Iterator[list[dict[str, Any]]]: ...
+    def text_pages(self) -> Iterator[list[dict[str, Any]]]: ...
+
+
 class PagedUsers(Protocol):
-    def iter_user_pages(self, **kwargs: Any) -> Iterator[list[dict[str, Any]]]: ...
+    """What partitioned listing needs: `OktaClient` is one (its `config` gives `max_concurrency`, `page_size`)."""
+
+    def list_users(self, *, search: str | None = None, limit: int | None = None, sort_by: str | None = None,
+                   sort_order: str | None = None) -> Listing: ...
 
 
 @dataclass(frozen=True)
@@ -96,10 +105,11 @@ def sized_windows(created: list[int], now_ms: int, partitions: int, *, largest: 
     return [Window(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
 
 
-def probe_windows(client: PagedUsers, search: str | None, partitions: int, *, limit: int = 200) -> tuple[list[Window], int, int]:
+def probe_windows(client: PagedUsers, search: str | None, partitions: int, *,
+                  limit: int | None = None) -> tuple[list[Window], int, int]:
     """One page of the listing samples `created` (windows at its quantiles); now is the newest possible."""
     now = int(time.time() * 1000) + 1
-    pages = client.iter_user_pages(search=search, limit=limit)
+    pages = client.list_users(search=search, limit=limit).pages()
     try:
         first = next(pages, [])
     finally:
@@ -119,34 +129,70 @@ def iter_user_pages_partitioned(
     include_deprovisioned: bool = True,
     split_at: int | None = DEFAULT_SPLIT_AT,
     limit: int | None = None,
-    json_text: bool = False,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Every user matching `search` (DEPROVISIONED included), exactly once, as pages fetched by a bounded pool.
+    """Every user matching `search` (DEPROVISIONED included), exactly once, as pages fetched by a bounded pool;
+    see `PartitionedUserListing` for the arguments."""
+    return PartitionedUserListing(client, search=search, partitions=partitions, max_workers=max_workers,
+                                  windows=windows, include_deprovisioned=include_deprovisioned, split_at=split_at,
+                                  limit=limit).pages()
 
-    `max_workers` defaults to the client's `max_concurrency`. Without `partitions` or `windows` the client decides:
-    lanes split while they are paged whenever a worker goes idle (see `okta_sync.partition_stealing`); with them,
-    these fixed windows are paged (split only at `split_at`). At most `max_workers` pages wait in memory for the
-    consumer. Closing the generator stops the workers.
+
+class PartitionedUserListing:
+    """A partitioned listing as a value: iterate it for users, `pages()` for pages (in completion order).
+
+    Args:
+        search: Okta's `search` expression the windows narrow (default: every user).
+        partitions: how many fixed `created` windows, placed at quantiles of one probe page of `limit` users;
+            `windows` gives them instead (no probe). With neither, the client decides: lanes split while they
+            are paged whenever a worker goes idle (`okta_sync.users.partition_stealing`).
+        max_workers: concurrent cursors (default: the client's `max_concurrency`); at most this many pages wait
+            in memory for the consumer. Closing the page generator stops the workers.
+        include_deprovisioned: keep DEPROVISIONED users (which `search` returns).
+        split_at: a window reaching this many users is split in two (Okta's search stops at 50,000 results).
+        limit: users per page, for the probe too (default: the client's `page_size`).
     """
-    workers = max_workers or getattr(getattr(client, "config", None), "max_concurrency", None) or 4
-    if workers < 1:
-        raise ValueError("max_workers must be at least 1")
-    if partitions is None and windows is None:
-        from okta_sync.users.partition_stealing import StealingRun
 
-        page_size = limit or getattr(getattr(client, "users", None), "page_size", None) or 200
-        stealing = StealingRun(client, search, workers, include_deprovisioned, split_at, limit, page_size)
-        stealing.json_text = json_text
-        return stealing.pages()
-    low = high = None
-    if windows is None:
-        windows, low, high = probe_windows(client, search, partitions or 2 * workers)
-    else:
-        now = int(time.time() * 1000)
-        low, high = now - 1, now
-    run = _PartitionedRun(client, search, windows, workers, include_deprovisioned, split_at, limit, low, high)
-    run.json_text = json_text
-    return run.pages()
+    def __init__(self, client: PagedUsers, *, search: str | None = None, partitions: int | None = None,
+                 max_workers: int | None = None, windows: list[Window] | None = None,
+                 include_deprovisioned: bool = True, split_at: int | None = DEFAULT_SPLIT_AT,
+                 limit: int | None = None):
+        config = getattr(client, "config", None)
+        self.client = client
+        self.search, self.partitions, self.windows = search, partitions, windows
+        self.workers = max_workers or getattr(config, "max_concurrency", None) or 4
+        if self.workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self.include_deprovisioned, self.split_at = include_deprovisioned, split_at
+        self.limit = limit or getattr(config, "page_size", None)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return itertools.chain.from_iterable(self.pages())
+
+    def pages(self) -> Iterator[list[dict[str, Any]]]:
+        return self._run(text=False)
+
+    def text_pages(self) -> Iterator[list[dict[str, Any]]]:
+        """Pages as `UserPage`s keeping each user's JSON text, for the export (see `UserListing.text_pages`)."""
+        return self._run(text=True)
+
+    def _run(self, *, text: bool) -> Iterator[list[dict[str, Any]]]:
+        windows = self.windows
+        if self.partitions is None and windows is None:
+            from okta_sync.users.partition_stealing import StealingRun
+
+            stealing = StealingRun(self.client, self.search, self.workers, self.include_deprovisioned,
+                                   self.split_at, self.limit, self.limit or 200)
+            stealing.json_text = text
+            return stealing.pages()
+        if windows is None:
+            windows, low, high = probe_windows(self.client, self.search, self.partitions, limit=self.limit)
+        else:
+            now = int(time.time() * 1000)
+            low, high = now - 1, now
+        run = _PartitionedRun(self.client, self.search, windows, self.workers, self.include_deprovisioned,
+                              self.split_at, self.limit, low, high)
+        run.json_text = text
+        return run.pages()
 
 
 class _PartitionedRun:
@@ -221,8 +267,8 @@ class _PartitionedRun:
     def _page_window(self, window: Window) -> None:
         seen: list[str] = []
         count = 0
-        extra = {"json_text": True} if self.json_text else {}
-        pages = self.client.iter_user_pages(search=window.expression(self.search), limit=self.limit, **extra)
+        listing = self.client.list_users(search=window.expression(self.search), limit=self.limit)
+        pages = listing.text_pages() if self.json_text else listing.pages()
         try:
             for page in pages:
                 if self.stop.is_set():

@@ -27,6 +27,7 @@ from okta_sync.errors import (
 )
 from okta_sync.http.links import next_page_url
 from tests import keys
+from tests.fake_clock import FakeClock
 from tests.scripted_server import Reply, ScriptedServer, token_reply
 
 TOKEN = "/oauth2/v1/token"
@@ -54,10 +55,7 @@ def make_client(server, rsa_pem, **overrides) -> OktaClient:
     settings = dict(org_url=server.url, client_id="0oaclient", private_key=rsa_pem, key_id="kid-1",
                     max_attempts=2, max_retry_time=30, read_timeout=5)
     settings.update(overrides)
-    client = OktaClient(OktaConfig(**settings))
-    client.transport._sleep = lambda seconds: None  # retries are counted, not waited
-    client.token_endpoint._sleep = lambda seconds: None
-    return client
+    return OktaClient(OktaConfig(**settings), clock=FakeClock())  # retries are counted, not waited
 
 
 def user(i: int) -> dict:
@@ -124,8 +122,8 @@ def test_a_rate_limit_reset_30_days_ahead_is_an_error_naming_the_bucket_not_a_30
     server.route("GET", USERS, Reply(200, [user(1)], headers={
         "X-Rate-Limit-Limit": "600", "X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(reset)}))
     client = make_client(server, rsa_pem)
-    slept = []
-    client.rate_limiter._sleep = lambda seconds: (slept.append(seconds), (_ for _ in ()).throw(_Slept()))
+    slept = client.clock.slept
+    client.clock.on_sleep = lambda seconds: (_ for _ in ()).throw(_Slept())
     list(client.iter_users())
     with pytest.raises(RateLimitError) as raised:
         list(client.iter_users())
@@ -137,8 +135,8 @@ def test_a_429_with_a_reset_30_days_ahead_is_not_retried_after_30_days(server, r
     server.route("GET", f"{USERS}/00u1", Reply(429, {"errorCode": "E0000047", "errorSummary": "rate limit"}, headers={
         "X-Rate-Limit-Limit": "600", "X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(int(time.time()) + DAYS_30)}))
     client = make_client(server, rsa_pem, max_attempts=3)
-    waits = []
-    client.transport._sleep = lambda seconds: (waits.append(seconds), (_ for _ in ()).throw(_Slept()))
+    waits = client.clock.slept
+    client.clock.on_sleep = lambda seconds: (_ for _ in ()).throw(_Slept())
     with pytest.raises(RateLimitError) as raised:
         client.get_user("00u1")
     assert "user_read" in str(raised.value) and raised.value.error_code == "E0000047"

@@ -19,6 +19,7 @@ from okta_sync.sync.profile_diff import ProfileChange
 from okta_sync.sync.push import PushOptions, push_changes
 from okta_sync.sync.reports import ReportStatus
 from tests import keys
+from tests.fake_clock import FakeClock
 from tests.scripted_server import Reply, ScriptedServer, token_reply
 
 TOKEN = "/oauth2/v1/token"
@@ -33,9 +34,7 @@ def pem():
 def client_for(server, pem, **settings) -> OktaClient:
     settings = {"max_attempts": 2, "max_retry_time": 10, **settings}
     config = OktaConfig(org_url=server.url, client_id="0oac", private_key=pem, key_id="k", **settings)
-    client = OktaClient(config, metrics=RecordingMetrics())
-    client.transport._sleep = client.token_endpoint._sleep = client.rate_limiter._sleep = lambda s: None
-    return client
+    return OktaClient(config, metrics=RecordingMetrics(), clock=FakeClock())
 
 
 # -- least privilege -------------------------------------------------------------------------------------------
@@ -65,31 +64,30 @@ def test_the_connections_scopes_are_a_ceiling(pem):
 
 # -- circuit breaker -------------------------------------------------------------------------------------------
 def test_breaker_opens_on_mostly_failures_then_probes_once_after_the_cool_down():
-    now = [0.0]
-    breaker = CircuitBreaker(window=10, min_calls=4, failure_ratio=0.5, cool_down=30, clock=lambda: now[0],
-                             wall_clock=lambda: 1_700_000_000 + now[0])
+    clock = FakeClock(start=1_700_000_000, frozen=True)
+    breaker = CircuitBreaker(window=10, min_calls=4, failure_ratio=0.5, cool_down=30, clock=clock)
     for ok in (True, False, True, False):
         assert breaker.before_call() is False
         breaker.record(ok, what="GET /api/v1/users: HTTP 503")
     assert breaker.state == OPEN
     with pytest.raises(CircuitOpenError, match=r"2 of the last 4 calls .* probes at 22:13:50 UTC"):
         breaker.before_call()
-    now[0] = 31
+    clock.advance(31)
     assert breaker.before_call() is True  # the probe
     breaker.record(False, probe=True, what="HTTP 503")
     assert breaker.state == OPEN and "probe" in breaker.reason
-    now[0] = 62
+    clock.advance(31)  # 62 s in
     assert breaker.before_call() is True
     breaker.record(True, probe=True)
     assert breaker.state == CLOSED and breaker.before_call() is False
 
 
 def test_while_probing_other_callers_wait_for_its_outcome():
-    now = [0.0]
-    breaker = CircuitBreaker(window=4, min_calls=2, cool_down=1, clock=lambda: now[0])
+    clock = FakeClock(frozen=True)
+    breaker = CircuitBreaker(window=4, min_calls=2, cool_down=1, clock=clock)
     breaker.record(False)
     breaker.record(False)
-    now[0] = 2
+    clock.advance(2)
     assert breaker.before_call() is True
     results = []
     waiter = threading.Thread(target=lambda: results.append(breaker.before_call()))
@@ -146,7 +144,8 @@ def test_metrics_cover_tokens_responses_retries_rate_limits_users_and_changes(pe
         users = list(client.iter_users())
         push_changes(client, [ProfileChange("00u1", "u@x", "ACTIVE", {"title": ("x ", "x")})], _ListReport(),
                      PushOptions(max_concurrency=1))
-        counters, timings = client.metrics.counters, client.metrics.timings
+        (recording,) = client.metrics.sinks  # the RecordingMetrics given to the client
+        counters, timings = client.metrics.counters, recording.timings
     assert len(users) == 1
     assert counters["users.listed"] == 1
     assert counters["token.cache_miss"] == 2 and counters["token.cache_hit"] >= 1  # read + manage scope sets

@@ -20,6 +20,7 @@ from okta_sync import (
 )
 from okta_sync.errors import LinkHeaderError
 from tests import keys
+from tests.fake_clock import FakeClock
 from tests.scripted_server import Reply, ScriptedServer, token_reply
 
 TOKEN = "/oauth2/v1/token"
@@ -42,11 +43,7 @@ def make_client(server, rsa_pem, **overrides) -> OktaClient:
     settings = dict(org_url=server.url, client_id="0oaclient", private_key=rsa_pem, key_id="kid-1",
                     max_attempts=4, max_retry_time=30, read_timeout=5)
     settings.update(overrides)
-    client = OktaClient(OktaConfig(**settings))
-    client.transport._sleep = lambda seconds: None  # retries are counted, not waited, in unit tests
-    client.token_endpoint._sleep = lambda seconds: None
-    client.rate_limiter._sleep = lambda seconds: None
-    return client
+    return OktaClient(OktaConfig(**settings), clock=FakeClock())  # retries are counted, not waited, in unit tests
 
 
 def user(i: int) -> dict:
@@ -176,7 +173,7 @@ def test_5xx_and_truncated_bodies_are_retried_then_succeed(server, rsa_pem):
                  Reply(200, user(1), truncate=True), Reply(200, "{not json"), Reply(200, user(1)))
     client = make_client(server, rsa_pem, max_attempts=5)
     assert client.get_user("00u1")["id"] == user(1)["id"]
-    assert client.transport.stats.retries == 3
+    assert client.metrics.count("api.retries") == 3
 
 
 def test_retries_are_bounded(server, rsa_pem):
@@ -214,9 +211,7 @@ def test_429_waits_for_the_reset_on_the_servers_clock(server, rsa_pem):
                        headers=rate_headers),
                  Reply(200, user(1)))
     client = make_client(server, rsa_pem)
-    slept = []
-    client.transport._sleep = slept.append
-    client.rate_limiter._sleep = lambda seconds: client.rate_limiter._buckets.clear()  # the window has passed
+    slept = client.clock.slept  # a slept wait counts as passed: the window has ended when the retry goes out
     client.rate_limiter._jitter = lambda: 0.25
     assert client.get_user("00u1")["id"] == user(1)["id"]
     assert len(slept) == 1 and 6.0 <= slept[0] <= 7.5  # ~7 s on the server's clock (+ jitter), not 1007 s
@@ -236,8 +231,7 @@ def test_pacing_waits_for_the_next_window_before_the_bucket_runs_dry(server, rsa
     server.route("GET", f"{USERS}/00u1", Reply(200, user(1), headers={
         "X-Rate-Limit-Limit": "10", "X-Rate-Limit-Remaining": "5", "X-Rate-Limit-Reset": str(reset)}))
     client = make_client(server, rsa_pem, rate_limit_fraction=0.5)  # keep half the bucket (5) for other apps
-    slept = []
-    client.rate_limiter._sleep = lambda s: (slept.append(s), client.rate_limiter._buckets.clear())
+    slept = client.clock.slept
     client.get_user("00u1")  # learns Remaining 5 of 10: its share is spent
     assert slept == []
     client.get_user("00u1")
@@ -323,15 +317,15 @@ def test_n_threads_cause_one_token_request(server, rsa_pem):
 
 def test_token_is_refreshed_inside_the_margin_and_cached_outside_it(server, rsa_pem):
     server.route("POST", TOKEN, token_reply("first", expires_in=3600), token_reply("second", expires_in=3600))
-    clock = [1000.0]
-    client = make_client(server, rsa_pem)
-    client.tokens._clock = client.token_endpoint._clock = lambda: clock[0]
+    clock = FakeClock(start=1000.0, frozen=True)
+    client = OktaClient(OktaConfig(org_url=server.url, client_id="0oaclient", private_key=rsa_pem, key_id="kid-1"),
+                        clock=clock)
     assert client.get_token().value == "first"
-    clock[0] += 3600 - 301  # 301 s left: still outside the 300 s margin
+    clock.advance(3600 - 301)  # 301 s left: still outside the 300 s margin
     assert client.get_token().value == "first"
-    clock[0] += 2  # 299 s left
+    clock.advance(2)  # 299 s left
     assert client.get_token().value == "second"
-    assert client.tokens.misses == 2
+    assert client.metrics.count("token.cache_miss") == 2
 
 
 def test_new_tokens_reach_the_masking_callback_and_never_print(server, rsa_pem):
@@ -361,3 +355,54 @@ def test_a_redirect_to_another_host_is_not_followed(server, rsa_pem):
     server.route("GET", f"{USERS}/00u1", Reply(302, "", headers={"Location": "https://evil.example.com/steal"}))
     with pytest.raises(UnsafeUrlError):
         make_client(server, rsa_pem).get_user("00u1")
+
+
+def test_the_token_endpoint_follows_the_named_retry_policy_not_a_hidden_floor(server, rsa_pem):
+    from okta_sync.http.transport import RetryPolicy
+
+    server.route("POST", TOKEN, Reply(503, "down", headers={"Content-Type": "text/plain"}))
+    settings = dict(org_url=server.url, client_id="0oaclient", private_key=rsa_pem, key_id="kid-1", max_attempts=2)
+    client = OktaClient(OktaConfig(**settings), token_retry=RetryPolicy(max_attempts=3, max_retry_time=30),
+                        clock=FakeClock())
+    with pytest.raises(TokenRequestError) as raised:
+        client.get_token()
+    assert raised.value.status == 503
+    assert len(server.requests_to("POST", TOKEN)) == 3  # the policy's 3, not max(max_attempts, 20)
+
+
+def test_a_429_from_the_token_endpoint_waits_for_the_reset_like_any_api_call(server, rsa_pem):
+    server_now = int(time.time()) + 1000  # the server's clock runs ahead: the wait is measured on it
+    server.route("POST", TOKEN, Reply(429, {"error": "too_many_requests"}, headers={
+        "Date": formatdate(server_now, usegmt=True), "X-Rate-Limit-Limit": "10", "X-Rate-Limit-Remaining": "0",
+        "X-Rate-Limit-Reset": str(server_now + 7)}), token_reply())
+    client = make_client(server, rsa_pem)
+    slept = client.clock.slept
+    client.rate_limiter._jitter = lambda: 0.25
+    assert client.get_token().value == "tok-1"
+    assert len(slept) == 1 and 6.0 <= slept[0] <= 7.5
+    assert all("Authorization" not in r.headers for r in server.requests_to("POST", TOKEN))
+
+
+def test_a_token_provider_given_at_construction_serves_misses_and_a_refused_token_is_minted_anew(server, rsa_pem):
+    from okta_sync import AccessToken
+
+    shared = AccessToken("shared", "Bearer", time.time() + 3600, ("okta.users.read",))
+    asked = []
+
+    def provider(scopes, mint):
+        asked.append(scopes)
+        return shared
+
+    def users(request):
+        if request.headers["Authorization"] == "Bearer shared":  # Okta revoked the run's shared token
+            return Reply(401, {"errorCode": "E0000011", "errorSummary": "Invalid token provided"},
+                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return Reply(200, user(1))
+
+    server.route("GET", f"{USERS}/00u1", users)
+    settings = dict(org_url=server.url, client_id="0oaclient", private_key=rsa_pem, key_id="kid-1")
+    client = OktaClient(OktaConfig(**settings), token_provider=provider)
+    assert client.get_user("00u1")["id"] == user(1)["id"]
+    assert asked == [("okta.users.read",)]  # the provider is not asked again for the token Okta refused
+    assert len(server.requests_to("POST", TOKEN)) == 1  # the refresh minted
+    assert client.get_token(("okta.users.read",)).value == "tok-1"

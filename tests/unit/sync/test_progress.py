@@ -9,6 +9,7 @@ from email.utils import formatdate
 
 from okta_sync.sync.progress import Progress
 from okta_sync.http.ratelimit import RateLimiter
+from okta_sync.metrics import Instruments
 
 
 class Lines(logging.Handler):
@@ -30,14 +31,13 @@ def _logger(name: str) -> tuple[logging.Logger, Lines]:
 
 def test_a_paced_wait_is_logged_while_it_lasts_naming_the_bucket():
     logger, handler = _logger("paced")
-    limiter = RateLimiter()
+    progress = Progress("push", logger=logger, total=10, wait_every=0.1,
+                        headroom=lambda: {"user_update": {"limit": 600, "remaining": 0, "reset": 0}})
+    limiter = RateLimiter(metrics=Instruments(progress))  # the progress log listens to the client's channel
     now = time.time()
     # The user_update window is spent and resets in about 1.3 s on the server's clock.
     limiter.observe("user_update", {"X-Rate-Limit-Limit": "600", "X-Rate-Limit-Remaining": "0",
                                     "X-Rate-Limit-Reset": str(int(now) + 2), "Date": formatdate(now, usegmt=True)})
-    progress = Progress("push", logger=logger, total=10, wait_every=0.1,
-                        headroom=lambda: {"user_update": {"limit": 600, "remaining": 0, "reset": 0}})
-    limiter.add_wait_observer(progress.on_wait)
     progress.advance(users=4)
     waited = limiter.acquire("user_update")
     progress.close()

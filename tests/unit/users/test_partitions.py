@@ -98,11 +98,18 @@ def test_closing_the_generator_stops_the_workers(org):
 
 
 def test_a_worker_error_reaches_the_consumer():
-    class Failing:
-        def iter_user_pages(self, *, search=None, limit=None):
-            if search and "created ge" in search:
+    class FailingListing:
+        def __init__(self, search):
+            self.search = search
+
+        def pages(self):
+            if self.search and "created ge" in self.search:
                 raise RuntimeError("boom in a partition")
             yield [{"id": "00u1", "created": "2024-01-01T00:00:00.000Z", "status": "ACTIVE"}]
+
+    class Failing:
+        def list_users(self, *, search=None, limit=None):
+            return FailingListing(search)
 
     with pytest.raises(RuntimeError, match="boom in a partition"):
         list(iter_user_pages_partitioned(Failing(), partitions=4, max_workers=2))
@@ -128,8 +135,8 @@ def test_pages_keep_each_users_json_text_only_when_asked(org):
 
     with _client(org) as client:
         assert not isinstance(next(client.iter_user_pages(limit=5)), UserPage)
-        page = next(client.iter_user_pages(limit=5, json_text=True))
-        partitioned = next(client.iter_user_pages_partitioned(partitions=2, limit=5, json_text=True))
+        page = next(client.list_users(limit=5).text_pages())
+        partitioned = next(client.list_users_partitioned(partitions=2, limit=5).text_pages())
     assert isinstance(page, UserPage) and isinstance(partitioned, UserPage)
     assert page.json_text(0).startswith('{"id":"' + page[0]["id"])
 
@@ -145,3 +152,27 @@ def test_windows_follow_the_sample_not_the_calendar_and_shrink():
     assert sum(counts) == 200 and all(counts)  # every window holds users
     assert counts[0] > 2 * counts[-1] and counts == sorted(counts, reverse=True)  # largest first
     assert sized_windows([5, 6], 100, 4) == created_windows(5, 100, 4)  # too small a sample: time spans
+
+
+def test_the_probe_and_every_window_page_by_the_connections_page_size():
+    from tests import keys
+    from tests.scripted_server import Reply, ScriptedServer, token_reply
+
+    with ScriptedServer() as server:
+        server.route("POST", "/oauth2/v1/token", token_reply())
+        server.route("GET", "/api/v1/users", Reply(200, []))
+        client = OktaClient(OktaConfig(org_url=server.url, client_id="0oac", private_key=keys.pkcs8_pem(keys.rsa_key()),
+                                       key_id="k", page_size=50))
+        assert list(iter_user_pages_partitioned(client, partitions=3, max_workers=2)) == []
+        limits = [request.query["limit"] for request in server.requests_to("GET", "/api/v1/users")]
+    assert len(limits) == 4 and set(map(tuple, limits)) == {("50",)}  # the probe, then three windows
+
+
+def test_a_listing_is_a_value_iterated_for_users_or_pages(org, everyone):
+    with _client(org, page_size=40) as client:
+        listing = client.list_users(search='status eq "ACTIVE"')
+        users = [user["id"] for user in listing]
+        pages = list(listing.pages())  # each iteration lists anew
+    assert users == [user["id"] for page in pages for user in page]
+    assert set(users) == {uid for uid, user in everyone.items() if user["status"] == "ACTIVE"}
+    assert len(pages) > 1 and all(len(page) <= 40 for page in pages)
