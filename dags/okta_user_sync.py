@@ -19,13 +19,13 @@ from okta_sync import (
     OktaPushProfileChangesOperator,
     OktaTokenOperator,
 )
-from okta_sync.airflow.operators import DEFAULT_OUTPUT_ROOT, run_folder_uri
+from okta_sync.airflow.storage import DEFAULT_OUTPUT_ROOT, run_folder_uri
 from okta_sync.sync.sync_window import users_search
 
 USERS_EXPORT = Asset(name="okta_users_export", uri="okta://users/export")
 CHANGE_REPORT = Asset(name="okta_profile_change_report", uri="okta://users/change-report")
 
-# One folder per run, named one-to-one from the dag id and the exact run id (okta_sync.airflow.operators.run_folder_uri).
+# One folder per run, named one-to-one from the dag id and the exact run id (okta_sync.airflow.storage.run_folder_uri).
 RUN_DIR = "{{ okta_run_folder(var.value.get('okta_sync_output_uri', '" + DEFAULT_OUTPUT_ROOT + "'), dag.dag_id, run_id) }}"
 
 
@@ -112,7 +112,7 @@ def okta_user_sync():
     @task
     def remove_old_outputs(dag=None, run_id=None) -> dict:
         """Remove run folders older than the Variable okta_sync_output_retention_days (unset: keep everything)."""
-        from okta_sync.airflow.operators import remove_expired_run_folders
+        from okta_sync.airflow.storage import remove_expired_run_folders
 
         return remove_expired_run_folders(dag.dag_id, run_id)
 

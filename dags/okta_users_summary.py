@@ -37,7 +37,7 @@ COUNT_BY = ("SELECT COALESCE({column}, '{none}'), COUNT(*) FROM okta_users WHERE
 def okta_users_summary():
     @task(outlets=[USERS_SUMMARY], templates_dict={"summary_uri": SUMMARY_URI})
     def summarise(templates_dict=None) -> dict:
-        from okta_sync.airflow.operators import open_text_for_write
+        from okta_sync.airflow.storage import open_text_for_write
         from okta_sync.airflow.warehouse import warehouse_hook
 
         hook = warehouse_hook(WAREHOUSE_CONN_ID)

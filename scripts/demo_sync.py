@@ -70,7 +70,7 @@ def task_output_to(log_path: Path):
 
 
 def run_folder(output_root: Path, run_id: str) -> Path:
-    from okta_sync.airflow.operators import run_folder_uri
+    from okta_sync.airflow.storage import run_folder_uri
 
     return Path(run_folder_uri(str(output_root), "okta_user_sync", run_id))
 

@@ -45,7 +45,7 @@ class _Vars:
 
 
 def test_run_folder_names_are_one_to_one_readable_and_safe():
-    from okta_sync.airflow.operators import run_folder_name, run_folder_uri
+    from okta_sync.airflow.storage import run_folder_name, run_folder_uri
 
     names = {run_folder_name("okta_user_sync", run_id) for run_id in COLLIDING_RUN_IDS}
     assert len(names) == len(COLLIDING_RUN_IDS)
@@ -107,7 +107,7 @@ def test_the_journal_is_private(tmp_path):
 # ---- file modes ----------------------------------------------------------------------------------------------------
 
 def test_outputs_are_0600_in_new_0700_folders_whatever_the_umask(tmp_path):
-    from okta_sync.airflow.operators import open_for_write, open_text_for_write
+    from okta_sync.airflow.storage import open_for_write, open_text_for_write
 
     old = os.umask(0o022)
     try:
@@ -127,7 +127,7 @@ def test_outputs_are_0600_in_new_0700_folders_whatever_the_umask(tmp_path):
 # ---- retention -----------------------------------------------------------------------------------------------------
 
 def _run_folder(root: Path, dag_id: str, run_id: str, age_days: float) -> Path:
-    from okta_sync.airflow.operators import run_folder_uri
+    from okta_sync.airflow.storage import run_folder_uri
 
     folder = Path(run_folder_uri(str(root), dag_id, run_id))
     folder.mkdir(parents=True)
@@ -139,7 +139,7 @@ def _run_folder(root: Path, dag_id: str, run_id: str, age_days: float) -> Path:
 
 
 def test_retention_removes_only_old_run_folders_of_this_dag_inside_the_root(tmp_path):
-    from okta_sync.airflow.operators import remove_expired_run_folders
+    from okta_sync.airflow.storage import remove_expired_run_folders
 
     root = tmp_path / "output"
     old = [_run_folder(root, "okta_user_sync", f"scheduled__2026-01-0{n}T00:00:00+00:00", 40) for n in range(1, 4)]
@@ -164,7 +164,7 @@ def test_retention_removes_only_old_run_folders_of_this_dag_inside_the_root(tmp_
 def test_retention_is_off_unless_set_and_refuses_nonsense(tmp_path, monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from okta_sync.airflow.operators import remove_expired_run_folders
+    from okta_sync.airflow.storage import remove_expired_run_folders
 
     root = tmp_path / "output"
     old = _run_folder(root, "okta_user_sync", "scheduled__2026-01-01T00:00:00+00:00", 400)
@@ -183,7 +183,7 @@ def test_retention_is_off_unless_set_and_refuses_nonsense(tmp_path, monkeypatch)
 def test_an_asset_event_path_is_read_only_under_the_output_root(tmp_path, monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from okta_sync.airflow.operators import open_output_for_read
+    from okta_sync.airflow.storage import open_output_for_read
 
     root = tmp_path / "output"
     (root / "okta_user_sync" / "run").mkdir(parents=True)

@@ -92,7 +92,8 @@ def test_the_same_seed_gives_the_same_faults(tmp_path):
 
 
 def test_concurrency_limit_429s_are_waited_out(tmp_path):
-    with make_org(tmp_path, concurrency_limit=2) as org:
+    # 30 ms a response: with 8 in flight the requests overlap whatever the machine's speed (0 ms made it a race)
+    with make_org(tmp_path, concurrency_limit=2, latency_ms=30) as org:
         before = messy_active_users(org)
         outcome = sync_once(org, max_concurrency=8)
         stats = org.admin.stats()

@@ -9,34 +9,32 @@
 from __future__ import annotations
 
 import contextlib
-import gzip
-import hashlib
-import io
 import json
-import os
-import re
-import shutil
-import time
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from airflow.sdk import BaseOperator, ObjectStoragePath, Variable
+from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from okta_sync.sync.change_plan import Skipped, plan_changes_feed, plan_hygiene
 from okta_sync.sync.changes_feed import read_changes_feed
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
 from okta_sync.errors import ConfigurationError, LocationError, PushFailedError
 from okta_sync.sync.export import read_users_jsonl, write_users_jsonl
-from okta_sync.airflow.hooks import DEFAULT_TOKEN_TASK_ID, OktaHook, fail_fast, fail_now
-from okta_sync.sync.locations import Root, open_local, parse_roots, resolve
+from okta_sync.airflow.hooks import DEFAULT_TOKEN_TASK_ID, OktaHook, fail_fast
 from okta_sync.sync.plan_file import PlanWriter, read_plan
 from okta_sync.sync.profile_rules import Normalizer
 from okta_sync.sync.progress import Progress
 from okta_sync.sync.push import PushOptions, push_changes
 from okta_sync.airflow.push_journal import PushJournal
+from okta_sync.airflow.storage import (
+    FEED_ROOTS_VARIABLE,
+    feed_roots,
+    open_for_read,
+    open_for_write,
+    open_text_for_write,
+    open_within,
+)
 from okta_sync.sync.reports import ReportStatus, report_writer, rows_for_plan_entry
 from okta_sync.sync.snapshot_plan import AUTO, STRATEGIES, feed_lookup
 from okta_sync.timestamps import okta_timestamp
@@ -67,235 +65,6 @@ def as_optional_list(value: Any, name: str) -> list[str] | None:
 
 def _optional(value: Any) -> Any:
     return None if value in (None, "", "None") else value
-
-
-def _is_local(path: ObjectStoragePath) -> bool:
-    return path.protocol in ("file", "local", "")
-
-
-def make_private_folders(folder: str) -> None:
-    """Create the missing folders of a local path with mode 0700 (existing folders are left as they are)."""
-    missing = []
-    while folder and not os.path.isdir(folder):
-        missing.append(folder)
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
-    for path in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o700)
-
-
-class _LocalPartial:
-    """A local temporary sibling created 0600 (exports, plans and reports hold PII), moved into place by rename."""
-
-    def __init__(self, path: ObjectStoragePath):
-        make_private_folders(os.path.dirname(path.path))
-        self.target = path.path
-        self.path = os.path.join(os.path.dirname(path.path), f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-
-    def open(self) -> IO[bytes]:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-        return os.fdopen(os.open(self.path, flags, 0o600), "wb")
-
-    def commit(self) -> None:
-        os.replace(self.path, self.target)
-
-    def discard(self) -> None:
-        os.unlink(self.path)
-
-
-class _RemotePartial:
-    """A temporary sibling object; its permissions are the store's (bucket policy, ACLs)."""
-
-    def __init__(self, path: ObjectStoragePath):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.target = path
-        self.path = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial"
-
-    def open(self) -> IO[bytes]:
-        return self.path.open("wb")
-
-    def commit(self) -> None:
-        self.path.rename(self.target)
-
-    def discard(self) -> None:
-        self.path.unlink()
-
-
-@contextlib.contextmanager
-def open_for_write(uri: str, *, keep_on_error: bool = False) -> Iterator[IO[bytes]]:
-    """Write to a sibling temporary object, then move it into place: readers never see half a file.
-
-    `.gz` names are gzip-compressed on the fly. With `keep_on_error` (reports), what was written is moved into place
-    even when the work failed, since it says what happened. Local files are created 0600 and missing folders 0700.
-    """
-    path = ObjectStoragePath(uri)
-    partial = _LocalPartial(path) if _is_local(path) else _RemotePartial(path)
-    try:
-        with partial.open() as raw:
-            if path.name.endswith(".gz"):
-                with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=5) as compressed:
-                    yield compressed
-            else:
-                yield raw
-        partial.commit()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            if keep_on_error:
-                partial.commit()
-            else:
-                partial.discard()
-        raise
-
-
-@contextlib.contextmanager
-def open_text_for_write(uri: str, *, keep_on_error: bool = False) -> Iterator[IO[str]]:
-    with open_for_write(uri, keep_on_error=keep_on_error) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        try:
-            yield text
-        finally:
-            text.flush()
-            text.detach()  # the binary file is closed (and moved into place) by open_for_write
-
-
-@contextlib.contextmanager
-def open_for_read(uri: str) -> Iterator[IO[bytes]]:
-    path = ObjectStoragePath(uri)
-    with path.open("rb") as raw:
-        if path.name.endswith(".gz"):
-            with gzip.GzipFile(fileobj=raw, mode="rb") as decompressed:
-                yield decompressed
-        else:
-            yield raw
-
-
-OUTPUT_ROOT_VARIABLE = "okta_sync_output_uri"
-# plugins/okta_sync/airflow/operators.py -> the project folder (Astro layout: include/ beside plugins/)
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_OUTPUT_ROOT = (PROJECT_ROOT / "include" / "output").as_uri()
-RETENTION_VARIABLE = "okta_sync_output_retention_days"
-RETENTION_MAX_FOLDERS = 200  # removed per run at most: a backlog is worked off over several runs
-_RUN_FOLDER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}-[0-9a-f]{16}")
-
-
-def output_root() -> str:
-    """Where runs write (the Airflow Variable `okta_sync_output_uri`, else the project's include/output)."""
-    return str(Variable.get(OUTPUT_ROOT_VARIABLE, default=None) or DEFAULT_OUTPUT_ROOT).rstrip("/")
-
-
-def run_folder_name(dag_id: str, run_id: str) -> str:
-    """A folder name for one DAG run: a readable slug of the run id and 16 hex digits of SHA-256 over the exact
-    dag id and run id, so run ids that differ only in `:`/`-`/`+`/`_` (or anything) never share a folder."""
-    slug = re.sub(r"[^A-Za-z0-9._-]", "-", run_id)[:80].lstrip(".") or "run"
-    digest = hashlib.sha256(f"{dag_id}\n{run_id}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{slug}-{digest}"
-
-
-def run_folder_uri(root: str, dag_id: str, run_id: str) -> str:
-    """`<root>/<dag id>/<run_folder_name>`: the one place run folders are named (a DAG's `user_defined_macros`)."""
-    dag_folder = dag_id if re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", dag_id) else run_folder_name("", dag_id)
-    return f"{str(root).rstrip('/')}/{dag_folder}/{run_folder_name(dag_id, run_id)}"
-
-
-def remove_expired_run_folders(dag_id: str, current_run_id: str, *, root: str | None = None,
-                               days: Any = None, now: float | None = None,
-                               limit: int = RETENTION_MAX_FOLDERS) -> dict[str, Any]:
-    """Remove this DAG's run folders not written to for `days` (default: the Airflow Variable
-    `okta_sync_output_retention_days`; unset keeps everything). Only folders named by `run_folder_name`, directly
-    under `<output root>/<dag id>/`, never the current run's, never through a symlink, at most `limit` per call."""
-    days = Variable.get(RETENTION_VARIABLE, default=None) if days is None else days
-    if days in (None, ""):
-        return {"retention_days": None, "removed": 0}
-    try:
-        days = float(days)
-    except ValueError:
-        raise fail_now(ConfigurationError(RETENTION_VARIABLE, "must be a number of days")) from None
-    if not days > 0:
-        raise fail_now(ConfigurationError(RETENTION_VARIABLE, "must be a positive number of days"))
-    folder = ObjectStoragePath(run_folder_uri(root or output_root(), dag_id, current_run_id)).parent
-    keep = run_folder_name(dag_id, current_run_id)
-    cutoff = (time.time() if now is None else now) - days * 86400
-    expired = _expired_local(folder.path, keep, cutoff) if _is_local(folder) else _expired_remote(folder, keep, cutoff)
-    removed = 0
-    for remove in expired[:limit]:
-        remove()
-        removed += 1
-    return {"retention_days": days, "removed": removed, "left_for_later": max(0, len(expired) - limit)}
-
-
-def _expired_local(folder: str, keep: str, cutoff: float) -> list[Any]:
-    if not os.path.isdir(folder) or os.path.islink(folder):
-        return []
-    expired = []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name == keep or not _RUN_FOLDER_NAME.fullmatch(entry.name) \
-                    or not entry.is_dir(follow_symlinks=False):
-                continue
-            with os.scandir(entry.path) as children:
-                newest = max([entry.stat(follow_symlinks=False).st_mtime]
-                             + [child.stat(follow_symlinks=False).st_mtime for child in children])
-            if newest < cutoff:
-                expired.append(lambda path=entry.path: shutil.rmtree(path))  # rmtree does not follow symlinks
-    return expired
-
-
-def _expired_remote(folder: ObjectStoragePath, keep: str, cutoff: float) -> list[Any]:
-    if not folder.exists():
-        return []
-    expired = []
-    for entry in folder.iterdir():
-        if entry.name == keep or not _RUN_FOLDER_NAME.fullmatch(entry.name) or not entry.is_dir():
-            continue
-        try:
-            newest = max(child.stat().st_mtime for child in entry.iterdir())
-        except (ValueError, OSError, AttributeError, TypeError):
-            continue  # an empty folder or a store without modification times: never removed by guess
-        if newest < cutoff:
-            expired.append(lambda path=entry: path.fs.rm(path.path, recursive=True))
-    return expired
-
-
-FEED_ROOTS_VARIABLE = "okta_sync_feed_roots"
-DEFAULT_FEED_ROOT = (PROJECT_ROOT / "include" / "feeds").as_uri() + "/"
-
-
-def feed_roots(configured: Any = None) -> tuple[Root, ...]:
-    """The URI prefixes changes feeds may be read from: `configured`, else the Airflow Variable
-    `okta_sync_feed_roots` (a JSON list), else the project's include/feeds/."""
-    if configured is None:
-        configured = Variable.get(FEED_ROOTS_VARIABLE, default=None)
-    return parse_roots([DEFAULT_FEED_ROOT] if configured is None else configured, setting=FEED_ROOTS_VARIABLE)
-
-
-@contextlib.contextmanager
-def open_within(uri: str, roots: tuple[Root, ...], *, what: str, setting: str) -> Iterator[IO[bytes]]:
-    """`open_for_read`, only for a location under `roots` (see `okta_sync.sync.locations`); LocationError otherwise."""
-    location = resolve(uri, roots, what=what, setting=setting)
-    if location.local is None:
-        with open_for_read(uri) as file:
-            yield file
-        return
-    with open_local(location) as raw:
-        if location.local.endswith(".gz"):
-            with gzip.GzipFile(fileobj=raw, mode="rb") as decompressed:
-                yield decompressed
-        else:
-            yield raw
-
-
-@contextlib.contextmanager
-def open_output_for_read(uri: Any, *, what: str) -> Iterator[IO[bytes]]:
-    """Read a file named by someone else (an Asset event's `extra["path"]`) only under the output root."""
-    try:
-        with open_within(uri, parse_roots([output_root() + "/"], setting=OUTPUT_ROOT_VARIABLE), what=what,
-                         setting=OUTPUT_ROOT_VARIABLE) as file:
-            yield file
-    except LocationError as refused:
-        raise fail_now(refused) from None
 
 
 class _OktaOperator(BaseOperator):
@@ -508,7 +277,7 @@ def _refuse_another_runs_plan(plan_uri: str, metadata: dict[str, Any]) -> None:
         return  # not a plan we wrote: replaced as before
     if (owner.get("dag_id"), owner.get("run_id")) != (metadata["dag_id"], metadata["run_id"]):
         raise LocationError(f"{plan_uri} holds the plan of another DAG run; a run never reuses another run's "
-                            f"folder (name run folders with okta_sync.airflow.operators.run_folder_uri)")
+                            f"folder (name run folders with okta_sync.airflow.storage.run_folder_uri)")
 
 
 WRITE_MODE_VARIABLE = "okta_sync_write_mode"

@@ -87,7 +87,8 @@ def load_new_exports(conn_id: str, events: Iterable[Any]) -> dict[str, Any]:
     """Load every export named by `events` and not in the load log yet, oldest snapshot first, one transaction
     each. Events that cannot be read are reported (and fail the task) after the others are loaded."""
     from okta_sync.sync.locations import LocationError
-    from okta_sync.airflow.operators import OUTPUT_ROOT_VARIABLE, open_within, output_root, parse_roots
+    from okta_sync.airflow.storage import OUTPUT_ROOT_VARIABLE, open_within, output_root
+    from okta_sync.sync.locations import parse_roots
 
     roots = parse_roots([output_root() + "/"], setting=OUTPUT_ROOT_VARIABLE)
 
