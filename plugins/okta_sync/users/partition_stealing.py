@@ -26,17 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from okta_sync.errors import OktaSyncError
+from okta_sync.errors import UnsortedListingError
 from okta_sync.timestamps import parse_okta_time
 from okta_sync.users.paging_pool import PagingPool, query_pages, subset
 from okta_sync.users.partitions import Window
 
 _MIN_PAGES_TO_SPLIT = 2.0  # a lane with fewer pages left finishes in as many round trips as a split would
 _IDLE_WAIT_SECONDS = 0.05
-
-
-class UnsortedListingError(OktaSyncError):
-    """The server returned a `created`-sorted listing out of order: splitting it could lose or repeat users."""
 
 
 @dataclass
