@@ -5,7 +5,7 @@ The core (everything re-exported here except the Airflow layer) is plain Python 
     from okta_sync import OktaClient, OktaConfig
     with OktaClient(OktaConfig(org_url="https://dev-123.okta.com", client_id="0oa...",
                                private_key_path="key.pem", key_id="my-kid")) as okta:
-        for user in okta.iter_users():
+        for user in okta.list_users():  # a UserListing: `.pages()` for pages
             print(user["profile"]["login"])
 
 The Airflow layer (`OktaHook` and the operators) is re-exported lazily: `from okta_sync import OktaHook` imports
@@ -15,8 +15,15 @@ Airflow, `import okta_sync` alone does not.
 from typing import Any
 
 from okta_sync.client import OktaClient
+from okta_sync.clock import SYSTEM_CLOCK, Clock
 from okta_sync.config import DEFAULT_SCOPES, MANAGE_SCOPE, READ_SCOPE, OktaConfig
 from okta_sync.auth.keys import SigningKey, load_signing_key
+from okta_sync.auth.tokens import AccessToken, TokenProvider
+from okta_sync.http.transport import RetryPolicy
+from okta_sync.metrics import Metrics
+from okta_sync.users.api import UserListing, UserVersion
+from okta_sync.users.pages import UserPage
+from okta_sync.users.partitions import PartitionedUserListing
 from okta_sync.errors import (
     AuthenticationError,
     ChangesFeedError,
@@ -53,6 +60,7 @@ from okta_sync.errors import (
     TLSVerificationError,
     TokenRequestError,
     UnsafeUrlError,
+    UnsortedListingError,
     WarehouseLoadError,
 )
 from okta_sync.sync.change_plan import NoChange, Skipped, plan_changes_feed, plan_hygiene
@@ -63,7 +71,6 @@ from okta_sync.sync.profile_diff import ProfileChange, diff_profile
 from okta_sync.sync.profile_rules import Normalizer
 from okta_sync.sync.push import PushOptions, push_changes
 from okta_sync.sync.reports import ReportRow, ReportStatus, report_writer
-from okta_sync.auth.tokens import AccessToken
 from okta_sync.version import __version__
 
 _AIRFLOW_LAYER = {
@@ -82,12 +89,14 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(_AIRFLOW_LAYER[name]), name)
     raise AttributeError(f"module 'okta_sync' has no attribute {name!r}")
 
+
 __all__ = [
     *_AIRFLOW_LAYER,
     "AccessToken",
     "AuthenticationError",
     "ChangesFeedError",
     "CircuitOpenError",
+    "Clock",
     "ConfigurationError",
     "DEFAULT_SCOPES",
     "InputFileError",
@@ -98,6 +107,7 @@ __all__ = [
     "LinkHeaderError",
     "LocationError",
     "MANAGE_SCOPE",
+    "Metrics",
     "MissingAdminRoleError",
     "MissingScopeError",
     "NoChange",
@@ -111,12 +121,13 @@ __all__ = [
     "OktaSyncError",
     "OutcomeUnknownError",
     "PartitionTooLargeError",
+    "PartitionedUserListing",
     "PermissionDeniedError",
     "PlanFileError",
     "PreconditionFailedError",
     "PrivateKeyError",
-    "PushFailedError",
     "ProfileChange",
+    "PushFailedError",
     "PushOptions",
     "READ_SCOPE",
     "RateLimitError",
@@ -125,14 +136,21 @@ __all__ = [
     "ReportStatus",
     "RequestDeadlineError",
     "ResponseLimitError",
+    "RetryPolicy",
+    "SYSTEM_CLOCK",
     "ScopeNotConfiguredError",
     "SealedTokenError",
     "ServerError",
     "SigningKey",
     "Skipped",
     "TLSVerificationError",
+    "TokenProvider",
     "TokenRequestError",
     "UnsafeUrlError",
+    "UnsortedListingError",
+    "UserListing",
+    "UserPage",
+    "UserVersion",
     "WarehouseLoadError",
     "__version__",
     "diff_profile",

@@ -372,3 +372,7 @@ class SealedTokenError(OktaSyncError):
 
 class PartitionTooLargeError(OktaSyncError):
     """A window holds more users than `split_at` and cannot be narrowed further (one millisecond wide)."""
+
+
+class UnsortedListingError(OktaSyncError):
+    """The server returned a `created`-sorted listing out of order: splitting it could lose or repeat users."""

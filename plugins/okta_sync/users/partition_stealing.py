@@ -22,22 +22,17 @@ rather than trusted.
 from __future__ import annotations
 
 import math
-import queue
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from okta_sync.errors import OktaSyncError
-from okta_sync.users.partitions import DEPROVISIONED, Window, _PartitionedRun
+from okta_sync.errors import UnsortedListingError
 from okta_sync.timestamps import parse_okta_time
-from okta_sync.users.pages import UserPage
+from okta_sync.users.paging_pool import PagingPool, query_pages, subset
+from okta_sync.users.partitions import Window
 
 _MIN_PAGES_TO_SPLIT = 2.0  # a lane with fewer pages left finishes in as many round trips as a split would
 _IDLE_WAIT_SECONDS = 0.05
-
-
-class UnsortedListingError(OktaSyncError):
-    """The server returned a `created`-sorted listing out of order: splitting it could lose or repeat users."""
 
 
 @dataclass
@@ -55,14 +50,13 @@ class Lane:
     ties: set[str] = field(default_factory=set)  # ids read at exactly `cursor`
 
 
-def first_pages(client: Any, search: str | None, limit: int, json_text: bool) -> tuple[list, bool, list]:
+def first_pages(client: Any, search: str | None, limit: int, keep_text: bool) -> tuple[list, bool, list]:
     """The first page ascending and the first page descending, fetched at once, and whether any user is in neither:
     none when the ascending page is short and holds every user of the descending one (checked, not assumed)."""
     expression = search or "created pr"
 
     def first(order: str) -> list:
-        listing = client.list_users(search=expression, limit=limit, sort_by="created", sort_order=order)
-        pages = listing.text_pages() if json_text else listing.pages()
+        pages = query_pages(client, expression, limit, keep_text, sort_by="created", sort_order=order)
         try:
             return next(pages, [])
         finally:
@@ -76,14 +70,14 @@ def first_pages(client: Any, search: str | None, limit: int, json_text: bool) ->
     return low_page, more, high_page
 
 
-class StealingRun(_PartitionedRun):
-    """`_PartitionedRun`'s pool and hand-off, with lanes that split when a worker goes idle."""
+class StealingRun(PagingPool[Lane]):
+    """The shared pool and hand-off, with lanes that split when a worker goes idle."""
 
-    def __init__(self, client, search, workers, include_deprovisioned, split_at, limit, page_size):
-        super().__init__(client, search, [Window(None, None)], workers, include_deprovisioned, split_at, limit,
-                         None, None)
-        self.workers = workers
-        self.out = queue.Queue(maxsize=workers)
+    idle_wait = _IDLE_WAIT_SECONDS
+
+    def __init__(self, client, search, workers, include_deprovisioned, split_at, limit, page_size, *,
+                 keep_text=False):
+        super().__init__(client, search, workers, include_deprovisioned, split_at, limit, keep_text=keep_text)
         self.page_size = page_size
         self.lanes: list[Lane] = []
         self.todo_lanes: list[Lane] = []
@@ -93,14 +87,14 @@ class StealingRun(_PartitionedRun):
 
     # -- plan ---------------------------------------------------------------------------------------------------
     def plan(self) -> None:
-        low_page, more, high_page = first_pages(self.client, self.search, self.page_size, self.json_text)
+        low_page, more, high_page = first_pages(self.client, self.search, self.page_size, self.keep_text)
         _check_order([_created(user) for user in low_page])
         _check_order([_created(user) for user in reversed(high_page)])
         self.probe_pages.append(low_page)
         if not more:
             return
         low_ids = {user["id"] for user in low_page}
-        self.probe_pages.append(_subset(high_page, [i for i, u in enumerate(high_page) if u["id"] not in low_ids]))
+        self.probe_pages.append(subset(high_page, [i for i, u in enumerate(high_page) if u["id"] not in low_ids]))
         if not low_page or not high_page:  # an eventually consistent listing disagreed with itself: one open lane
             self.todo_lanes = [Lane(None, None, frozenset(u["id"] for u in (*low_page, *high_page)))]
             return
@@ -131,35 +125,14 @@ class StealingRun(_PartitionedRun):
             yield from super().pages()
 
     # -- scheduling ---------------------------------------------------------------------------------------------
-    def _work(self) -> None:
-        try:
-            while (lane := self._next_lane()) is not None:
-                try:
-                    self._page_lane(lane)
-                finally:
-                    with self.lock:
-                        lane.finished = True
-                        self.active -= 1
-                        self.lock.notify_all()
-        except BaseException as error:  # handed to the consumer, which raises it
-            with self.lock:
-                self.error = self.error or error
-            self.stop.set()
-        finally:
-            self._put(None, force=True)
+    def _take_item(self) -> Lane | None:
+        lane = self.todo_lanes.pop(0) if self.todo_lanes else self._steal()
+        if lane is not None:
+            self.lanes.append(lane)
+        return lane
 
-    def _next_lane(self) -> Lane | None:
-        with self.lock:
-            while not self.stop.is_set():
-                lane = self.todo_lanes.pop(0) if self.todo_lanes else self._steal()
-                if lane is not None:
-                    self.active += 1
-                    self.lanes.append(lane)
-                    return lane
-                if self.active == 0:
-                    return None
-                self.lock.wait(_IDLE_WAIT_SECONDS)
-            return None
+    def _finish_item(self, lane: Lane) -> None:
+        lane.finished = True
 
     def _steal(self) -> Lane | None:
         """Under the lock: the upper half of the lane with the most users left, or None when none is worth it."""
@@ -191,7 +164,7 @@ class StealingRun(_PartitionedRun):
         return max(overall, count * (end - lane.cursor) / max(1, span))
 
     # -- paging -------------------------------------------------------------------------------------------------
-    def _page_lane(self, lane: Lane) -> None:
+    def _page_item(self, lane: Lane) -> None:
         start, skip = lane.start, lane.skip
         while not self._page_query(lane, start, skip):
             with self.lock:  # `split_at` reached: go on from the cursor, skipping what was read at it
@@ -201,9 +174,7 @@ class StealingRun(_PartitionedRun):
         """Page one query of the lane; True when the lane is done, False when it must restart at its cursor."""
         with self.lock:
             window = Window(start, lane.end)
-        listing = self.client.list_users(search=window.expression(self.search), limit=self.limit,
-                                         sort_by="created", sort_order="asc")
-        pages = listing.text_pages() if self.json_text else listing.pages()
+        pages = self._query_pages(window.expression(self.search), sort_by="created", sort_order="asc")
         served = 0
         try:
             for page in pages:
@@ -239,9 +210,7 @@ class StealingRun(_PartitionedRun):
                 lane.cursor = last
                 lane.read += inside
                 self.lock.notify_all()
-        indexes = [i for i in range(inside) if page[i]["id"] not in skip
-                   and (self.include_deprovisioned or page[i].get("status") != DEPROVISIONED)]
-        return _subset(page, indexes), inside < len(page)
+        return self._kept(page, skip, inside), inside < len(page)
 
 
 def equal_mass_shares(low_density: float, high_density: float, parts: int, *, skew_cap: float = 50.0) -> list[float]:
@@ -268,10 +237,3 @@ def _check_order(created: list[int]) -> None:
 def _created(user: dict[str, Any]) -> int:
     return parse_okta_time(user["created"])
 
-
-def _subset(page: list[dict[str, Any]], indexes: list[int]) -> list[dict[str, Any]]:
-    if len(indexes) == len(page):
-        return page
-    if isinstance(page, UserPage):
-        return page.subset(indexes)
-    return [page[i] for i in indexes]

@@ -20,8 +20,6 @@ partition ever relies on paging past that cap. Pages arrive in completion order,
 from __future__ import annotations
 
 import itertools
-import queue
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,11 +27,9 @@ from typing import Any, Protocol
 
 from okta_sync.errors import PartitionTooLargeError
 from okta_sync.timestamps import okta_time, parse_okta_time
-from okta_sync.users.pages import UserPage
+from okta_sync.users.paging_pool import PagingPool
 
 DEFAULT_SPLIT_AT = 40_000  # under the 50,000 results a `search` is reported to stop at
-DEPROVISIONED = "DEPROVISIONED"
-_STOP_POLL_SECONDS = 0.1
 
 
 class Listing(Protocol):
@@ -180,95 +176,34 @@ class PartitionedUserListing:
         if self.partitions is None and windows is None:
             from okta_sync.users.partition_stealing import StealingRun
 
-            stealing = StealingRun(self.client, self.search, self.workers, self.include_deprovisioned,
-                                   self.split_at, self.limit, self.limit or 200)
-            stealing.json_text = text
-            return stealing.pages()
+            return StealingRun(self.client, self.search, self.workers, self.include_deprovisioned, self.split_at,
+                               self.limit, self.limit or 200, keep_text=text).pages()
         if windows is None:
             windows, low, high = probe_windows(self.client, self.search, self.partitions, limit=self.limit)
         else:
             now = int(time.time() * 1000)
             low, high = now - 1, now
-        run = _PartitionedRun(self.client, self.search, windows, self.workers, self.include_deprovisioned,
-                              self.split_at, self.limit, low, high)
-        run.json_text = text
-        return run.pages()
+        return _PartitionedRun(self.client, self.search, windows, self.workers, self.include_deprovisioned,
+                               self.split_at, self.limit, low, high, keep_text=text).pages()
 
 
-class _PartitionedRun:
-    def __init__(self, client, search, windows, workers, include_deprovisioned, split_at, limit, low, high):
-        self.client = client
-        self.search = search
-        self.include_deprovisioned = include_deprovisioned
-        self.split_at = split_at
-        self.limit = limit
+class _PartitionedRun(PagingPool[Window]):
+    """Fixed windows, each paged by one cursor; a window reaching `split_at` users is split in two."""
+
+    def __init__(self, client, search, windows, workers, include_deprovisioned, split_at, limit, low, high, *,
+                 keep_text=False):
+        super().__init__(client, search, min(workers, max(1, len(windows))), include_deprovisioned, split_at,
+                         limit, keep_text=keep_text)
         self.low, self.high = low, high
-        self.workers = min(workers, max(1, len(windows)))
         self.todo: list[Window] = list(windows)
-        self.active = 0  # windows being paged: a split may still add work while any is active
-        self.lock = threading.Condition()
-        self.out: queue.Queue = queue.Queue(maxsize=self.workers)
-        self.json_text = False  # ask for `UserPage`s (each user's JSON text kept, for the export)
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
 
-    def pages(self) -> Iterator[list[dict[str, Any]]]:
-        threads = [threading.Thread(target=self._work, name=f"okta-partition-{n}", daemon=True)
-                   for n in range(self.workers)]
-        for thread in threads:
-            thread.start()
-        finished = 0
-        try:
-            while finished < len(threads):
-                item = self.out.get()
-                if self.error is not None:
-                    raise self.error
-                if item is None:
-                    finished += 1
-                else:
-                    yield item
-            if self.error is not None:
-                raise self.error
-        finally:
-            self.stop.set()
-            with self.lock:
-                self.lock.notify_all()
-            for thread in threads:
-                thread.join()
+    def _take_item(self) -> Window | None:
+        return self.todo.pop(0) if self.todo else None
 
-    # -- workers ------------------------------------------------------------------------------------------------
-    def _work(self) -> None:
-        try:
-            while (window := self._next_window()) is not None:
-                try:
-                    self._page_window(window)
-                finally:
-                    with self.lock:
-                        self.active -= 1
-                        self.lock.notify_all()
-        except BaseException as error:  # handed to the consumer, which raises it
-            with self.lock:
-                self.error = self.error or error
-            self.stop.set()
-        finally:
-            self._put(None, force=True)
-
-    def _next_window(self) -> Window | None:
-        with self.lock:
-            while not self.stop.is_set():
-                if self.todo:
-                    self.active += 1
-                    return self.todo.pop(0)
-                if self.active == 0:
-                    return None
-                self.lock.wait(_STOP_POLL_SECONDS)
-            return None
-
-    def _page_window(self, window: Window) -> None:
+    def _page_item(self, window: Window) -> None:
         seen: list[str] = []
         count = 0
-        listing = self.client.list_users(search=window.expression(self.search), limit=self.limit)
-        pages = listing.text_pages() if self.json_text else listing.pages()
+        pages = self._query_pages(window.expression(self.search))
         try:
             for page in pages:
                 if self.stop.is_set():
@@ -290,29 +225,3 @@ class _PartitionedRun:
         with self.lock:
             self.todo[:0] = halves
             self.lock.notify_all()
-
-    def _kept(self, page: list[dict[str, Any]], skip: frozenset[str]) -> list[dict[str, Any]]:
-        if not skip and self.include_deprovisioned:
-            return page
-        indexes = [i for i, user in enumerate(page) if user["id"] not in skip
-                   and (self.include_deprovisioned or user.get("status") != DEPROVISIONED)]
-        if len(indexes) == len(page):
-            return page
-        if isinstance(page, UserPage):
-            return page.subset(indexes)
-        return [page[i] for i in indexes]
-
-    def _put(self, item: Any, *, force: bool = False) -> bool:
-        """Hand an item to the consumer, waiting while it is busy; False once the run is stopping."""
-        while True:
-            if self.stop.is_set() and not force:
-                return False
-            try:
-                self.out.put(item, timeout=_STOP_POLL_SECONDS)
-                return True
-            except queue.Full:
-                if force and self.stop.is_set():
-                    try:  # the consumer is gone; make room so the sentinel never blocks a join
-                        self.out.get_nowait()
-                    except queue.Empty:
-                        pass

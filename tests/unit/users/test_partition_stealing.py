@@ -76,12 +76,19 @@ def test_concurrency_stays_within_the_workers_and_the_threads_end(org):
 
 
 def test_an_unsorted_server_is_refused_rather_than_trusted():
-    class Unsorted:
-        def iter_user_pages(self, *, search=None, limit=None, sort_by=None, sort_order=None):
-            created = ["2024-01-0%dT00:00:00.000Z" % d for d in (1, 5, 3)] if sort_order == "asc" else \
+    class UnsortedListing:
+        def __init__(self, sort_order):
+            self.sort_order = sort_order
+
+        def pages(self):
+            created = ["2024-01-0%dT00:00:00.000Z" % d for d in (1, 5, 3)] if self.sort_order == "asc" else \
                 ["2024-01-09T00:00:00.000Z"]
-            yield [{"id": f"00u{n}{sort_order}", "created": c, "status": "ACTIVE"} for n, c in enumerate(created)]
+            yield [{"id": f"00u{n}{self.sort_order}", "created": c, "status": "ACTIVE"} for n, c in enumerate(created)]
             yield [{"id": "00uX", "created": "2024-01-08T00:00:00.000Z", "status": "ACTIVE"}]
+
+    class Unsorted:  # a `list_users` whose listing sorted by `created` is not sorted
+        def list_users(self, *, search=None, limit=None, sort_by=None, sort_order=None):
+            return UnsortedListing(sort_order)
 
     with pytest.raises(UnsortedListingError, match="out of order"):
         list(iter_user_pages_partitioned(Unsorted(), max_workers=2))
