@@ -12,6 +12,7 @@ ahead, or a clock gone wrong) raises `RateLimitWaitError` naming the bucket inst
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import threading
 from collections.abc import Callable, Mapping
@@ -21,6 +22,9 @@ from okta_sync.clock import SYSTEM_CLOCK, Clock
 from okta_sync.errors import RateLimitWaitError
 from okta_sync.metrics import RATE_LIMIT_WAIT_STARTED, Instruments, NoMetrics
 
+# A 429 whose window resets this soon refused concurrency (Okta's concurrent-request limit), not a minute's budget.
+CONCURRENCY_RESET_SECONDS = 2.0
+MAX_CAPPED_CONCURRENCY = 256  # past this, the cap is lifted
 DEFAULT_MAX_WAIT = 120.0  # Okta's windows are one minute; twice that covers a clock skew and a concurrency reset
 
 
@@ -105,6 +109,10 @@ class RateLimiter:
         self._margin = margin  # pacing: the clock estimate is never ahead of the server's, so wake right at reset
         self._buckets: dict[str, RateLimitSnapshot] = {}
         self._in_flight: dict[str, int] = {}
+        self._total_in_flight = 0
+        # Okta's concurrency limit is org-wide and shared with every other integration: after a 429 that refuses
+        # concurrency, requests in flight are capped (halved, then one more per `ceiling` successes: AIMD).
+        self._ceiling = math.inf
         self._cond = threading.Condition()
         self.metrics = metrics or NoMetrics()
 
@@ -122,14 +130,38 @@ class RateLimiter:
         """Reserve a slot now (returns 0) or say how long to wait on the server clock for the window to end."""
         snap = self._buckets.get(bucket)
         if snap is None or self.server_clock.now() >= snap.reset:
-            self._in_flight[bucket] = self._in_flight.get(bucket, 0) + 1
-            return 0.0
+            return self._take(bucket)
         kept_for_others = snap.limit - int(snap.limit * self.fraction)
         usable = snap.remaining - kept_for_others - self._in_flight.get(bucket, 0)
         if usable > 0:
-            self._in_flight[bucket] = self._in_flight.get(bucket, 0) + 1
-            return 0.0
+            return self._take(bucket)
         return max(0.0, self.server_clock.seconds_until(snap.reset))
+
+    def _take(self, bucket: str) -> float:
+        self._in_flight[bucket] = self._in_flight.get(bucket, 0) + 1
+        self._total_in_flight += 1
+        return 0.0
+
+    def concurrency_refused(self) -> None:
+        """A 429 refused concurrency (its window resets within seconds): halve the requests allowed in flight."""
+        with self._cond:
+            before = self._ceiling
+            self._ceiling = max(1.0, min(self._ceiling, self._total_in_flight + 1) / 2)
+            if self._ceiling < before:
+                self.metrics.incr("rate_limit.concurrency_reduced")
+
+    def concurrency_ok(self) -> None:
+        """A request succeeded: one more request in flight allowed per `ceiling` successes, until uncapped."""
+        with self._cond:
+            if self._ceiling != math.inf:
+                self._ceiling += 1 / self._ceiling
+                if self._ceiling > MAX_CAPPED_CONCURRENCY:
+                    self._ceiling = math.inf
+                self._cond.notify_all()
+
+    @property
+    def concurrency_ceiling(self) -> float:
+        return self._ceiling
 
     def acquire(self, bucket: str) -> float:
         """Block until a request in `bucket` may be sent; returns the seconds waited. Raises `RateLimitWaitError`
@@ -138,6 +170,8 @@ class RateLimiter:
         started = self.clock.monotonic()
         while True:
             with self._cond:
+                while self._total_in_flight >= self._ceiling:  # freed by `release` (requests have deadlines)
+                    self._cond.wait(timeout=1.0)
                 delay = self._reserve(bucket)
                 if delay <= 0 and waited == 0:
                     return 0.0
@@ -155,6 +189,7 @@ class RateLimiter:
         """Record the response's headers (if any) and free the in-flight slot taken by `acquire`."""
         with self._cond:
             self._in_flight[bucket] = max(0, self._in_flight.get(bucket, 0) - 1)
+            self._total_in_flight = max(0, self._total_in_flight - 1)
             if headers is not None:
                 self._observe(bucket, headers)
             self._cond.notify_all()
@@ -186,6 +221,8 @@ class RateLimiter:
         if reset is None:
             return 0.0
         seconds = max(0.0, self.server_clock.seconds_until(reset))
+        if seconds <= CONCURRENCY_RESET_SECONDS:
+            self.concurrency_refused()
         if seconds > self.max_wait:
             raise RateLimitWaitError(bucket=bucket, seconds=seconds, max_wait=self.max_wait, error_code="E0000047",
                                      request_id=headers.get("X-Okta-Request-Id"))

@@ -309,6 +309,8 @@ class Transport:
                                 f"(CR, LF or a control character); nothing was sent")
         status = response.status_code
         record(status < 500, probe=probe, what=f"{method} {path}: HTTP {status}")
+        if status < 400:
+            self.rate_limiter.concurrency_ok()
         self.metrics.incr(f"{kind}.responses.{status // 100}xx")
         self.metrics.incr(f"{kind}.status.{status}")
         if kind == API:
