@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _finished_runs(stack: AirflowStack, dag_id: str, timeout: float) -> list[dict]:
     deadline = time.monotonic() + timeout
+    stack.wait_for_dag(dag_id, timeout=timeout)  # the dag-processor may not have parsed it yet (the API says 404)
     runs: list[dict] = []
     while time.monotonic() < deadline:
         runs = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"]
