@@ -26,25 +26,12 @@ from okta_sync.errors import (
     ResponseLimitError,
 )
 from okta_sync.http.links import next_page_url
-from tests import keys
 from tests.fake_clock import FakeClock
 from tests.scripted_server import Reply, ScriptedServer, token_reply
 
 TOKEN = "/oauth2/v1/token"
 USERS = "/api/v1/users"
 DAYS_30 = 30 * 24 * 3600
-
-
-@pytest.fixture
-def server():
-    with ScriptedServer() as s:
-        s.route("POST", TOKEN, token_reply())
-        yield s
-
-
-@pytest.fixture(scope="module")
-def rsa_pem():
-    return keys.pkcs8_pem(keys.rsa_key())
 
 
 class _Slept(Exception):

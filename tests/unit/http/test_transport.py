@@ -27,18 +27,6 @@ TOKEN = "/oauth2/v1/token"
 USERS = "/api/v1/users"
 
 
-@pytest.fixture
-def server():
-    with ScriptedServer() as s:
-        s.route("POST", TOKEN, token_reply())
-        yield s
-
-
-@pytest.fixture(scope="module")
-def rsa_pem():
-    return keys.pkcs8_pem(keys.rsa_key())
-
-
 def make_client(server, rsa_pem, **overrides) -> OktaClient:
     settings = dict(org_url=server.url, client_id="0oaclient", private_key=rsa_pem, key_id="kid-1",
                     max_attempts=4, max_retry_time=30, read_timeout=5)
