@@ -64,6 +64,7 @@ def run(label: str, updates: int, limit: int, latency_ms: float, concurrency: in
         with client_for(org, max_concurrency=concurrency) as client:
             client.get_token((READ_SCOPE,))
             client.get_token((MANAGE_SCOPE,))
+            minted_before = org.admin.stats()["tokens_issued"]  # counted: the reset below is for request windows
             if start_offset is not None:  # a fresh window, so no earlier run's requests count in it
                 time.sleep(max(0.0, (int(time.time() // window) + 1) * window + start_offset - time.time()))
             org.admin.reset_stats()
@@ -78,7 +79,7 @@ def run(label: str, updates: int, limit: int, latency_ms: float, concurrency: in
                              window=window),
         limit=limit, concurrency=concurrency, latency=latency,
         rate_limited=stats["rate_limited"]["rate_limit"] + stats["rate_limited"]["concurrency"],
-        peak_concurrency=stats["peak_concurrency"], tokens_issued=stats["tokens_issued"],
+        peak_concurrency=stats["peak_concurrency"], tokens_issued=minted_before + stats["tokens_issued"],
         statuses=dict(report.statuses), per_window={str(k * window): v for k, v in sorted(per_window.items())})
     log(f"  push {label}: {result.updates} updates in {elapsed:.1f} s = {result.per_minute:.0f}/min; bound "
         f"{result.bound:.1f} s; 429s {result.rate_limited}; peak concurrency {result.peak_concurrency}; "
