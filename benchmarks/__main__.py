@@ -10,6 +10,7 @@ import shlex
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from benchmarks import dag_export, listing, memory, partitioned, pushing, snapshot, tokens
 from benchmarks.orgs import OUTPUT, ROOT, dev_org
@@ -191,6 +192,7 @@ def main(argv: list[str]) -> int:
     command = "python3.11 scripts/dev.py bench" + (" " + " ".join(shlex.quote(a) for a in argv) if argv else "")
     if not args.no_docs:
         doc = ROOT / "docs" / "benchmarks.md"
+        snapshot_section = _section(doc, SNAPSHOT_HEADING)  # hand-written (bench --only snapshot --no-docs)
         if not profile and doc.exists() and "## Hot path" in doc.read_text():
             profile = doc.read_text().split("## Hot path", 1)[1].split("```")[1]  # kept from the earlier run
         shown, details = keep_earlier_rows(doc, rows, details, ran=len(chosen) < len(SUITES))
@@ -198,10 +200,24 @@ def main(argv: list[str]) -> int:
         from benchmarks.warehouse_load import kept_section
 
         doc.write_text(markdown(shown, command, "\n".join(details), profile or "(listing not run)", "benchmarks.png")
+                       + ("\n" + snapshot_section if snapshot_section else "")
                        + ("\n" + kept_section() if kept_section() else ""))
         print("\nwrote docs/benchmarks.md and docs/benchmarks.png")
     print(f"total {time.time() - began:.0f} s")
     return 0
+
+
+SNAPSHOT_HEADING = "## Snapshot changes feeds"
+
+
+def _section(doc: Path, heading: str) -> str:
+    """A section of the current docs/benchmarks.md (its heading up to the next one), kept when the table is rewritten."""
+    text = doc.read_text() if doc.exists() else ""
+    start = text.find(heading)
+    if start < 0:
+        return ""
+    end = text.find("\n## ", start + len(heading))
+    return text[start:] if end < 0 else text[start:end + 1]
 
 
 def snapshot_rows(r: "snapshot.SnapshotResult", small: int, large: int) -> list[Row]:
