@@ -59,6 +59,8 @@ class Measured:
 def probe(connection: dict, path: Path, event_id: int, exported_at: str) -> dict:
     """One load in a fresh process: `python -m benchmarks.warehouse_load --probe`."""
     env = dict(os.environ, AIRFLOW_CONN_OKTA_WAREHOUSE=json.dumps(connection),
+               # the warehouse reads Asset-event paths only under the output root: the benchmark's folder is it here
+               AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI=path.parent.as_uri(),
                PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins")]))
     event = {"id": event_id, "extra": {"path": path.as_uri(), "kind": "full", "exported_at": exported_at}}
     out = subprocess.run([sys.executable, "-m", "benchmarks.warehouse_load", "--probe", json.dumps(event)],
