@@ -8,9 +8,12 @@ unknown before listing. So the windows are not fixed:
    users are part of the output; their edges bound the rest of the org to [lo, hi].
 2. [lo, hi] is cut into one lane per worker. Each lane is a `search` sorted by `created` ascending (Okta breaks
    ties by id), so a lane at cursor `c` has read everything in [start, c) and some of `c`.
-3. Work stealing: a worker with no lane left takes the upper half of the lane with the most users left (estimated
-   from the density it has read so far): the lane [c, end) keeps [c, mid) and a new lane pages [mid, end). The
-   paging lane drops users at or past its new end and stops there; no user is read twice or missed.
+3. Work stealing: a worker with no lane left takes the upper half of the lane with the most users left: the lane
+   [c, end) keeps [c, mid) and a new lane pages [mid, end). The paging lane drops users at or past its new end and
+   stops there; no user is read twice or missed. Users left and `mid` come from the density at both ends of what is
+   left: at the cursor (the lane's last page) and just past its end (the first page of the lane starting there, or
+   the probe's newest page), taken as linear in between. The cursor's density alone underestimates a lane whose
+   users crowd toward its end (a growing org's newest lane by 3x), which then pages alone at the end of the run.
 4. A lane that has read `split_at` users (a `search` is reported to stop at 50,000 results) restarts its query at
    its cursor, skipping the ids it already read at exactly that `created`.
 
@@ -83,6 +86,7 @@ class StealingRun(PagingPool[Lane]):
         self.todo_lanes: list[Lane] = []
         self.top: int = 0  # the newest `created` seen by the probe + 1 ms: where estimates of open lanes end
         self.splits = 0
+        self.density_at: dict[int, float] = {}  # users per ms just past a `created` value: a lane's first page
         self.probe_pages: list[list[dict[str, Any]]] = []
 
     # -- plan ---------------------------------------------------------------------------------------------------
@@ -105,6 +109,7 @@ class StealingRun(PagingPool[Lane]):
         # the lanes skip what the probe yielded at the edges (ties at `lo` and `hi`; more when the pages overlap)
         seen = frozenset(user["id"] for page in (low_page, high_page) for user in page if lo <= _created(user) <= hi)
         newest = max(_created(user) for user in high_page)
+        self.density_at[self.top] = len(high_page) / max(1, newest - hi)
         low_density = len(low_page) / max(1, lo - _created(low_page[0]))
         high_density = len(high_page) / max(1, newest - hi)
         bounds = sorted({lo + int((self.top - lo) * share)
@@ -144,7 +149,9 @@ class StealingRun(PagingPool[Lane]):
         if best is None:
             return None
         end = best.end if best.end is not None else self.top
-        middle = best.cursor + (end - best.cursor) // 2
+        here, there = self._densities(best, end)
+        share = 0.5 if there is None else equal_mass_shares(here, there, 2)[0]
+        middle = best.cursor + max(1, min(end - best.cursor - 1, int((end - best.cursor) * share)))
         if middle <= best.cursor:
             return None
         upper = Lane(middle, best.end, best.skip)
@@ -159,9 +166,16 @@ class StealingRun(PagingPool[Lane]):
         end = lane.end if lane.end is not None else self.top
         if end - lane.cursor < 2:
             return 0.0
-        overall = lane.read * (end - lane.cursor) / max(1, lane.cursor - lane.first)
+        here, there = self._densities(lane, end)
+        if there is None:
+            return here * (end - lane.cursor)
+        return (here + there) / 2 * (end - lane.cursor)  # exact when density runs linearly from cursor to end
+
+    def _densities(self, lane: Lane, end: int) -> tuple[float, float | None]:
+        """Users per ms at the lane's cursor and, when a page read there tells, just past its end."""
+        overall = lane.read / max(1, lane.cursor - lane.first)
         count, span = lane.recent  # the local density: a huge import day is dense where the cursor is, not before
-        return max(overall, count * (end - lane.cursor) / max(1, span))
+        return max(overall, count / max(1, span)), self.density_at.get(end)
 
     # -- paging -------------------------------------------------------------------------------------------------
     def _page_item(self, lane: Lane) -> None:
@@ -205,7 +219,10 @@ class StealingRun(PagingPool[Lane]):
                 if last != lane.cursor:
                     lane.ties = set()
                 lane.ties.update(page[i]["id"] for i in range(inside) if created[i] == last)
-                lane.first = created[0] if lane.first is None else lane.first
+                if lane.first is None:
+                    lane.first = created[0]
+                    if lane.start is not None and inside > 1:
+                        self.density_at.setdefault(lane.start, inside / max(1, last - lane.start))
                 lane.recent = (inside, last - created[0])
                 lane.cursor = last
                 lane.read += inside

@@ -102,3 +102,32 @@ def test_first_lanes_hold_equal_users_when_density_grows_toward_the_newest():
     mass = [0.5 * (x * (1 + (1 + 9 * x))) for x in [0.0, *growing, 1.0]]  # users up to x under a linear density
     parts = [b - a for a, b in zip(mass, mass[1:])]
     assert max(parts) - min(parts) < 1e-9 and growing == sorted(growing) and growing[0] > 0.25
+
+
+def test_a_lane_whose_users_crowd_toward_its_end_is_split_toward_that_end():
+    """A growing org's newest lane: the cursor's density alone says one page is left where five are (so the lane
+    paged alone at the end of a run); the density just past its end (the probe's newest page) says more."""
+    from okta_sync.users.partition_stealing import Lane
+
+    run = StealingRun(None, None, 8, True, None, 200, 200)
+    run.top = 10_000
+    lane = Lane(0, run.top, cursor=5_000, first=0, read=250, recent=(120, 2_000))  # 0.06 users/ms at the cursor
+    run.lanes = [lane]
+    assert run._left(lane) == pytest.approx(300)  # 1.5 pages by the cursor's density: not worth a split
+    assert run._steal() is None
+    run.density_at[run.top] = 0.3  # 5x as dense just past the end
+    assert run._left(lane) == pytest.approx(900)  # linear from 0.06 to 0.3 over 5,000 ms: 4.5 pages
+    upper = run._steal()
+    assert upper is not None and upper.end == run.top and lane.end == upper.start
+    assert upper.start > 7_500  # past the time midpoint: the upper lane holds half the users left, not three quarters
+    width = upper.start - 5_000
+    assert width * (0.06 + 0.06 + 0.24 * width / 5_000) / 2 == pytest.approx(450, rel=0.02)
+
+
+def test_the_density_past_a_lane_end_is_learned_from_the_lane_that_starts_there(org):
+    with _client(org) as client:
+        run, ids = _run(client)
+    assert Counter(ids) == Counter(org.expected.keys())
+    starts = {lane.start for lane in run.lanes if lane.read > 1}
+    assert starts and starts <= set(run.density_at) | {None}
+    assert all(density > 0 for density in run.density_at.values())
