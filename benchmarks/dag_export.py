@@ -50,17 +50,19 @@ def _wait_for_offset(offset: float, window: float) -> float:
     return time.time()
 
 
-def export_once(org, workers: int, partitions, expected: dict[str, str]) -> tuple[float, float, int, int, int]:
-    """One export as the DAG's task makes it; returns (start, elapsed, requests, duplicates, missing)."""
+def export_once(org, workers: int, partitions, expected: dict[str, str], hint: dict | None = None
+                ) -> tuple[float, float, int, int, int, dict | None]:
+    """One export as the DAG's task makes it (given the `created_hint` its Asset state holds from the previous full
+    export, if any); returns (start, elapsed, requests, duplicates, missing, the hint it leaves)."""
     path = OUTPUT / "dag-export.jsonl.gz"
     with client_for(org, max_concurrency=workers) as client:
         client.get_token((READ_SCOPE,))
         org.admin.reset_stats()
         began = time.time()
         with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=5) as file:
-            pages = client.list_users_partitioned(search=ALL_USERS_SEARCH, partitions=partitions,
-                                                  include_deprovisioned=True).text_pages()
-            write_users_jsonl(pages, file)
+            listing = client.list_users_partitioned(search=ALL_USERS_SEARCH, partitions=partitions,
+                                                    include_deprovisioned=True, created_hint=hint)
+            write_users_jsonl(listing.text_pages(), file)
         elapsed = time.time() - began
     requests = org.admin.stats()["requests"].get("GET /api/v1/users", 0)
     seen: dict[str, int] = {}
@@ -70,7 +72,7 @@ def export_once(org, workers: int, partitions, expected: dict[str, str]) -> tupl
             seen[user_id] = seen.get(user_id, 0) + 1
     path.unlink()
     duplicates = sum(n - 1 for n in seen.values() if n > 1)
-    return began, elapsed, requests, duplicates, len(set(expected) - set(seen))
+    return began, elapsed, requests, duplicates, len(set(expected) - set(seen)), listing.created_hint
 
 
 def run_grid(users: int, limit: int, latency_ms: float, workers: int, compress: int, distributions: list[str],

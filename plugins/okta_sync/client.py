@@ -135,13 +135,13 @@ class OktaClient:
     def list_users_partitioned(
         self, *, search: str | None = None, partitions: int | None = None, max_workers: int | None = None,
         windows: list[Window] | None = None, include_deprovisioned: bool = True,
-        split_at: int | None = DEFAULT_SPLIT_AT, limit: int | None = None,
+        split_at: int | None = DEFAULT_SPLIT_AT, limit: int | None = None, created_hint: dict[str, Any] | None = None,
     ) -> PartitionedUserListing:
         """Every user matching `search` (DEPROVISIONED included) once, from disjoint `created` windows paged
         concurrently, as a value; see `okta_sync.users.partitions.PartitionedUserListing` for the arguments."""
         return PartitionedUserListing(self, search=search, partitions=partitions, max_workers=max_workers,
                                       windows=windows, include_deprovisioned=include_deprovisioned,
-                                      split_at=split_at, limit=limit)
+                                      split_at=split_at, limit=limit, created_hint=created_hint)
 
     def iter_user_pages_partitioned(
         self, *, search: str | None = None, partitions: int | None = None, max_workers: int | None = None,

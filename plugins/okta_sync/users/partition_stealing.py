@@ -5,7 +5,10 @@ would allow many), whatever their number; how uneven they are depends on the org
 unknown before listing. So the windows are not fixed:
 
 1. Probe, productively: the first page sorted by `created` ascending and the first sorted descending, at once. Their
-   users are part of the output; their edges bound the rest of the org to [lo, hi].
+   users are part of the output; their edges bound the rest of the org to [lo, hi]. Given a `created_hint` (the
+   `created_quantiles` of an earlier listing of the org), there is no probe: the first lanes start at once at the
+   hint's quantiles, the lowest and highest open-ended, and every worker is busy from the first round trip (no
+   more lanes than the hint's users fill pages; an org the probe's two pages hold is still probed).
 2. [lo, hi] is cut into one lane per worker. Each lane is a `search` sorted by `created` ascending (Okta breaks
    ties by id), so a lane at cursor `c` has read everything in [start, c) and some of `c`.
 3. Work stealing: a worker with no lane left takes the upper half of the lane with the most users left: the lane
@@ -17,7 +20,8 @@ unknown before listing. So the windows are not fixed:
 4. A lane that has read `split_at` users (a `search` is reported to stop at 50,000 results) restarts its query at
    its cursor, skipping the ids it already read at exactly that `created`.
 
-Exactly once: every lane covers [start, end) of `created`, which never changes; lanes only ever shrink by handing
+Exactly once: every lane covers [start, end) of `created`, which never changes (a hint, however wrong, only
+decides where the first lanes are cut: they still cover all time); lanes only ever shrink by handing
 their upper part to a new lane. The listing's order is checked page by page; a server that does not sort is refused
 rather than trusted.
 """
@@ -25,6 +29,7 @@ rather than trusted.
 from __future__ import annotations
 
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +41,9 @@ from okta_sync.users.partitions import Window
 
 _MIN_PAGES_TO_SPLIT = 2.0  # a lane with fewer pages left finishes in as many round trips as a split would
 _IDLE_WAIT_SECONDS = 0.05
+HINT_POINTS = 33  # the quantiles a listing reports: minimum, 31 inner, maximum (any worker count picks from them)
+_MAX_HINT_POINTS = 257
+_MAX_EPOCH_MS = 253402300800000  # 10000-01-01: later is not a `created` value
 
 
 @dataclass
@@ -79,18 +87,24 @@ class StealingRun(PagingPool[Lane]):
     idle_wait = _IDLE_WAIT_SECONDS
 
     def __init__(self, client, search, workers, include_deprovisioned, split_at, limit, page_size, *,
-                 keep_text=False):
+                 keep_text=False, created_hint: dict[str, Any] | None = None):
         super().__init__(client, search, workers, include_deprovisioned, split_at, limit, keep_text=keep_text)
         self.page_size = page_size
+        self.hint = created_hint
+        self.completed = False
         self.lanes: list[Lane] = []
         self.todo_lanes: list[Lane] = []
         self.top: int = 0  # the newest `created` seen by the probe + 1 ms: where estimates of open lanes end
         self.splits = 0
+        self.users_read = 0  # by the lanes, each once (ties a lane skips are not counted)
         self.density_at: dict[int, float] = {}  # users per ms just past a `created` value: a lane's first page
         self.probe_pages: list[list[dict[str, Any]]] = []
 
     # -- plan ---------------------------------------------------------------------------------------------------
     def plan(self) -> None:
+        if self.hint and self.hint["users"] > 2 * self.page_size:
+            self._plan_from_hint(self.hint)
+            return
         low_page, more, high_page = first_pages(self.client, self.search, self.page_size, self.keep_text)
         _check_order([_created(user) for user in low_page])
         _check_order([_created(user) for user in reversed(high_page)])
@@ -120,6 +134,16 @@ class StealingRun(PagingPool[Lane]):
         # read (usually none: one short request, in parallel)
         self.todo_lanes.append(Lane(newest + 1, None))
 
+    def _plan_from_hint(self, hint: dict[str, Any]) -> None:
+        """One lane per worker (fewer if the hint's users fill fewer pages) cut at the hint's quantiles; the outer
+        lanes are open, so all time is covered."""
+        quantiles = hint["quantiles"]
+        lanes = min(self.workers, math.ceil(hint["users"] / self.page_size))
+        bounds = sorted(set(hint_boundaries(quantiles, lanes)))
+        edges: list[int | None] = [None, *bounds, None]
+        self.top = quantiles[-1] + 1
+        self.todo_lanes = [Lane(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
     def pages(self):
         self.plan()
         for page in self.probe_pages:
@@ -128,6 +152,25 @@ class StealingRun(PagingPool[Lane]):
                 yield kept
         if self.todo_lanes:
             yield from super().pages()
+        self.completed = True  # reached only when every lane was paged: an error or a close raises at a yield
+
+    def created_hint(self, points: int = HINT_POINTS) -> dict[str, Any] | None:
+        """For the next run: `points` quantiles of `created` (epoch ms; the first is the oldest user, the last the
+        newest) over what a completed run read, and how many users it read; None before completion or for an empty
+        org. Each lane's users are taken as spread evenly over the range it read: lanes are narrow where users
+        crowd."""
+        if not self.completed:
+            return None
+        segments = [(lane.first, lane.cursor, lane.read) for lane in self.lanes
+                    if lane.read and lane.first is not None and lane.cursor is not None]
+        for page in self.probe_pages:
+            created = [_created(user) for user in page]
+            if created:
+                segments.append((min(created), max(created), len(created)))
+        quantiles = quantiles_of_segments(segments, points)
+        if quantiles is None or quantiles[-1] <= quantiles[0]:
+            return None
+        return {"quantiles": quantiles, "users": self.users_read + sum(len(page) for page in self.probe_pages)}
 
     # -- scheduling ---------------------------------------------------------------------------------------------
     def _take_item(self) -> Lane | None:
@@ -148,7 +191,7 @@ class StealingRun(PagingPool[Lane]):
                 best, best_left = lane, left
         if best is None:
             return None
-        end = best.end if best.end is not None else self.top
+        end = self._estimated_end(best)
         here, there = self._densities(best, end)
         share = 0.5 if there is None else equal_mass_shares(here, there, 2)[0]
         middle = best.cursor + max(1, min(end - best.cursor - 1, int((end - best.cursor) * share)))
@@ -163,13 +206,22 @@ class StealingRun(PagingPool[Lane]):
         """Users a lane has yet to read, if its density so far holds over the rest of its range."""
         if lane.finished or lane.cursor is None or lane.read < 2:
             return 0.0
-        end = lane.end if lane.end is not None else self.top
+        end = self._estimated_end(lane)
         if end - lane.cursor < 2:
             return 0.0
         here, there = self._densities(lane, end)
         if there is None:
             return here * (end - lane.cursor)
         return (here + there) / 2 * (end - lane.cursor)  # exact when density runs linearly from cursor to end
+
+    def _estimated_end(self, lane: Lane) -> int:
+        """Where a lane's users end: its end, or for the open newest lane the newest user known when the run began
+        (now, once the lane reads past that: the org grew since the hint)."""
+        if lane.end is not None:
+            return lane.end
+        if lane.cursor is not None and lane.cursor >= self.top - 1:
+            return int(time.time() * 1000)
+        return self.top
 
     def _densities(self, lane: Lane, end: int) -> tuple[float, float | None]:
         """Users per ms at the lane's cursor and, when a page read there tells, just past its end."""
@@ -226,6 +278,7 @@ class StealingRun(PagingPool[Lane]):
                 lane.recent = (inside, last - created[0])
                 lane.cursor = last
                 lane.read += inside
+                self.users_read += inside if not skip else sum(1 for i in range(inside) if page[i]["id"] not in skip)
                 self.lock.notify_all()
         return self._kept(page, skip, inside), inside < len(page)
 
@@ -243,6 +296,56 @@ def equal_mass_shares(low_density: float, high_density: float, parts: int, *, sk
         x = target / b if abs(a) < 1e-12 * b else (-b + math.sqrt(b * b + 4 * a * target)) / (2 * a)
         shares.append(min(1.0, max(0.0, x)))
     return shares
+
+
+def hint_boundaries(hint: list[int], parts: int) -> list[int]:
+    """The inner cut points splitting `hint`'s quantiles (evenly spaced, oldest to newest) into `parts` equal shares."""
+    last = len(hint) - 1
+    cuts = []
+    for i in range(1, parts):
+        position = last * i / parts
+        low = int(position)
+        high = min(last, low + 1)
+        cuts.append(int(hint[low] + (hint[high] - hint[low]) * (position - low)))
+    return cuts
+
+
+def quantiles_of_segments(segments: list[tuple[int, int, int]], points: int) -> list[int] | None:
+    """`points` evenly spaced quantiles of users given as (oldest, newest, count) ranges, each spread evenly."""
+    total = sum(count for _, _, count in segments)
+    if not total or points < 2:
+        return None
+    segments = sorted(segments)
+    result, seen, index = [], 0, 0
+    for k in range(points):
+        target = total * k / (points - 1)
+        while index < len(segments) - 1 and seen + segments[index][2] < target:
+            seen += segments[index][2]
+            index += 1
+        low, high, count = segments[index]
+        share = min(1.0, max(0.0, (target - seen) / count))
+        result.append(int(low + (high - low) * share))
+    result[0], result[-1] = segments[0][0], max(high for _, high, _ in segments)
+    return sorted(result)
+
+
+def parse_created_hint(value: Any) -> dict[str, Any] | None:
+    """A stored `created_hint`, or None when it is not one (a hint only balances lanes: a bad one is dropped).
+
+    A hint is `{"quantiles": [...], "users": n}`: 2 to 257 whole epoch milliseconds in ascending order within
+    1970..9999 (evenly spaced quantiles, oldest to newest) and the whole number of users they describe."""
+    if not isinstance(value, dict):
+        return None
+    quantiles, users = value.get("quantiles"), value.get("users")
+    if not isinstance(quantiles, list) or not 2 <= len(quantiles) <= _MAX_HINT_POINTS:
+        return None
+    if not all(type(v) is int and 0 <= v < _MAX_EPOCH_MS for v in quantiles):
+        return None
+    if any(b < a for a, b in zip(quantiles, quantiles[1:])) or quantiles[-1] <= quantiles[0]:
+        return None
+    if type(users) is not int or not 0 < users < 10**10:
+        return None
+    return {"quantiles": list(quantiles), "users": users}
 
 
 def _check_order(created: list[int]) -> None:

@@ -146,12 +146,17 @@ class PartitionedUserListing:
         include_deprovisioned: keep DEPROVISIONED users (which `search` returns).
         split_at: a window reaching this many users is split in two (Okta's search stops at 50,000 results).
         limit: users per page, for the probe too (default: the client's `page_size`).
+        created_hint: for the client's own partitions, the `created_hint` of an earlier listing of the same org
+            (see `parse_created_hint`): the first lanes start at once at its `created` quantiles instead of after
+            a probe round trip. It only decides balance; a stale hint is corrected by splitting.
+
+    After a complete iteration of the client's own partitions, `created_hint` holds the hint for next time.
     """
 
     def __init__(self, client: PagedUsers, *, search: str | None = None, partitions: int | None = None,
                  max_workers: int | None = None, windows: list[Window] | None = None,
                  include_deprovisioned: bool = True, split_at: int | None = DEFAULT_SPLIT_AT,
-                 limit: int | None = None):
+                 limit: int | None = None, created_hint: dict[str, Any] | None = None):
         config = getattr(client, "config", None)
         self.client = client
         self.search, self.partitions, self.windows = search, partitions, windows
@@ -160,6 +165,20 @@ class PartitionedUserListing:
             raise ValueError("max_workers must be at least 1")
         self.include_deprovisioned, self.split_at = include_deprovisioned, split_at
         self.limit = limit or getattr(config, "page_size", None)
+        if created_hint is not None:
+            from okta_sync.users.partition_stealing import parse_created_hint
+
+            if parse_created_hint(created_hint) is None:
+                raise ValueError("created_hint must be a listing's created_hint: {quantiles: 2 to 257 ascending "
+                                 "epoch milliseconds, users: a whole number}")
+        self._hint = created_hint
+        self._stealing = None
+
+    @property
+    def created_hint(self) -> dict[str, Any] | None:
+        """The hint for the next listing, from the last complete iteration of the client's own partitions (else
+        None): quantiles of the `created` values it read and how many users it read."""
+        return self._stealing.created_hint() if self._stealing is not None else None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return itertools.chain.from_iterable(self.pages())
@@ -176,8 +195,10 @@ class PartitionedUserListing:
         if self.partitions is None and windows is None:
             from okta_sync.users.partition_stealing import StealingRun
 
-            return StealingRun(self.client, self.search, self.workers, self.include_deprovisioned, self.split_at,
-                               self.limit, self.limit or 200, keep_text=text).pages()
+            self._stealing = StealingRun(self.client, self.search, self.workers, self.include_deprovisioned,
+                                         self.split_at, self.limit, self.limit or 200, keep_text=text,
+                                         created_hint=self._hint)
+            return self._stealing.pages()
         if windows is None:
             windows, low, high = probe_windows(self.client, self.search, self.partitions, limit=self.limit)
         else:

@@ -131,3 +131,101 @@ def test_the_density_past_a_lane_end_is_learned_from_the_lane_that_starts_there(
     starts = {lane.start for lane in run.lanes if lane.read > 1}
     assert starts and starts <= set(run.density_at) | {None}
     assert all(density > 0 for density in run.density_at.values())
+
+
+def _created_ms(org) -> list[int]:
+    from okta_sync.timestamps import parse_okta_time
+
+    return sorted(parse_okta_time(u["created"]) for u in org.admin.users())
+
+
+class _Recording:
+    """A client whose listings are recorded (search, sort order) before they reach the org."""
+
+    def __init__(self, client):
+        self.client, self.config, self.calls = client, client.config, []
+
+    def list_users(self, **kwargs):
+        self.calls.append(kwargs.get("sort_order"))
+        return self.client.list_users(**kwargs)
+
+
+def test_a_complete_listing_reports_created_quantiles_for_the_next_run(org):
+    from okta_sync.users.partitions import PartitionedUserListing
+
+    created = _created_ms(org)
+    with _client(org) as client:
+        listing = PartitionedUserListing(client, max_workers=4, limit=10)
+        assert listing.created_hint is None
+        assert Counter(u["id"] for u in listing) == Counter(org.expected.keys())
+        hint = listing.created_hint
+    quantiles = hint["quantiles"]
+    assert hint["users"] == len(org.expected) and len(quantiles) == 33 and quantiles == sorted(quantiles)
+    assert quantiles[0] == created[0] and quantiles[-1] == created[-1]
+    for k in (8, 16, 24):  # each inner quantile sits near its rank (lanes are narrow where users crowd)
+        rank = sum(1 for value in created if value <= quantiles[k]) / len(created)
+        assert abs(rank - k / 32) < 0.2, (k, rank)
+
+
+def test_with_a_hint_every_worker_starts_at_once_and_no_probe_is_made(org):
+    from okta_sync.users.partitions import PartitionedUserListing
+
+    with _client(org) as client:
+        first = PartitionedUserListing(client, max_workers=4, limit=10)
+        list(first)
+        recording = _Recording(client)
+        hinted = PartitionedUserListing(recording, max_workers=4, limit=10, created_hint=first.created_hint)
+        ids = [u["id"] for u in hinted]
+        tiny = _Recording(client)  # an org the probe's two pages hold: probing is cheaper than 4 lanes
+        list(PartitionedUserListing(tiny, max_workers=4, limit=10, created_hint={**first.created_hint, "users": 20}))
+    assert Counter(ids) == Counter(org.expected.keys())
+    assert "desc" not in recording.calls  # the probe's newest-first page is the round trip a hint saves
+    assert recording.calls[:4] == ["asc"] * 4  # one lane per worker at once
+    assert hinted.created_hint["quantiles"][0] == first.created_hint["quantiles"][0]
+    assert sorted(tiny.calls[:2]) == ["asc", "desc"]
+
+
+@pytest.mark.parametrize("quantiles", [[1, 2], [0, 10**12, 10**12 + 5], [4102444800000, 4102444800001]])
+@pytest.mark.parametrize("users", [30, 10**6])
+def test_a_wrong_hint_still_lists_every_user_exactly_once(org, quantiles, users):
+    from okta_sync.users.partitions import PartitionedUserListing
+
+    with _client(org) as client:
+        listing = PartitionedUserListing(client, max_workers=4, limit=10,
+                                         created_hint={"quantiles": quantiles, "users": users})
+        assert Counter(u["id"] for u in listing) == Counter(org.expected.keys())
+
+
+def test_a_listing_closed_early_reports_no_quantiles(org):
+    from okta_sync.users.partitions import PartitionedUserListing
+
+    with _client(org) as client:
+        listing = PartitionedUserListing(client, max_workers=4, limit=10)
+        pages = listing.pages()
+        next(pages)
+        pages.close()
+    assert listing.created_hint is None
+
+
+@pytest.mark.parametrize("value", [None, "1,2", [1, 2], {"a": 1}, *({"quantiles": q, "users": 500} for q in (
+    "1,2", [1], [2, 1], [1, 1], [1, "2"], [1, 2.0], [True, 2], [-1, 2], [1, 10**20], list(range(300)))),
+    *({"quantiles": [1, 2], "users": n} for n in (None, 0, -5, 1.5, True, "500", 10**12))])
+def test_a_stored_hint_that_is_not_one_is_dropped(value):
+    from okta_sync.users.partition_stealing import parse_created_hint
+    from okta_sync.users.partitions import PartitionedUserListing
+
+    assert parse_created_hint(value) is None
+    if value is not None:
+        with pytest.raises(ValueError, match="created_hint must be") as raised:
+            PartitionedUserListing(object(), created_hint=value)
+        assert str(value) not in str(raised.value)
+
+
+def test_hint_boundaries_cut_equal_shares_of_the_quantiles():
+    from okta_sync.users.partition_stealing import hint_boundaries, quantiles_of_segments
+
+    assert hint_boundaries([0, 100, 200, 300, 400], 4) == [100, 200, 300]
+    assert hint_boundaries([0, 100, 1000], 4) == [50, 100, 550]
+    assert hint_boundaries([0, 10], 1) == []
+    assert quantiles_of_segments([(0, 100, 50), (900, 1000, 50)], 5) == [0, 50, 100, 950, 1000]
+    assert quantiles_of_segments([], 5) is None
