@@ -170,6 +170,37 @@ def test_second_run_is_incremental_and_makes_no_post(dagbag, org):
     assert delta["tokens"] == 1
 
 
+def _export_state(key: str, value=None):
+    """The users export Asset's state under `key` (JSON); replaced first when `value` is given."""
+    from airflow.models.asset import AssetModel
+    from airflow.models.asset_state_store import AssetStateStoreModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (session.query(AssetStateStoreModel).join(AssetModel, AssetModel.id == AssetStateStoreModel.asset_id)
+               .filter(AssetModel.name == "okta_users_export", AssetStateStoreModel.key == key).one_or_none())
+        if row is not None and value is not None:
+            row.value = json.dumps(value)
+        return None if row is None else json.loads(row.value)
+
+
+def test_a_full_export_leaves_a_created_hint_and_a_bad_one_is_dropped(dagbag, org):
+    from okta_sync.sync.sync_window import ALL_USERS_SEARCH
+    from okta_sync.timestamps import parse_okta_time
+
+    created = sorted(parse_okta_time(u["created"]) for u in org.admin.users())
+    stored = _export_state("created_hint")  # left by the first (full) run
+    assert stored["search"] == ALL_USERS_SEARCH
+    assert stored["hint"]["users"] == len(created)
+    quantiles = stored["hint"]["quantiles"]
+    assert quantiles[0] == created[0] and quantiles[-1] == created[-1] and quantiles == sorted(quantiles)
+
+    _export_state("created_hint", {"search": ALL_USERS_SEARCH, "hint": {"quantiles": [5, 1], "users": "many"}})
+    run, _ = run_dag(dagbag, org, {"full_refresh": True, "dry_run": True})
+    assert run.state == "success"  # a bad hint is dropped (the org is probed), never a failed export
+    assert _export_state("created_hint") == stored
+
+
 def test_a_changes_feed_is_applied_and_unknown_rows_are_reported(dagbag, org, output_dir, feeds_dir):
     users = [u for u in org.admin.users() if u["status"] == "ACTIVE"][:3]
     feed = feeds_dir / "changes.csv"

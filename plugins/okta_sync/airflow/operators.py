@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow.sdk import BaseOperator, ObjectStoragePath
+from airflow.sdk import Asset, BaseOperator, ObjectStoragePath
 
 from okta_sync.sync.change_plan import Skipped, plan_changes_feed, plan_hygiene
 from okta_sync.sync.changes_feed import read_changes_feed
@@ -38,6 +38,7 @@ from okta_sync.airflow.storage import (
 from okta_sync.sync.reports import ReportStatus, report_writer, rows_for_plan_entry
 from okta_sync.sync.snapshot_plan import AUTO, STRATEGIES, feed_lookup
 from okta_sync.timestamps import okta_timestamp
+from okta_sync.users.partition_stealing import parse_created_hint
 
 
 def as_bool(value: Any, name: str) -> bool:
@@ -122,7 +123,9 @@ class OktaExportUsersOperator(_OktaOperator):
         `max_concurrency`) instead of one cursor: the way to reach the rate limit when latency bounds a single
         cursor. `"auto"` lets the client decide (windows split while they are paged, whenever a worker goes idle);
         a number fixes the windows. The same users are exported either way (DEPROVISIONED only with a `search`);
-        not with `filter`.
+        not with `filter`. With `"auto"`, a complete export leaves a `created` hint (quantiles of the users'
+        `created`, and their count) in its first outlet Asset's state under `created_hint`; the next `"auto"`
+        export of the same `search` starts its lanes there at once instead of after a probe round trip.
     :param kind: what the export holds, for the Asset event's consumers: `full` (every user of every status: it
         defines the population, so users missing from it were deleted), `incremental` (changed users only, the
         default) or `user_ids`; templated.
@@ -154,10 +157,11 @@ class OktaExportUsersOperator(_OktaOperator):
             raise ConfigurationError("kind", "must be full, incremental or user_ids")
         exported_at = okta_timestamp(datetime.now(timezone.utc))  # before the first page: the snapshot's time
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
+        hint_store = self._hint_store(context) if partitions == AUTO_PARTITIONS else None
         if partitions:
             users = hook.client.list_users_partitioned(
                 search=search, partitions=None if partitions == AUTO_PARTITIONS else partitions,
-                include_deprovisioned=search is not None)
+                include_deprovisioned=search is not None, created_hint=self._read_hint(hint_store, search))
         else:
             users = hook.list_users(search=search, filter=filter_)
         # the progress log hears of rate-limit waits while they last
@@ -165,13 +169,55 @@ class OktaExportUsersOperator(_OktaOperator):
             result = write_users_jsonl(users, file, progress=progress)
         summary = {"path": self.output_uri, **result.as_dict()}
         self.log.info("Exported %d users in %d pages to %s", result.users, result.pages, self.output_uri)
+        if hint_store is not None:
+            self._write_hint(hint_store, search, users.created_hint)
         self._set_outlet_extra(context, {"users": result.users, "path": self.output_uri, "kind": kind,
                                          "exported_at": exported_at, "watermark": result.max_last_updated,
                                          "pages": result.pages, "by_status": dict(result.by_status)})
         return summary
 
 
+    def _hint_store(self, context: Any) -> Any:
+        """The state of the first outlet Asset, where the `created` hint lives; None without one."""
+        asset = next((o for o in self.outlets if isinstance(o, Asset)), None)
+        if asset is None:
+            return None
+        try:
+            return context["asset_state_store"][asset]
+        except (KeyError, TypeError):
+            return None
+
+    def _read_hint(self, store: Any, search: str | None) -> dict[str, Any] | None:
+        """The hint the last complete export of the same `search` left; a missing or unreadable one means a probe
+        (it only balances the first lanes: never a reason to fail the export)."""
+        if store is None:
+            return None
+        try:
+            stored = store.get(HINT_STATE_KEY)
+        except Exception:  # the state store is an optimisation here; its failure is logged, not raised
+            self.log.warning("Could not read the Asset state %r; probing the org instead", HINT_STATE_KEY)
+            return None
+        if not isinstance(stored, dict) or stored.get("search") != (search or ""):
+            return None
+        hint = parse_created_hint(stored.get("hint"))
+        if hint is None:
+            self.log.warning("Ignored the Asset state %r: not a created hint; probing the org instead", HINT_STATE_KEY)
+        else:
+            self.log.info("First lanes start at the created quantiles of the last full export (%d users)",
+                          hint["users"])
+        return hint
+
+    def _write_hint(self, store: Any, search: str | None, hint: dict[str, Any] | None) -> None:
+        if hint is None:
+            return
+        try:
+            store.set(HINT_STATE_KEY, {"search": search or "", "hint": hint})
+        except Exception:  # as above: the next export probes
+            self.log.warning("Could not write the Asset state %r; the next export will probe the org", HINT_STATE_KEY)
+
+
 AUTO_PARTITIONS = "auto"
+HINT_STATE_KEY = "created_hint"
 
 
 def _is_template(value: Any) -> bool:
