@@ -178,6 +178,8 @@ class DevOrgApp:
         limits.update(settings.pop("rate_limits", {}) or {})
         self.limiter.configure(limits=limits, default_limit=settings.pop("rate_limit", None),
                                concurrency_limit=settings.pop("concurrency_limit", None))
+        if settings.pop("forget_rate_limit_counts", False):
+            self.limiter.forget_counts()
         outage = settings.pop("token_outage_seconds", None)
         if outage is not None:
             self.auth.start_outage(float(outage))
