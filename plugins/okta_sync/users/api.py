@@ -215,7 +215,8 @@ class UserListing:
         return itertools.chain.from_iterable(self.pages())
 
     def pages(self) -> Iterator[list[dict[str, Any]]]:
-        """Each page (a list of user dicts); plain `json.loads`, whose key memo spans the whole page."""
+        """Each page (a list of user dicts), decoded as `json.loads` would, a large page in runs
+        (`okta_sync.users.pages.decode_page`: no page-sized `str`, so concurrent paging keeps memory flat)."""
         return self._users._pages(self._params, self._limit, decode_page)
 
     def text_pages(self) -> Iterator[UserPage]:
