@@ -1,6 +1,8 @@
 """One export (or the SDK's collect-all pattern) in this fresh process; prints its peak RSS as JSON.
 
-    python -m benchmarks.memory_probe export|sdk CONNECTION_JSON
+    python -m benchmarks.memory_probe export|partitioned_export|sdk CONNECTION_JSON
+
+`partitioned_export` is the DAG's export: a partitioned listing (8 workers) gzipped as `dag_export.export_once` does.
 """
 
 from __future__ import annotations
@@ -31,6 +33,18 @@ def main(mode: str, connection_path: str) -> None:
 
         with OktaClient(client_config(connection)) as client, open(os.devnull, "wb") as sink:
             users = write_users_jsonl(client.list_users(), sink).users
+    elif mode == "partitioned_export":
+        import gzip
+
+        from benchmarks.orgs import client_config
+        from okta_sync import OktaClient
+        from okta_sync.sync.export import write_users_jsonl
+        from okta_sync.sync.sync_window import ALL_USERS_SEARCH
+
+        with OktaClient(client_config(connection, max_concurrency=8)) as client, open(os.devnull, "wb") as sink, \
+                gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=5) as file:
+            pages = client.list_users_partitioned(search=ALL_USERS_SEARCH, include_deprovisioned=True).text_pages()
+            users = write_users_jsonl(pages, file).users
     elif mode == "sdk":
         from benchmarks.listing import sdk_pages
 

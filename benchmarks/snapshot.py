@@ -41,8 +41,19 @@ class SnapshotRun:
 
 
 @dataclass
+class ExportRun:
+    """The DAG's partitioned export of the same org, in its own process (the listing without the join)."""
+
+    users: int
+    seconds: float
+    peak_rss_mb: float
+    peak_rss_fixed_mmap_mb: float
+
+
+@dataclass
 class SnapshotResult:
     runs: list[SnapshotRun] = field(default_factory=list)
+    exports: list[ExportRun] = field(default_factory=list)
 
     def run(self, users: int, strategy: str) -> SnapshotRun | None:
         return next((r for r in self.runs if r.users == users and r.strategy == strategy), None)
@@ -70,15 +81,24 @@ def write_feed(org, path, chunk: int = 20_000) -> int:
 
 def probe(strategy: str, org, feed_path, *, fixed_mmap_threshold: bool = False) -> dict:
     connection = write_connection(org, OUTPUT / "snapshot-connection.json")
+    return _run_probe(["benchmarks.snapshot_probe", strategy, str(connection), str(feed_path)], fixed_mmap_threshold)
+
+
+def export_probe(org, *, fixed_mmap_threshold: bool = False) -> dict:
+    connection = write_connection(org, OUTPUT / "snapshot-connection.json")
+    return _run_probe(["benchmarks.memory_probe", "partitioned_export", str(connection)], fixed_mmap_threshold)
+
+
+def _run_probe(module_args: list[str], fixed_mmap_threshold: bool) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "plugins")])
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
     if fixed_mmap_threshold:
-        # glibc raises its mmap threshold after freeing a large block, so each thread's ~0.5 MB response bodies
-        # then fragment the heap: RSS grows with the pages read by concurrent workers, not with what is held.
+        # A comparison: glibc raises its mmap threshold after freeing a large block, so large transient blocks
+        # then come from the paging threads' heaps and fragment them (what okta_sync.users.pages avoids).
         env["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
-    out = subprocess.run([sys.executable, "-m", "benchmarks.snapshot_probe", strategy, str(connection),
-                          str(feed_path)], cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-                         timeout=3600)
+    out = subprocess.run([sys.executable, "-m", *module_args], cwd=ROOT, env=env, check=True, capture_output=True,
+                         text=True, timeout=3600)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -106,4 +126,9 @@ def run(sizes: tuple[int, ...], per_row_up_to: int, log=print) -> SnapshotResult
                     f"{BUCKET_LIMIT}/min, peak RSS {run.peak_rss_mb:.0f} MB"
                     + (f" ({run.peak_rss_fixed_mmap_mb:.0f} MB with a fixed mmap threshold)"
                        if run.peak_rss_fixed_mmap_mb else "") + f", {run.changes} changes")
+            exported, fixed = export_probe(org), export_probe(org, fixed_mmap_threshold=True)
+            export = ExportRun(exported["users"], exported["seconds"], exported["peak_rss_mb"], fixed["peak_rss_mb"])
+            result.exports.append(export)
+            log(f"  partitioned export of the same {export.users:,} users: {export.seconds:.1f} s, peak RSS "
+                f"{export.peak_rss_mb:.0f} MB ({export.peak_rss_fixed_mmap_mb:.0f} MB with a fixed mmap threshold)")
     return result

@@ -14,6 +14,7 @@ from okta_sync.users.pages import UserPage
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _encode_ascii = json.JSONEncoder(separators=(",", ":")).encode
+_ENCODED_PER_CHUNK = 8  # users encoded into one write: a few KB each
 
 
 @dataclass
@@ -59,7 +60,8 @@ def _write_page(page: list[dict[str, Any]], file: IO[bytes], result: ExportResul
     if not kept:
         return 0
     users = page if len(kept) == len(page) else [page[i] for i in kept]
-    file.write(_page_lines(page, kept))
+    for chunk in _page_lines(page, kept):
+        file.write(chunk)
     result.by_status.update(map(dict.get, users, repeat("status")))
     # Okta's timestamps share one ISO-8601 UTC format, so string order is time order.
     newest = max(filter(None, map(dict.get, users, repeat("lastUpdated"))), default="")
@@ -69,12 +71,17 @@ def _write_page(page: list[dict[str, Any]], file: IO[bytes], result: ExportResul
     return len(kept)
 
 
-def _page_lines(page: list[dict[str, Any]], kept: Sequence[int]) -> bytes:
-    """One line per user (UTF-8): the server's own text when the page could be cut (no re-encoding), else encoded."""
+def _page_lines(page: list[dict[str, Any]], kept: Sequence[int]) -> list[bytes]:
+    """One line per user (UTF-8), in pieces of a few users (a page's whole text is never one block: see
+    `okta_sync.users.pages`): the server's own text when the page could be cut (no re-encoding), else encoded."""
     if isinstance(page, UserPage):
-        lines = page.json_lines(kept)
-        if lines is not None:
-            return lines
+        chunks = page.json_line_chunks(kept)
+        if chunks is not None:
+            return chunks
+    return [_encoded_lines(page, kept[i:i + _ENCODED_PER_CHUNK]) for i in range(0, len(kept), _ENCODED_PER_CHUNK)]
+
+
+def _encoded_lines(page: list[dict[str, Any]], kept: Sequence[int]) -> bytes:
     text = "\n".join(_encode(page[i]) for i in kept) + "\n"
     try:
         return text.encode("utf-8")

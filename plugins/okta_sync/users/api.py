@@ -20,7 +20,7 @@ from urllib.parse import quote
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
 from okta_sync.errors import NotFoundError, OktaApiError, OktaSyncError, ResponseLimitError, ScopeNotConfiguredError
 from okta_sync.http.authorized import AuthorizedSession
-from okta_sync.users.pages import UserPage, decode_user_page
+from okta_sync.users.pages import UserPage, decode_page, decode_user_page
 
 USERS_PATH = "/api/v1/users"
 
@@ -215,8 +215,9 @@ class UserListing:
         return itertools.chain.from_iterable(self.pages())
 
     def pages(self) -> Iterator[list[dict[str, Any]]]:
-        """Each page (a list of user dicts); plain `json.loads`, whose key memo spans the whole page."""
-        return self._users._pages(self._params, self._limit, json.loads)
+        """Each page (a list of user dicts), decoded as `json.loads` would, a large page in runs
+        (`okta_sync.users.pages.decode_page`: no page-sized `str`, so concurrent paging keeps memory flat)."""
+        return self._users._pages(self._params, self._limit, decode_page)
 
     def text_pages(self) -> Iterator[UserPage]:
         """Each page as a `UserPage` that also keeps each user's JSON text as the server sent it: for the export,

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from okta_sync.sync.export import read_users_jsonl, write_users_jsonl
+from okta_sync.users import pages as pages_module
 from okta_sync.users.pages import UserPage, decode_user_page
 
 USERS = [
@@ -120,3 +121,65 @@ def test_an_okta_shaped_page_is_cut_from_the_servers_bytes_not_re_encoded():
     out = io.BytesIO()
     write_users_jsonl([decode_user_page(body)], out)
     assert out.getvalue() == body[1:-1].replace(b"},{", b"}\n{") + b"\n"  # escapes kept as sent
+
+
+# Large pages are decoded in runs of about RUN_BYTES; a tiny run size makes every page here a large one.
+@given(users=_users, style=st.sampled_from(["compact", "ascii", "indent", "spaced"]),
+       run_bytes=st.integers(min_value=1, max_value=120), cut=st.integers(min_value=0, max_value=10_000))
+@settings(max_examples=400, deadline=None)
+def test_a_page_decoded_in_runs_is_exactly_what_json_loads_gives(users, style, run_bytes, cut):
+    try:
+        body = _body(users, style)
+        body.decode("utf-8")
+    except UnicodeError:
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pages_module, "RUN_BYTES", run_bytes)
+        assert pages_module.decode_page(body) == json.loads(body)
+        page = decode_user_page(body)
+        assert page == users
+        out = io.BytesIO()
+        write_users_jsonl([page, page.subset(list(range(0, len(users), 2)))], out)
+        lines = out.getvalue().split(b"\n")
+        assert [json.loads(line) for line in lines[:-1]] == users + users[::2]
+        damaged = body[:cut % max(len(body), 1)]  # a truncated body: what json.loads gives, or its ValueError
+        try:
+            expected = json.loads(damaged)
+        except ValueError:
+            for decode in (pages_module.decode_page, decode_user_page):
+                with pytest.raises(ValueError):
+                    decode(damaged)
+        else:
+            assert pages_module.decode_page(damaged) == decode_user_page(damaged) == expected
+
+
+def test_a_cut_that_lands_inside_a_string_decodes_the_page_whole():
+    users = [{"id": f"00u{i}", "note": "x" * 20 + "},{" * 10} for i in range(6)]
+    body = json.dumps(users, separators=(",", ":")).encode()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pages_module, "RUN_BYTES", 10)  # every cut searched from inside a note: most land there
+        assert pages_module.decode_page(body) == users
+        page = decode_user_page(body)
+    assert page == users and page.json_lines() is None  # lookalikes: the export encodes these users
+
+
+def test_an_okta_sized_page_is_decoded_and_written_in_pieces_not_as_one_block():
+    users = [{"id": f"00u{i:017d}", "status": "ACTIVE", "profile": {"login": f"user{i}@example.com",
+                                                                     "note": "é" * 1200}} for i in range(200)]
+    body = json.dumps(users, separators=(",", ":"), ensure_ascii=False).encode()
+    assert len(body) > 10 * pages_module.RUN_BYTES
+    page = decode_user_page(body)
+    assert page == users
+
+    class Recorder(io.BytesIO):
+        sizes: list[int] = []
+
+        def write(self, data):
+            self.sizes.append(len(data))
+            return super().write(data)
+
+    out = Recorder()
+    write_users_jsonl([page], out)
+    assert out.getvalue() == body[1:-1].replace(b"},{", b"}\n{") + b"\n"  # the server's bytes, one user a line
+    longest_line = max(map(len, out.getvalue().split(b"\n")))
+    assert len(out.sizes) > 1 and max(out.sizes) <= pages_module.RUN_BYTES + longest_line + 1
