@@ -213,8 +213,10 @@ def build_listing_index(client: FindsUsers, cost: FeedCost, *, directory: str | 
     """One partitioned listing (DEPROVISIONED included) into a new `ListingIndex`, stopped at `cost.page_budget`."""
     index = ListingIndex(directory)
     complete = False
-    # One window needs no probe page to place its boundaries.
-    windows = {"windows": [Window(None, None)]} if cost.partitions == 1 else {"partitions": cost.partitions}
+    # One window needs no probe page to place its boundaries; more are the client's own lanes, which split while
+    # paged and restart at their cursor under the search cap (fixed windows over the cap are re-read from the start:
+    # 1,708 requests for 1,500 pages at 300,000 users).
+    windows = {"windows": [Window(None, None)]} if cost.partitions == 1 else {"partitions": None}
     try:
         pages = client.iter_user_pages_partitioned(include_deprovisioned=True, **windows)
         try:
