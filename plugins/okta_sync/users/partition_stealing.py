@@ -142,6 +142,10 @@ class StealingRun(PagingPool[Lane]):
         bounds = sorted(set(hint_boundaries(quantiles, lanes)))
         edges: list[int | None] = [None, *bounds, None]
         self.top = quantiles[-1] + 1
+        # the newest lane's end density, as the probe's newest page would give it (users crowd there in a growing
+        # org: the last quantile step's mean density can be hundreds of times lower)
+        self.density_at[self.top] = hint.get("top_density") or \
+            hint["users"] / (len(quantiles) - 1) / max(1, quantiles[-1] - quantiles[-2])
         self.todo_lanes = [Lane(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
 
     def pages(self):
@@ -170,7 +174,14 @@ class StealingRun(PagingPool[Lane]):
         quantiles = quantiles_of_segments(segments, points)
         if quantiles is None or quantiles[-1] <= quantiles[0]:
             return None
-        return {"quantiles": quantiles, "users": self.users_read + sum(len(page) for page in self.probe_pages)}
+        hint = {"quantiles": quantiles, "users": self.users_read + sum(len(page) for page in self.probe_pages)}
+        newest = max((lane for lane in self.lanes if lane.recent[0] > 1), key=lambda lane: lane.cursor, default=None)
+        top = self.density_at.get(self.top, 0.0)  # the probe's newest page, or the hint's
+        if newest is not None and newest.cursor >= self.top - 1:  # a lane read the newest users: its last page
+            top = max(top, newest.recent[0] / max(1, newest.recent[1]))  # (over- rather than underestimated)
+        if top > 0:
+            hint["top_density"] = float(f"{top:.6g}")
+        return hint
 
     # -- scheduling ---------------------------------------------------------------------------------------------
     def _take_item(self) -> Lane | None:
@@ -219,7 +230,7 @@ class StealingRun(PagingPool[Lane]):
         (now, once the lane reads past that: the org grew since the hint)."""
         if lane.end is not None:
             return lane.end
-        if lane.cursor is not None and lane.cursor >= self.top - 1:
+        if lane.cursor is not None and lane.cursor >= self.top:  # at `top - 1` it still reads that ms's ties
             return int(time.time() * 1000)
         return self.top
 
@@ -332,8 +343,9 @@ def quantiles_of_segments(segments: list[tuple[int, int, int]], points: int) -> 
 def parse_created_hint(value: Any) -> dict[str, Any] | None:
     """A stored `created_hint`, or None when it is not one (a hint only balances lanes: a bad one is dropped).
 
-    A hint is `{"quantiles": [...], "users": n}`: 2 to 257 whole epoch milliseconds in ascending order within
-    1970..9999 (evenly spaced quantiles, oldest to newest) and the whole number of users they describe."""
+    A hint is `{"quantiles": [...], "users": n, "top_density": d}`: 2 to 257 whole epoch milliseconds in ascending
+    order within 1970..9999 (evenly spaced quantiles, oldest to newest), the whole number of users they describe and,
+    optionally, users per ms among the newest ones."""
     if not isinstance(value, dict):
         return None
     quantiles, users = value.get("quantiles"), value.get("users")
@@ -345,7 +357,13 @@ def parse_created_hint(value: Any) -> dict[str, Any] | None:
         return None
     if type(users) is not int or not 0 < users < 10**10:
         return None
-    return {"quantiles": list(quantiles), "users": users}
+    parsed: dict[str, Any] = {"quantiles": list(quantiles), "users": users}
+    top = value.get("top_density")
+    if top is not None:
+        if type(top) not in (int, float) or not 0 < top < 1e9:  # NaN and infinity fail the comparison
+            return None
+        parsed["top_density"] = float(top)
+    return parsed
 
 
 def _check_order(created: list[int]) -> None:

@@ -160,7 +160,9 @@ def test_a_complete_listing_reports_created_quantiles_for_the_next_run(org):
         assert Counter(u["id"] for u in listing) == Counter(org.expected.keys())
         hint = listing.created_hint
     quantiles = hint["quantiles"]
-    assert hint["users"] == len(org.expected) and len(quantiles) == 33 and quantiles == sorted(quantiles)
+    assert hint["users"] == len(org.expected) and len(quantiles) == 33
+    newest = created[-10:]  # the newest users' density, which a growing org's last quantile step averages away
+    assert hint["top_density"] >= 0.5 * (len(newest) - 1) / max(1, newest[-1] - newest[0]) and quantiles == sorted(quantiles)
     assert quantiles[0] == created[0] and quantiles[-1] == created[-1]
     for k in (8, 16, 24):  # each inner quantile sits near its rank (lanes are narrow where users crowd)
         rank = sum(1 for value in created if value <= quantiles[k]) / len(created)
@@ -209,7 +211,8 @@ def test_a_listing_closed_early_reports_no_quantiles(org):
 
 @pytest.mark.parametrize("value", [None, "1,2", [1, 2], {"a": 1}, *({"quantiles": q, "users": 500} for q in (
     "1,2", [1], [2, 1], [1, 1], [1, "2"], [1, 2.0], [True, 2], [-1, 2], [1, 10**20], list(range(300)))),
-    *({"quantiles": [1, 2], "users": n} for n in (None, 0, -5, 1.5, True, "500", 10**12))])
+    *({"quantiles": [1, 2], "users": n} for n in (None, 0, -5, 1.5, True, "500", 10**12)),
+    *({"quantiles": [1, 2], "users": 500, "top_density": d} for d in (0, -1.0, float("nan"), float("inf"), "1", True))])
 def test_a_stored_hint_that_is_not_one_is_dropped(value):
     from okta_sync.users.partition_stealing import parse_created_hint
     from okta_sync.users.partitions import PartitionedUserListing
