@@ -139,7 +139,7 @@ def keep_earlier_rows(doc: Path, rows: list[Row], details: list[str], *, ran: bo
         note = cells[5].partition("(")[2].rstrip(")") if met else cells[5].partition(": ")[2]
         kept.append(Row(target, cells[1], cells[2], ratio, cells[4], met, note))
     labels = {d.split(":")[0] for d in details}
-    old_details = text.split("## Details", 1)[-1].split("## Hot path", 1)[0]
+    old_details = text.split("## Details", 1)[-1].split("\n## ", 1)[0]  # up to the next section, whatever it is
     earlier = [d for d in old_details.strip().splitlines() if d.startswith("- ") and d.split(":")[0] not in labels]
     ordered = sorted(kept + rows, key=lambda r: r.target.split()[0])
     return ordered, earlier + details
