@@ -194,7 +194,8 @@ class OktaConfig:
         description="seconds before expiry a cached token is replaced")
     max_attempts: int = setting(
         6, label="Max attempts", form=False, schema={"minimum": 1},
-        description="attempts per request for passing faults (429, 5xx, connection)")
+        description="attempts per request for passing faults (429, 5xx, connection); a 429 of Okta's "
+                    "concurrent-request limit is not counted (the request never ran)")
     max_retry_time: float = setting(
         300.0, label="Max retry time (s)", form=False, description="seconds one request may spend retrying")
     # client_secret_basic: a custom authorization server's own scopes with the app's client secret (no key).

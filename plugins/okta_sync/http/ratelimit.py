@@ -213,6 +213,11 @@ class RateLimiter:
             current.remaining = min(current.remaining, remaining)
             current.limit = limit
 
+    def refuses_concurrency(self, headers: Mapping[str, str]) -> bool:
+        """Whether a 429 with these headers refused concurrency (its window resets within seconds)."""
+        reset = _header_int(headers, "X-Rate-Limit-Reset")
+        return reset is not None and self.server_clock.seconds_until(reset) <= CONCURRENCY_RESET_SECONDS
+
     def wait_for_reset(self, headers: Mapping[str, str], *, bucket: str = "?") -> float:
         """After a 429: seconds to wait until the window named in the headers ends, on the server's clock.
         Raises `RateLimitWaitError` when that is more than `max_wait`."""

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_before_delay
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_before_delay
+from tenacity.stop import stop_base
 from tenacity.wait import wait_random_exponential
 
 from okta_sync.clock import SYSTEM_CLOCK, Clock
@@ -81,12 +82,14 @@ class TransientFailure(OktaSyncError):
 
     retryable = True
 
-    def __init__(self, reason: str, *, wait: float | None = None, error: OktaSyncError, sent: bool = False):
+    def __init__(self, reason: str, *, wait: float | None = None, error: OktaSyncError, sent: bool = False,
+                 throttled: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
         self.error = error
         self.sent = sent  # the server may have acted on the request (the response was lost or damaged)
+        self.throttled = throttled  # refused by Okta's concurrent-request limit: the request itself never ran
 
 
 def verify_setting(ca_bundle: str | None) -> str | bool:
@@ -180,7 +183,7 @@ class Transport:
         policy = policy or self.retry_policy
         resend = method.upper() in SAFE_METHODS if resend is None else resend
         retrying = Retrying(
-            stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.max_retry_time),
+            stop=_attempts_spent(policy) | stop_before_delay(policy.max_retry_time),
             wait=self._wait(policy),
             retry=retry_if_exception(lambda exc: isinstance(exc, TransientFailure) and (resend or not exc.sent)),
             before_sleep=self._before_sleep(method, url, policy, kind),
@@ -223,9 +226,14 @@ class Transport:
             failure = state.outcome.exception() if state.outcome else None
             seconds = state.next_action.sleep if state.next_action else 0.0
             self.metrics.incr(f"{kind}.retries")
+            if getattr(failure, "throttled", False):
+                log.warning("%s %s: %s (concurrency limit; not counted as a failed attempt); retry in %.1fs",
+                            method, path, failure.reason, seconds)
+                return
             log.warning(
                 "%s %s: %s; retry %d/%d in %.1fs",
-                method, path, getattr(failure, "reason", failure), state.attempt_number, policy.max_attempts - 1, seconds,
+                method, path, getattr(failure, "reason", failure), _failed_attempts(state), policy.max_attempts - 1,
+                seconds,
             )
 
         return log_retry
@@ -333,7 +341,32 @@ class Transport:
             except RateLimitWaitError as too_long:
                 raise _located(too_long, method, url) from None
         code = getattr(error, "error_code", None) or getattr(error, "error", None) or ""
-        return TransientFailure(f"HTTP {status} {code}".strip(), wait=wait, error=error)
+        throttled = status == 429 and self.rate_limiter.refuses_concurrency(headers)
+        return TransientFailure(f"HTTP {status} {code}".strip(), wait=wait, error=error, throttled=throttled)
+
+
+# Refusals by Okta's concurrent-request limit are retried without spending `max_attempts` (the request never ran;
+# with the org's concurrency shared, a request can lose the race several times while others get through), up to
+# this many per request and within `max_retry_time`.
+MAX_THROTTLED_RETRIES = 30
+
+
+def _failed_attempts(state: RetryCallState) -> int:
+    return state.attempt_number - getattr(state, "throttled", 0)
+
+
+def _attempts_spent(policy: RetryPolicy) -> stop_base:
+    """Stop after `max_attempts` failed attempts; refusals of concurrency count apart, up to MAX_THROTTLED_RETRIES."""
+
+    class _Stop(stop_base):
+        def __call__(self, state: RetryCallState) -> bool:
+            failure = state.outcome.exception() if state.outcome else None
+            if getattr(failure, "throttled", False):
+                state.throttled = getattr(state, "throttled", 0) + 1
+                return state.throttled > MAX_THROTTLED_RETRIES
+            return _failed_attempts(state) >= policy.max_attempts
+
+    return _Stop()
 
 
 def _not_recorded(ok: bool, *, probe: bool = False, what: str = "") -> None:

@@ -394,3 +394,24 @@ def test_a_token_provider_given_at_construction_serves_misses_and_a_refused_toke
     assert asked == [("okta.users.read",)]  # the provider is not asked again for the token Okta refused
     assert len(server.requests_to("POST", TOKEN)) == 1  # the refresh minted
     assert client.get_token(("okta.users.read",)).value == "tok-1"
+
+
+def test_refusals_of_concurrency_do_not_spend_the_attempts_a_request_has(server, rsa_pem):
+    """Okta's concurrent-request limit is shared by the org: a request can lose the race more times than
+    `max_attempts` while others get through. The request never ran, so it is retried (within `max_retry_time` and
+    MAX_THROTTLED_RETRIES); a 5xx still spends an attempt."""
+    from okta_sync.http.transport import MAX_THROTTLED_RETRIES
+
+    def refused() -> Reply:
+        return Reply(429, {"errorCode": "E0000047", "errorSummary": "API call exceeded rate limit due to concurrent requests"},
+                     headers={"X-Rate-Limit-Reset": str(int(time.time()) + 1), "X-Rate-Limit-Limit": "2",
+                              "X-Rate-Limit-Remaining": "0"})
+
+    server.route("GET", f"{USERS}/00u1", *[refused() for _ in range(5)], Reply(503, {}), Reply(200, user(1)))
+    assert make_client(server, rsa_pem, max_attempts=3).get_user("00u1")["id"] == user(1)["id"]
+    assert len(server.requests_to("GET", f"{USERS}/00u1")) == 7
+
+    server.route("GET", f"{USERS}/00u2", refused())  # refused for ever: bounded all the same
+    with pytest.raises(RateLimitError):
+        make_client(server, rsa_pem, max_attempts=3).get_user("00u2")
+    assert len(server.requests_to("GET", f"{USERS}/00u2")) == MAX_THROTTLED_RETRIES + 1
