@@ -150,13 +150,7 @@ def _cut_lines(content: bytes, users: list[Any]) -> list[bytes] | None:
     """The array's whole body with a newline between users (one run), or None when that is not provable."""
     if not users:
         return []
-    if set(map(type, users)) != {dict}:
-        return None
-    body = content.strip()  # json.loads accepted it: only JSON whitespace around the brackets
-    if b"\n" in body or b"\r" in body:  # formatting newlines inside objects (strings never hold a raw one)
-        return None
-    lines, boundaries = _BOUNDARY.subn(b"}\n{", body[1:-1].strip())
-    return [lines] if boundaries == len(users) - 1 else None
+    return _run_lines([content.strip()[1:-1]], users)  # json.loads accepted it: only whitespace around [ ]
 
 
 def _chunks(lines: list[bytes], indexes: Sequence[int]) -> list[bytes]:
