@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from okta_sync.errors import PartitionTooLargeError
+from okta_sync.errors import ConfigurationError, PartitionTooLargeError
 from okta_sync.timestamps import okta_time, parse_okta_time
 from okta_sync.users.paging_pool import PagingPool
 
@@ -169,8 +169,8 @@ class PartitionedUserListing:
             from okta_sync.users.partition_stealing import parse_created_hint
 
             if parse_created_hint(created_hint) is None:
-                raise ValueError("created_hint must be a listing's created_hint: {quantiles: 2 to 257 ascending "
-                                 "epoch milliseconds, users: a whole number}")
+                raise ConfigurationError("created_hint", "must be a listing's created_hint: {quantiles: 2 to 257 "
+                                         "ascending epoch milliseconds, users: a whole number}")
         self._hint = created_hint
         self._stealing = None
 

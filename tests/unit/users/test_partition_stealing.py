@@ -8,6 +8,7 @@ import pytest
 
 from include.okta_dev_org import DevOrg, DevOrgOptions
 from okta_sync import OktaClient, OktaConfig
+from okta_sync.errors import OktaSyncError
 from okta_sync.users.partition_stealing import StealingRun, UnsortedListingError
 from okta_sync.users.partitions import iter_user_pages_partitioned
 
@@ -219,9 +220,9 @@ def test_a_stored_hint_that_is_not_one_is_dropped(value):
 
     assert parse_created_hint(value) is None
     if value is not None:
-        with pytest.raises(ValueError, match="created_hint must be") as raised:
+        with pytest.raises(OktaSyncError, match="created_hint: must be") as raised:
             PartitionedUserListing(object(), created_hint=value)
-        assert str(value) not in str(raised.value)
+        assert isinstance(raised.value, ValueError) and str(value) not in str(raised.value)
 
 
 def test_hint_boundaries_cut_equal_shares_of_the_quantiles():
