@@ -1,4 +1,5 @@
-"""Partitioned listing where the client decides the partitions: `created` lanes split while they are paged.
+"""Partitioned listing where the client decides the partitions: `created` ranges paged from both ends, split while
+they are paged.
 
 A fixed set of windows leaves its largest one paging alone at the end (one page per round trip while the rate limit
 would allow many), whatever their number; how uneven they are depends on the org's `created` distribution, which is
@@ -6,24 +7,30 @@ unknown before listing. So the windows are not fixed:
 
 1. Probe, productively: the first page sorted by `created` ascending and the first sorted descending, at once. Their
    users are part of the output; their edges bound the rest of the org to [lo, hi]. Given a `created_hint` (the
-   `created_quantiles` of an earlier listing of the org), there is no probe: the first lanes start at once at the
+   `created_quantiles` of an earlier listing of the org), there is no probe: the first ranges start at once at the
    hint's quantiles, the lowest and highest open-ended, and every worker is busy from the first round trip (no
    more lanes than the hint's users fill pages; an org the probe's two pages hold is still probed).
-2. [lo, hi] is cut into one lane per worker. Each lane is a `search` sorted by `created` ascending (Okta breaks
-   ties by id), so a lane at cursor `c` has read everything in [start, c) and some of `c`.
-3. Work stealing: a worker with no lane left takes the upper half of the lane with the most users left: the lane
-   [c, end) keeps [c, mid) and a new lane pages [mid, end). The paging lane drops users at or past its new end and
-   stops there; no user is read twice or missed. Users left and `mid` come from the density at both ends of what is
-   left: at the cursor (the lane's last page) and just past its end (the first page of the lane starting there, or
-   the probe's newest page), taken as linear in between. The cursor's density alone underestimates a lane whose
-   users crowd toward its end (a growing org's newest lane by 3x), which then pages alone at the end of the run.
+2. [lo, hi] is cut into one range per two workers, and each range is paged by two lanes from its two ends: a
+   `search` sorted by `created` ascending from its start and one sorted descending from its end (Okta breaks ties
+   by id). A lane at cursor `c` has read everything between its start and `c`, and some of `c`. The two stop where
+   they meet, wherever that is: a lane whose page passes its partner's cursor has read everything between them
+   (users at exactly that `created` that the partner passed are skipped) and the partner is finished; a page it
+   still has in flight is dropped. A fixed boundary costs a part-filled last page on its one side; a meeting point
+   only when the two would otherwise both ask for the last page, so a lane stops when the users left between the
+   two fit in its partner's page already in flight.
+3. Work stealing: a worker with no lane left helps where the most users are left. A lane paging alone gets a
+   partner paging from its far end (no guess where the users are). A pair is cut at the middle of the users between
+   their cursors, from the density at both, taken as linear in between: the lower lane stops there and a new lane
+   pages up from there to meet the upper one. Alone, a lane's users left come from the density at its cursor and
+   just past its end (the first page of the lane starting there, or the probe's newest page): the cursor's alone
+   underestimates a lane whose users crowd toward its end (a growing org's newest one by 3x).
 4. A lane that has read `split_at` users (a `search` is reported to stop at 50,000 results) restarts its query at
-   its cursor, skipping the ids it already read at exactly that `created`.
+   its cursor, skipping the ids it already passed at exactly that `created`.
 
-Exactly once: every lane covers [start, end) of `created`, which never changes (a hint, however wrong, only
-decides where the first lanes are cut: they still cover all time); lanes only ever shrink by handing
-their upper part to a new lane. The listing's order is checked page by page; a server that does not sort is refused
-rather than trusted.
+Exactly once: the ranges cover all time (a hint, however wrong, only decides where the first ones are cut) and only
+ever split in two; within a range the two lanes read disjoint parts, separated by their cursors and the ids passed at
+them, all changed under one lock. The listing's order is checked page by page; a server that does not sort is
+refused rather than trusted.
 """
 
 from __future__ import annotations
@@ -36,19 +43,22 @@ from typing import Any
 
 from okta_sync.errors import UnsortedListingError
 from okta_sync.timestamps import parse_okta_time
-from okta_sync.users.paging_pool import PagingPool, query_pages, subset
+from okta_sync.users.paging_pool import DEPROVISIONED, PagingPool, query_pages, subset
 from okta_sync.users.partitions import Window
 
 _MIN_PAGES_TO_SPLIT = 2.0  # a lane with fewer pages left finishes in as many round trips as a split would
+_MEET_WITHIN = 0.9  # pages: a pair this close is left to the lane whose page is in flight (both would overlap)
 _IDLE_WAIT_SECONDS = 0.05
 HINT_POINTS = 33  # the quantiles a listing reports: minimum, 31 inner, maximum (any worker count picks from them)
 _MAX_HINT_POINTS = 257
 _MAX_EPOCH_MS = 253402300800000  # 10000-01-01: later is not a `created` value
 
 
-@dataclass
+@dataclass(eq=False)
 class Lane:
-    """Users created in [start, end) in epoch ms (None: open), paged in `created` order."""
+    """Users created in [start, end) in epoch ms (None: open), paged in `created` order: ascending from `start`, or
+    descending from `end` when `down`. A lane with a `partner` shares [start, end) with it, paged from the other
+    end: the two stop where they meet."""
 
     start: int | None
     end: int | None
@@ -58,7 +68,15 @@ class Lane:
     read: int = 0
     recent: tuple[int, int] = (0, 0)  # users in the last page and the `created` span (ms) they covered
     finished: bool = False
-    ties: set[str] = field(default_factory=set)  # ids read at exactly `cursor`
+    ties: set[str] = field(default_factory=set)  # ids passed at exactly `cursor`
+    down: bool = False
+    partner: Lane | None = field(default=None, repr=False)
+
+    def window(self) -> Window:
+        """What is left to query: from the cursor on (at it: `ties` are skipped) to the far end."""
+        if self.cursor is None:
+            return Window(self.start, self.end)
+        return Window(self.start, self.cursor + 1) if self.down else Window(self.cursor, self.end)
 
 
 def first_pages(client: Any, search: str | None, limit: int, keep_text: bool) -> tuple[list, bool, list]:
@@ -99,6 +117,7 @@ class StealingRun(PagingPool[Lane]):
         self.users_read = 0  # by the lanes, each once (ties a lane skips are not counted)
         self.density_at: dict[int, float] = {}  # users per ms just past a `created` value: a lane's first page
         self.probe_pages: list[list[dict[str, Any]]] = []
+        self.newest_density = 0.0  # users per ms among the newest, when a lane paged down from now
 
     # -- plan ---------------------------------------------------------------------------------------------------
     def plan(self) -> None:
@@ -127,9 +146,9 @@ class StealingRun(PagingPool[Lane]):
         low_density = len(low_page) / max(1, lo - _created(low_page[0]))
         high_density = len(high_page) / max(1, newest - hi)
         bounds = sorted({lo + int((self.top - lo) * share)
-                         for share in equal_mass_shares(low_density, high_density, self.workers)} - {lo, self.top})
-        edges = [lo, *bounds, self.top]
-        self.todo_lanes = [Lane(edges[i], edges[i + 1], seen) for i in range(len(edges) - 1)]
+                         for share in equal_mass_shares(low_density, high_density, _gaps(self.workers))}
+                        - {lo, self.top})
+        self.todo_lanes = _paired_lanes([lo, *bounds, self.top], self.workers, seen)
         # the descending page holds every user created after `hi`; a last lane finds those created since it was
         # read (usually none: one short request, in parallel)
         self.todo_lanes.append(Lane(newest + 1, None))
@@ -139,14 +158,14 @@ class StealingRun(PagingPool[Lane]):
         lanes are open, so all time is covered."""
         quantiles = hint["quantiles"]
         lanes = min(self.workers, math.ceil(hint["users"] / self.page_size))
-        bounds = sorted(set(hint_boundaries(quantiles, lanes)))
+        bounds = sorted(set(hint_boundaries(quantiles, _gaps(lanes))))
         edges: list[int | None] = [None, *bounds, None]
         self.top = quantiles[-1] + 1
         # the newest lane's end density, as the probe's newest page would give it (users crowd there in a growing
         # org: the last quantile step's mean density can be hundreds of times lower)
         self.density_at[self.top] = hint.get("top_density") or \
             hint["users"] / (len(quantiles) - 1) / max(1, quantiles[-1] - quantiles[-2])
-        self.todo_lanes = [Lane(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+        self.todo_lanes = _paired_lanes(edges, lanes, frozenset())
 
     def pages(self):
         self.plan()
@@ -165,7 +184,7 @@ class StealingRun(PagingPool[Lane]):
         crowd."""
         if not self.completed:
             return None
-        segments = [(lane.first, lane.cursor, lane.read) for lane in self.lanes
+        segments = [(min(lane.first, lane.cursor), max(lane.first, lane.cursor), lane.read) for lane in self.lanes
                     if lane.read and lane.first is not None and lane.cursor is not None]
         for page in self.probe_pages:
             created = [_created(user) for user in page]
@@ -175,10 +194,12 @@ class StealingRun(PagingPool[Lane]):
         if quantiles is None or quantiles[-1] <= quantiles[0]:
             return None
         hint = {"quantiles": quantiles, "users": self.users_read + sum(len(page) for page in self.probe_pages)}
-        newest = max((lane for lane in self.lanes if lane.recent[0] > 1), key=lambda lane: lane.cursor, default=None)
+        newest = max((lane for lane in self.lanes if lane.recent[0] > 1 and not lane.down),
+                     key=lambda lane: lane.cursor, default=None)
         top = self.density_at.get(self.top, 0.0)  # the probe's newest page, or the hint's
         if newest is not None and newest.cursor >= self.top - 1:  # a lane read the newest users: its last page
             top = max(top, newest.recent[0] / max(1, newest.recent[1]))  # (over- rather than underestimated)
+        top = max(top, self.newest_density)
         if top > 0:
             hint["top_density"] = float(f"{top:.6g}")
         return hint
@@ -194,64 +215,91 @@ class StealingRun(PagingPool[Lane]):
         lane.finished = True
 
     def _steal(self) -> Lane | None:
-        """Under the lock: the upper half of the lane with the most users left, or None when none is worth it."""
-        best, best_left = None, _MIN_PAGES_TO_SPLIT * self.page_size
+        """Under the lock: more hands on the work with the most users left, or None when none is worth it. A lane
+        paging alone gets a partner paging from its far end (no guess where the users are: the two meet wherever);
+        a pair's range is cut at the middle of the users between them (by the densities at both cursors) into a
+        lane that stops there and a new pair."""
+        best, best_left = None, 0.0
         for lane in self.lanes:
+            if lane.finished or (lane.down and lane.partner is not None):
+                continue  # a pair is looked at from its lower lane
             left = self._left(lane)
-            if left >= best_left:
+            if left >= _MIN_PAGES_TO_SPLIT * self.page_size * (2 if lane.partner is not None else 1) and \
+                    left > best_left:
                 best, best_left = lane, left
         if best is None:
             return None
-        end = self._estimated_end(best)
-        here, there = self._densities(best, end)
-        share = 0.5 if there is None else equal_mass_shares(here, there, 2)[0]
-        middle = best.cursor + max(1, min(end - best.cursor - 1, int((end - best.cursor) * share)))
-        if middle <= best.cursor:
-            return None
-        upper = Lane(middle, best.end, best.skip)
-        best.end = middle
+        if best.partner is None:  # page the rest from the other end
+            helper = Lane(best.start, best.end, best.skip, down=not best.down, partner=best)
+            best.partner = helper
+            self.splits += 1
+            return helper
+        low, high = best, best.partner
+        here, there = self._density(low), self._density(high)
+        share = equal_mass_shares(here, there, 2)[0]
+        middle = low.cursor + max(1, min(high.cursor - low.cursor - 1, int((high.cursor - low.cursor) * share)))
+        upper = Lane(middle, high.end, high.skip, partner=high)
+        high.partner, high.start = upper, middle
+        low.partner, low.end = None, middle
         self.splits += 1
         return upper
 
     def _left(self, lane: Lane) -> float:
-        """Users a lane has yet to read, if its density so far holds over the rest of its range."""
+        """Users left to read by a lane (and its partner, for a pair), if the densities it has seen hold over the
+        rest of its range."""
         if lane.finished or lane.cursor is None or lane.read < 2:
             return 0.0
-        end = self._estimated_end(lane)
-        if end - lane.cursor < 2:
+        partner = lane.partner
+        if partner is not None:
+            if partner.finished or partner.cursor is None or partner.read < 2:
+                return 0.0
+            return self._between(*((partner, lane) if lane.down else (lane, partner))) or 0.0
+        far = self._far_end(lane)
+        if far is None or abs(far - lane.cursor) < 2:
             return 0.0
-        here, there = self._densities(lane, end)
+        here, there = self._density(lane), self.density_at.get(far)
         if there is None:
-            return here * (end - lane.cursor)
-        return (here + there) / 2 * (end - lane.cursor)  # exact when density runs linearly from cursor to end
+            return here * abs(far - lane.cursor)
+        return (here + there) / 2 * abs(far - lane.cursor)  # exact when density runs linearly from cursor to end
 
-    def _estimated_end(self, lane: Lane) -> int:
-        """Where a lane's users end: its end, or for the open newest lane the newest user known when the run began
-        (now, once the lane reads past that: the org grew since the hint)."""
+    def _between(self, low: Lane, high: Lane) -> float | None:
+        """Users left between a pair's cursors (linear density between theirs), None before both have read."""
+        if low.cursor is None or high.cursor is None or low.read < 2 or high.read < 2:
+            return None
+        return max(0.0, (self._density(low) + self._density(high)) / 2 * (high.cursor - low.cursor))
+
+    def _far_end(self, lane: Lane) -> int | None:
+        """Where a lane's users end: its end (its start paging down; None if open), or for the open newest lane the
+        newest user known when the run began (now, once the lane reads past that: the org grew since the hint)."""
+        if lane.down:
+            return lane.start
         if lane.end is not None:
             return lane.end
         if lane.cursor is not None and lane.cursor >= self.top:  # at `top - 1` it still reads that ms's ties
             return int(time.time() * 1000)
         return self.top
 
-    def _densities(self, lane: Lane, end: int) -> tuple[float, float | None]:
-        """Users per ms at the lane's cursor and, when a page read there tells, just past its end."""
-        overall = lane.read / max(1, lane.cursor - lane.first)
+    @staticmethod
+    def _density(lane: Lane) -> float:
+        """Users per ms where the lane's cursor is."""
+        overall = lane.read / max(1, abs(lane.cursor - lane.first))
         count, span = lane.recent  # the local density: a huge import day is dense where the cursor is, not before
-        return max(overall, count / max(1, span)), self.density_at.get(end)
+        return max(overall, count / max(1, span))
 
     # -- paging -------------------------------------------------------------------------------------------------
     def _page_item(self, lane: Lane) -> None:
-        start, skip = lane.start, lane.skip
-        while not self._page_query(lane, start, skip):
-            with self.lock:  # `split_at` reached: go on from the cursor, skipping what was read at it
-                start, skip = lane.cursor, frozenset(lane.ties) | lane.skip
-
-    def _page_query(self, lane: Lane, start: int | None, skip: frozenset[str]) -> bool:
-        """Page one query of the lane; True when the lane is done, False when it must restart at its cursor."""
         with self.lock:
-            window = Window(start, lane.end)
-        pages = self._query_pages(window.expression(self.search), sort_by="created", sort_order="asc")
+            window, skip = lane.window(), frozenset(lane.ties) | lane.skip
+        while not self._page_query(lane, window, skip):
+            with self.lock:  # `split_at` reached: go on from the cursor, skipping what was read at it
+                window, skip = lane.window(), frozenset(lane.ties) | lane.skip
+
+    def _page_query(self, lane: Lane, window: Window, skip: frozenset[str]) -> bool:
+        """Page one query of the lane; True when the lane is done, False when it must restart at its cursor."""
+        if lane.finished:  # its partner read its range before it began
+            return True
+        pages = self._query_pages(window.expression(self.search), sort_by="created",
+                                  sort_order="desc" if lane.down else "asc")
         served = 0
         try:
             for page in pages:
@@ -265,33 +313,68 @@ class StealingRun(PagingPool[Lane]):
                     return True
                 if self.split_at is not None and served >= self.split_at:
                     return False
+            with self.lock:  # the query ran out: all up to the far end is read, the partner need not ask
+                if lane.partner is not None:
+                    lane.partner.finished = True
             return True
         finally:
             pages.close()
 
     def _take(self, lane: Lane, page: list[dict[str, Any]], skip: frozenset[str]) -> tuple[list, bool]:
-        """The page's users inside the lane (its end may have moved); True when the lane has read past its end."""
+        """The page's users that are the lane's to read, and True once it has read its range.
+
+        Its range ends where it ends now (a split may have moved the end) or, when its partner has read, at the
+        partner's cursor: users at exactly that `created` that the partner passed are skipped, and a user past it
+        means the two met (every user between them is now read: the partner is finished; a page it still has in
+        flight is dropped)."""
         created = [_created(user) for user in page]
         with self.lock:
-            _check_order(created if lane.cursor is None else [lane.cursor, *created])
-            end = lane.end
-            inside = len(created) if end is None else next(
-                (i for i, value in enumerate(created) if value >= end), len(created))
-            if inside:
-                last = created[inside - 1]
-                if last != lane.cursor:
+            if lane.finished:
+                return [], True
+            order = created if lane.cursor is None else [lane.cursor, *created]
+            _check_order(list(reversed(order)) if lane.down else order)
+            partner, taken, done = lane.partner, [], False
+            met = partner is not None and partner.cursor is not None
+            limit = partner.cursor if met else (lane.start if lane.down else lane.end)
+            for i, value in enumerate(created):
+                if limit is not None and (value < limit if lane.down else value > limit if met else value >= limit):
+                    done = True
+                    break
+                if value != lane.cursor:
                     lane.ties = set()
-                lane.ties.update(page[i]["id"] for i in range(inside) if created[i] == last)
-                if lane.first is None:
-                    lane.first = created[0]
-                    if lane.start is not None and inside > 1:
-                        self.density_at.setdefault(lane.start, inside / max(1, last - lane.start))
-                lane.recent = (inside, last - created[0])
-                lane.cursor = last
-                lane.read += inside
-                self.users_read += inside if not skip else sum(1 for i in range(inside) if page[i]["id"] not in skip)
+                    lane.cursor = value
+                    if lane.first is None:
+                        lane.first = value
+                user_id = page[i]["id"]
+                lane.ties.add(user_id)
+                if met and value == limit and user_id in partner.ties:
+                    continue  # the partner read it
+                taken.append(i)
+            if done and partner is not None:
+                partner.finished = True  # everything in its range is read
+            if taken:
+                first, last = created[taken[0]], created[taken[-1]]
+                if lane.read == 0 and len(taken) > 1:
+                    edge = lane.end if lane.down else lane.start
+                    if edge is not None:
+                        self.density_at.setdefault(edge, len(taken) / max(1, abs(last - edge)))
+                    elif lane.down:  # the newest users, read first by the lane paging down from now
+                        self.newest_density = len(taken) / max(1, first - last)
+                lane.recent = (len(taken), abs(last - first))
+                lane.read += len(taken)
+                self.users_read += sum(1 for i in taken if page[i]["id"] not in skip)
                 self.lock.notify_all()
-        return self._kept(page, skip, inside), inside < len(page)
+            if met and not done and not partner.finished:
+                between = self._between(*((partner, lane) if lane.down else (lane, partner)))
+                if between is not None and between <= _MEET_WITHIN * self.page_size:
+                    done = True  # the partner's next page, already asked for, reads up to here: the rest is its
+        return self._kept_at(page, skip, taken), done or len(page) == 0
+
+    def _kept_at(self, page: list[dict[str, Any]], skip: frozenset[str], taken: list[int]) -> list[dict[str, Any]]:
+        """The users at `taken`, less those in `skip` and, unless included, DEPROVISIONED ones."""
+        indexes = [i for i in taken if page[i]["id"] not in skip
+                   and (self.include_deprovisioned or page[i].get("status") != DEPROVISIONED)]
+        return subset(page, indexes)
 
 
 def equal_mass_shares(low_density: float, high_density: float, parts: int, *, skew_cap: float = 50.0) -> list[float]:
@@ -364,6 +447,24 @@ def parse_created_hint(value: Any) -> dict[str, Any] | None:
             return None
         parsed["top_density"] = float(top)
     return parsed
+
+
+def _gaps(lanes: int) -> int:
+    """How many ranges `lanes` first lanes page: two lanes to a range, from both ends."""
+    return max(1, (lanes + 1) // 2)
+
+
+def _paired_lanes(edges: list[int | None], lanes: int, skip: frozenset[str]) -> list[Lane]:
+    """A lane ascending and a lane descending over each range between `edges` (the last range alone when `lanes`
+    is odd), the ascending ones first."""
+    ranges = list(zip(edges, edges[1:]))
+    ups = [Lane(start, end, skip) for start, end in ranges]
+    downs = []
+    for i, up in enumerate(ups):
+        if len(ups) + len(downs) < max(lanes, 2) or i < len(ups) - 1:
+            up.partner = Lane(up.start, up.end, skip, down=True, partner=up)
+            downs.append(up.partner)
+    return [*ups, *downs]
 
 
 def _check_order(created: list[int]) -> None:

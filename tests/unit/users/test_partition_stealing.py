@@ -37,11 +37,40 @@ def _run(client, **kwargs) -> tuple[StealingRun, list[str]]:
     return run, [user["id"] for page in run.pages() for user in page]
 
 
-def test_every_user_exactly_once_while_lanes_split(org):
+@pytest.mark.parametrize("workers", [1, 3, 4, 7])
+def test_every_user_exactly_once_while_lanes_meet_and_split(org, workers):
     with _client(org) as client:
-        run, ids = _run(client)
+        run, ids = _run(client, workers=workers)
     assert Counter(ids) == Counter(org.expected.keys())  # DEPROVISIONED included, no duplicate, no gap
-    assert run.splits > 0  # idle workers took over the upper half of busy lanes
+    if workers == 3:  # two ranges, the second paged alone at first: the idle worker pages it from its far end
+        assert run.splits > 0 and any(lane.down for lane in run.lanes)
+
+
+def test_lanes_meet_wherever_they_are_whatever_order_their_pages_come_back_in(org):
+    """Pages held back at random (one lane of a pair running far ahead of the other, a worker stalled while its
+    partner reads its whole range) still list every user once."""
+    import random
+    import time
+
+    class Jittery:
+        def __init__(self, client, seed):
+            self.client, self.config, self.random = client, client.config, random.Random(seed)
+
+        def list_users(self, **kwargs):
+            listing = self.client.list_users(**kwargs)
+            outer = self
+
+            class Pages:
+                def pages(self):
+                    for page in listing.pages():
+                        time.sleep(outer.random.choice([0, 0, 0, 0.01, 0.05]))
+                        yield page
+            return Pages()
+
+    with _client(org) as client:
+        for seed in range(3):
+            run, ids = _run(Jittery(client, seed), workers=5, limit=7)
+            assert Counter(ids) == Counter(org.expected.keys()), seed
 
 
 def test_the_client_decides_when_no_partitions_are_given(org):
@@ -105,32 +134,49 @@ def test_first_lanes_hold_equal_users_when_density_grows_toward_the_newest():
     assert max(parts) - min(parts) < 1e-9 and growing == sorted(growing) and growing[0] > 0.25
 
 
-def test_a_lane_whose_users_crowd_toward_its_end_is_split_toward_that_end():
+def test_a_lane_whose_users_crowd_toward_its_end_gets_a_partner_from_that_end():
     """A growing org's newest lane: the cursor's density alone says one page is left where five are (so the lane
-    paged alone at the end of a run); the density just past its end (the probe's newest page) says more."""
+    paged alone at the end of a run); the density just past its end (the probe's newest page) says more, and an idle
+    worker pages the rest down from the end: no guess where the users are, the two meet wherever."""
     from okta_sync.users.partition_stealing import Lane
 
     run = StealingRun(None, None, 8, True, None, 200, 200)
     run.top = 10_000
     lane = Lane(0, run.top, cursor=5_000, first=0, read=250, recent=(120, 2_000))  # 0.06 users/ms at the cursor
     run.lanes = [lane]
-    assert run._left(lane) == pytest.approx(300)  # 1.5 pages by the cursor's density: not worth a split
+    assert run._left(lane) == pytest.approx(300)  # 1.5 pages by the cursor's density: not worth a partner
     assert run._steal() is None
     run.density_at[run.top] = 0.3  # 5x as dense just past the end
     assert run._left(lane) == pytest.approx(900)  # linear from 0.06 to 0.3 over 5,000 ms: 4.5 pages
+    helper = run._steal()
+    assert helper is not None and helper.down and (helper.start, helper.end) == (0, run.top)
+    assert helper.partner is lane and lane.partner is helper and lane.end == run.top
+
+
+def test_a_pair_is_cut_where_half_the_users_between_them_are():
+    """Two lanes of a range, each with a page read: a third worker starts at the middle of the users between their
+    cursors (by the density at each), ascending; the lower lane now stops there."""
+    from okta_sync.users.partition_stealing import Lane
+
+    run = StealingRun(None, None, 8, True, None, 200, 200)
+    low = Lane(0, 20_000, cursor=4_000, first=0, read=400, recent=(200, 2_000))  # 0.1 users/ms
+    high = Lane(0, 20_000, cursor=16_000, first=20_000, read=400, recent=(200, 500), down=True)  # 0.4 users/ms
+    low.partner, high.partner = high, low
+    run.lanes = [low, high]
+    assert run._left(low) == run._left(high) == pytest.approx((0.1 + 0.4) / 2 * 12_000)
     upper = run._steal()
-    assert upper is not None and upper.end == run.top and lane.end == upper.start
-    assert upper.start > 7_500  # past the time midpoint: the upper lane holds half the users left, not three quarters
-    width = upper.start - 5_000
-    assert width * (0.06 + 0.06 + 0.24 * width / 5_000) / 2 == pytest.approx(450, rel=0.02)
+    assert not upper.down and upper.partner is high and high.partner is upper and low.partner is None
+    assert low.end == upper.start == high.start and upper.end == high.end == 20_000
+    width = upper.start - 4_000  # users from the lower cursor to the cut, density linear from 0.1 to 0.4
+    assert width * (0.1 + 0.1 + 0.3 * width / 12_000) / 2 == pytest.approx(1_500, rel=0.01)
 
 
 def test_the_density_past_a_lane_end_is_learned_from_the_lane_that_starts_there(org):
     with _client(org) as client:
         run, ids = _run(client)
     assert Counter(ids) == Counter(org.expected.keys())
-    starts = {lane.start for lane in run.lanes if lane.read > 1}
-    assert starts and starts <= set(run.density_at) | {None}
+    edges = {lane.end if lane.down else lane.start for lane in run.lanes if lane.read > 1}  # where each began
+    assert edges and edges <= set(run.density_at) | {None}
     assert all(density > 0 for density in run.density_at.values())
 
 
@@ -182,9 +228,8 @@ def test_with_a_hint_every_worker_starts_at_once_and_no_probe_is_made(org):
         tiny = _Recording(client)  # an org the probe's two pages hold: probing is cheaper than 4 lanes
         list(PartitionedUserListing(tiny, max_workers=4, limit=10, created_hint={**first.created_hint, "users": 20}))
     assert Counter(ids) == Counter(org.expected.keys())
-    assert "desc" not in recording.calls  # the probe's newest-first page is the round trip a hint saves
-    assert recording.calls[:4] == ["asc"] * 4  # one lane per worker at once
-    assert hinted.created_hint["quantiles"][0] == first.created_hint["quantiles"][0]
+    assert recording.calls[:4] == ["asc", "asc", "desc", "desc"]  # one lane per worker at once, no probe: two
+    # ranges cut at the hint's median, each paged from both ends    assert hinted.created_hint["quantiles"][0] == first.created_hint["quantiles"][0]
     assert sorted(tiny.calls[:2]) == ["asc", "desc"]
 
 
