@@ -21,11 +21,14 @@ unknown before listing. So the windows are not fixed:
 3. Work stealing: a worker with no lane left helps where the most users are left. A lane paging alone gets a
    partner paging from its far end (no guess where the users are). A pair is cut at the middle of the users between
    their cursors, from the density at both, taken as linear in between: the lower lane stops there and a new lane
-   pages up from there to meet the upper one. Alone, a lane's users left come from the density at its cursor and
+   pages up from there to meet the upper one (several waiting workers: several cuts, a lane down and a lane up from
+   each). A lane that stopped for its partner's page in flight, which then fell short (an import day hidden between
+   two sparse cursors), goes on from its cursor. Alone, a lane's users left come from the density at its cursor and
    just past its end (the first page of the lane starting there, or the probe's newest page): the cursor's alone
    underestimates a lane whose users crowd toward its end (a growing org's newest one by 3x).
 4. A lane that has read `split_at` users (a `search` is reported to stop at 50,000 results) restarts its query at
-   its cursor, skipping the ids it already passed at exactly that `created`.
+   its cursor, skipping the ids it already passed at exactly that `created`; when all it read share that one
+   millisecond, no restart can get further: `PartitionTooLargeError`.
 
 Exactly once: the ranges cover all time (a hint, however wrong, only decides where the first ones are cut) and only
 ever split in two; within a range the two lanes read disjoint parts, separated by their cursors and the ids passed at
@@ -41,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from okta_sync.errors import UnsortedListingError
+from okta_sync.errors import PartitionTooLargeError, UnsortedListingError
 from okta_sync.timestamps import parse_okta_time
 from okta_sync.users.paging_pool import DEPROVISIONED, PagingPool, query_pages, subset
 from okta_sync.users.partitions import Window
@@ -71,6 +74,7 @@ class Lane:
     ties: set[str] = field(default_factory=set)  # ids passed at exactly `cursor`
     down: bool = False
     partner: Lane | None = field(default=None, repr=False)
+    busy: bool = False  # a worker pages it
 
     def window(self) -> Window:
         """What is left to query: from the cursor on (at it: `ties` are skipped) to the far end."""
@@ -148,10 +152,9 @@ class StealingRun(PagingPool[Lane]):
         bounds = sorted({lo + int((self.top - lo) * share)
                          for share in equal_mass_shares(low_density, high_density, _gaps(self.workers))}
                         - {lo, self.top})
+        # users created after `hi` are all in the descending page: the listing holds every user created before it
+        # began (one created while it runs may or may not be in it, as in any paging)
         self.todo_lanes = _paired_lanes([lo, *bounds, self.top], self.workers, seen)
-        # the descending page holds every user created after `hi`; a last lane finds those created since it was
-        # read (usually none: one short request, in parallel)
-        self.todo_lanes.append(Lane(newest + 1, None))
 
     def _plan_from_hint(self, hint: dict[str, Any]) -> None:
         """One lane per worker (fewer if the hint's users fill fewer pages) cut at the hint's quantiles; the outer
@@ -208,11 +211,13 @@ class StealingRun(PagingPool[Lane]):
     def _take_item(self) -> Lane | None:
         lane = self.todo_lanes.pop(0) if self.todo_lanes else self._steal()
         if lane is not None:
-            self.lanes.append(lane)
+            if not any(known is lane for known in self.lanes):  # a lane that stopped early may go on
+                self.lanes.append(lane)
+            lane.busy = True
         return lane
 
     def _finish_item(self, lane: Lane) -> None:
-        lane.finished = True
+        lane.finished, lane.busy = True, False
 
     def _steal(self) -> Lane | None:
         """Under the lock: more hands on the work with the most users left, or None when none is worth it. A lane
@@ -221,28 +226,49 @@ class StealingRun(PagingPool[Lane]):
         lane that stops there and a new pair."""
         best, best_left = None, 0.0
         for lane in self.lanes:
-            if lane.finished or (lane.down and lane.partner is not None):
+            paired = lane.partner is not None and not lane.partner.finished
+            if lane.finished or (lane.down and paired):
                 continue  # a pair is looked at from its lower lane
             left = self._left(lane)
-            if left >= _MIN_PAGES_TO_SPLIT * self.page_size * (2 if lane.partner is not None else 1) and \
-                    left > best_left:
+            if left >= _MIN_PAGES_TO_SPLIT * self.page_size * (2 if paired else 1) and left > best_left:
                 best, best_left = lane, left
         if best is None:
             return None
-        if best.partner is None:  # page the rest from the other end
+        partner = best.partner
+        if partner is not None and partner.finished:  # it stopped early (the page this one had in flight was to
+            if partner.busy:  # reach it, and did not): it goes on from its cursor once its worker lets it go
+                return None
+            partner.finished = False
+            self.splits += 1
+            return partner
+        if partner is None:  # page the rest from the other end
             helper = Lane(best.start, best.end, best.skip, down=not best.down, partner=best)
             best.partner = helper
             self.splits += 1
             return helper
-        low, high = best, best.partner
-        here, there = self._density(low), self._density(high)
-        share = equal_mass_shares(here, there, 2)[0]
-        middle = low.cursor + max(1, min(high.cursor - low.cursor - 1, int((high.cursor - low.cursor) * share)))
-        upper = Lane(middle, high.end, high.skip, partner=high)
-        high.partner, high.start = upper, middle
-        low.partner, low.end = None, middle
-        self.splits += 1
-        return upper
+        low, high = (partner, best) if best.down else (best, partner)
+        idle = self.workers - self.active  # this worker and those waiting with it
+        pieces = 2 if idle < 3 else min(idle // 2 + 1, int(best_left // (2 * _MIN_PAGES_TO_SPLIT * self.page_size)))
+        span = high.cursor - low.cursor
+        cuts = sorted({low.cursor + max(1, min(span - 1, int(span * share)))
+                       for share in equal_mass_shares(self._density(low), self._density(high), max(2, pieces))})
+        if idle < 3:  # one more lane, up from the middle to meet the upper one; the lower one stops there
+            upper = Lane(cuts[0], high.end, high.skip, partner=high)
+            high.partner, high.start = upper, cuts[0]
+            low.partner, low.end = None, cuts[0]
+            self.splits += 1
+            return upper
+        # several workers wait: a pair of lanes from each cut, every range between the cursors paged from both ends
+        lanes, below = [], low
+        for cut in cuts:
+            lanes.append(Lane(below.start, cut, high.skip, down=True, partner=below))
+            below.partner, below.end = lanes[-1], cut
+            below = Lane(cut, high.end, high.skip)
+            lanes.append(below)
+        below.partner, high.partner, high.start = high, below, cuts[-1]
+        self.splits += len(cuts)
+        self.todo_lanes[:0] = lanes[1:]
+        return lanes[0]
 
     def _left(self, lane: Lane) -> float:
         """Users left to read by a lane (and its partner, for a pair), if the densities it has seen hold over the
@@ -250,8 +276,8 @@ class StealingRun(PagingPool[Lane]):
         if lane.finished or lane.cursor is None or lane.read < 2:
             return 0.0
         partner = lane.partner
-        if partner is not None:
-            if partner.finished or partner.cursor is None or partner.read < 2:
+        if partner is not None:  # from the cursors of both (one that stopped early still bounds this one)
+            if partner.cursor is None or partner.read < 2:
                 return 0.0
             return self._between(*((partner, lane) if lane.down else (lane, partner))) or 0.0
         far = self._far_end(lane)
@@ -289,10 +315,13 @@ class StealingRun(PagingPool[Lane]):
     # -- paging -------------------------------------------------------------------------------------------------
     def _page_item(self, lane: Lane) -> None:
         with self.lock:
-            window, skip = lane.window(), frozenset(lane.ties) | lane.skip
+            window, skip, cursor = lane.window(), frozenset(lane.ties) | lane.skip, lane.cursor
         while not self._page_query(lane, window, skip):
             with self.lock:  # `split_at` reached: go on from the cursor, skipping what was read at it
-                window, skip = lane.window(), frozenset(lane.ties) | lane.skip
+                if lane.cursor == cursor:  # all of it at one `created` millisecond: a restart would serve it again
+                    raise PartitionTooLargeError(f"more than split_at={self.split_at} users share one `created` "
+                                                 "millisecond: a search that stops at that many cannot page them")
+                window, skip, cursor = lane.window(), frozenset(lane.ties) | lane.skip, lane.cursor
 
     def _page_query(self, lane: Lane, window: Window, skip: frozenset[str]) -> bool:
         """Page one query of the lane; True when the lane is done, False when it must restart at its cursor."""

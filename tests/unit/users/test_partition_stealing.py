@@ -162,13 +162,46 @@ def test_a_pair_is_cut_where_half_the_users_between_them_are():
     low = Lane(0, 20_000, cursor=4_000, first=0, read=400, recent=(200, 2_000))  # 0.1 users/ms
     high = Lane(0, 20_000, cursor=16_000, first=20_000, read=400, recent=(200, 500), down=True)  # 0.4 users/ms
     low.partner, high.partner = high, low
-    run.lanes = [low, high]
+    run.lanes, run.active = [low, high], 7  # one worker looks for work
     assert run._left(low) == run._left(high) == pytest.approx((0.1 + 0.4) / 2 * 12_000)
     upper = run._steal()
     assert not upper.down and upper.partner is high and high.partner is upper and low.partner is None
     assert low.end == upper.start == high.start and upper.end == high.end == 20_000
     width = upper.start - 4_000  # users from the lower cursor to the cut, density linear from 0.1 to 0.4
     assert width * (0.1 + 0.1 + 0.3 * width / 12_000) / 2 == pytest.approx(1_500, rel=0.01)
+
+
+def test_several_waiting_workers_get_a_pair_of_lanes_from_each_cut():
+    """Four workers wait and one pair has 15 pages left between its cursors: two cuts at the thirds of those users,
+    each the start of a lane down and a lane up, so every range between the cursors is paged from both ends."""
+    from okta_sync.users.partition_stealing import Lane
+
+    run = StealingRun(None, None, 8, True, None, 200, 200)
+    low = Lane(0, 30_000, cursor=0, first=0, read=400, recent=(200, 2_000))  # 0.1 users/ms all along
+    high = Lane(0, 30_000, cursor=30_000, first=30_000, read=400, recent=(200, 2_000), down=True)
+    low.partner, high.partner = high, low
+    run.lanes, run.active = [low, high], 4
+    first = run._steal()
+    lanes = [first, *run.todo_lanes]
+    assert [(lane.down, lane.start, lane.end) for lane in lanes] == [
+        (True, 0, 10_000), (False, 10_000, 20_000), (True, 10_000, 20_000), (False, 20_000, 30_000)]
+    assert low.end == 10_000 and low.partner is lanes[0] and lanes[0].partner is low
+    assert lanes[1].partner is lanes[2] and lanes[2].partner is lanes[1]
+    assert high.start == 20_000 and high.partner is lanes[3] and lanes[3].partner is high
+
+
+def test_a_lane_that_stopped_early_goes_on_when_its_partner_did_not_reach_it():
+    """A lane stops when its partner's page in flight should reach it; when the users between them were more than
+    the densities said (an import day between two sparse cursors), an idle worker takes it up again at its cursor."""
+    from okta_sync.users.partition_stealing import Lane
+
+    run = StealingRun(None, None, 8, True, None, 200, 200)
+    low = Lane(0, 30_000, cursor=1_000, first=0, read=400, recent=(200, 500), finished=True)
+    high = Lane(0, 30_000, cursor=29_000, first=30_000, read=400, recent=(200, 500), down=True, busy=True)
+    low.partner, high.partner = high, low
+    run.lanes, run.active = [low, high], 7
+    assert run._steal() is low and not low.finished and low.cursor == 1_000
+    assert low.window().expression(None) == 'created ge "1970-01-01T00:00:01.000Z" and created lt "1970-01-01T00:00:30.000Z"'
 
 
 def test_the_density_past_a_lane_end_is_learned_from_the_lane_that_starts_there(org):
@@ -278,3 +311,34 @@ def test_hint_boundaries_cut_equal_shares_of_the_quantiles():
     assert hint_boundaries([0, 10], 1) == []
     assert quantiles_of_segments([(0, 100, 50), (900, 1000, 50)], 5) == [0, 50, 100, 950, 1000]
     assert quantiles_of_segments([], 5) is None
+
+
+def test_more_users_in_one_millisecond_than_a_capped_search_serves_is_an_error_not_a_loop():
+    """A lane restarts at its cursor after `split_at` users (the search cap); when all it was served share one
+    `created` millisecond, the restart would be served the same users again, forever."""
+    import re
+
+    from okta_sync.errors import PartitionTooLargeError
+    from okta_sync.timestamps import okta_time, parse_okta_time
+
+    users = [(1_700_000_000_000 + (0 if n < 40 else n), f"00u{n:017d}") for n in range(60)]
+
+    class Listing:
+        def __init__(self, chosen):
+            self.chosen = chosen
+
+        def pages(self):
+            for at in range(0, len(self.chosen) + 1, 5):
+                yield [{"id": i, "created": okta_time(c), "status": "ACTIVE"} for c, i in self.chosen[at:at + 5]]
+
+    class Crowded:
+        def list_users(self, *, search=None, limit=None, sort_by=None, sort_order=None):
+            low = re.search(r'created ge "([^"]+)"', search or "")
+            high = re.search(r'created lt "([^"]+)"', search or "")
+            chosen = [u for u in users if (not low or u[0] >= parse_okta_time(low.group(1)))
+                      and (not high or u[0] < parse_okta_time(high.group(1)))]
+            return Listing(chosen[::-1] if sort_order == "desc" else chosen)
+
+    with pytest.raises(PartitionTooLargeError, match="share one `created` millisecond"):
+        list(StealingRun(Crowded(), None, 1, True, 10, 5, 5).pages())
+    assert len([u for page in StealingRun(Crowded(), None, 1, True, 50, 5, 5).pages() for u in page]) == 60
