@@ -94,16 +94,17 @@ def export_once(org, workers: int, partitions, expected: dict[str, str], hint: d
 
 def run_grid(users: int, limit: int, latency_ms: float, workers: int, compress: int, distributions: list[str],
              offsets: list[float], *, small_users: int, fixed_partitions: int | None = 8, include_small: bool = True,
-             log=print) -> list[ExportRun]:
+             small_distributions: tuple[str, ...] = ("uniform",), log=print) -> list[ExportRun]:
     """Every distribution: a first export (probed) at the first start offset (fractions of a window), then a repeat
-    export (lanes from the previous export's hint) at every offset; the latency-bound org likewise at its first two;
+    export (lanes from the previous export's hint) at every offset; the latency-bound orgs (`small_distributions`) likewise
+    at its first two;
     and the old fixed 8 windows beside them at the first offset."""
     window = 60 // compress
     latency = latency_ms / 1000 / compress
     runs: list[ExportRun] = []
     plan = [(d, users, offsets, "auto") for d in distributions]
     if include_small and small_users:
-        plan.append(("uniform", small_users, offsets[:2], "auto"))
+        plan += [(d, small_users, offsets[:2], "auto") for d in small_distributions]
     if fixed_partitions:
         plan.append(("uniform", users, offsets[:1], fixed_partitions))
     for distribution, count, starts, partitions in plan:
