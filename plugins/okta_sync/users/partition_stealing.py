@@ -295,8 +295,8 @@ class StealingRun(PagingPool[Lane]):
         return max(0.0, (self._density(low) + self._density(high)) / 2 * (high.cursor - low.cursor))
 
     def _far_end(self, lane: Lane) -> int | None:
-        """Where a lane's users end: its end (its start paging down; None if open), or for the open newest lane the
-        newest user known when the run began (now, once the lane reads past that: the org grew since the hint)."""
+        """Where a lane's users end: its end (its start paging down; None if open), or, open upward, the newest user
+        known when the run began (now, once the lane reads past that: the org grew since the hint)."""
         if lane.down:
             return lane.start
         if lane.end is not None:
