@@ -38,6 +38,7 @@ refused rather than trusted.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -49,11 +50,12 @@ from okta_sync.timestamps import parse_okta_time
 from okta_sync.users.paging_pool import DEPROVISIONED, PagingPool, query_pages, subset
 from okta_sync.users.partitions import Window
 
-_MIN_PAGES_TO_SPLIT = 2.0  # a lane with fewer pages left finishes in as many round trips as a split would
+_DENSITY_USERS = 20  # a page with fewer tells too little of the density where it ends
 _MEET_WITHIN = 0.9  # pages: a pair this close is left to the lane whose page is in flight (both would overlap)
 _IDLE_WAIT_SECONDS = 0.05
 HINT_POINTS = 33  # the quantiles a listing reports: minimum, 31 inner, maximum (any worker count picks from them)
 _MAX_HINT_POINTS = 257
+_MAX_READ_SPANS = 4096  # pages remembered for the hint's quantiles (more are merged with their neighbours)
 _MAX_EPOCH_MS = 253402300800000  # 10000-01-01: later is not a `created` value
 
 
@@ -122,6 +124,8 @@ class StealingRun(PagingPool[Lane]):
         self.density_at: dict[int, float] = {}  # users per ms just past a `created` value: a lane's first page
         self.probe_pages: list[list[dict[str, Any]]] = []
         self.newest_density = 0.0  # users per ms among the newest, when a lane paged down from now
+        self.read_spans: list[tuple[int, int, int]] = []  # (oldest, newest, users) of each page a lane read
+        self.hinted = False  # the lanes were cut at a hint's quantiles, which then also tell where users are
 
     # -- plan ---------------------------------------------------------------------------------------------------
     def plan(self) -> None:
@@ -160,6 +164,7 @@ class StealingRun(PagingPool[Lane]):
         """One lane per worker (fewer if the hint's users fill fewer pages) cut at the hint's quantiles; the outer
         lanes are open, so all time is covered."""
         quantiles = hint["quantiles"]
+        self.hinted = True
         lanes = min(self.workers, math.ceil(hint["users"] / self.page_size))
         bounds = sorted(set(hint_boundaries(quantiles, _gaps(lanes))))
         edges: list[int | None] = [None, *bounds, None]
@@ -183,12 +188,11 @@ class StealingRun(PagingPool[Lane]):
     def created_hint(self, points: int = HINT_POINTS) -> dict[str, Any] | None:
         """For the next run: `points` quantiles of `created` (epoch ms; the first is the oldest user, the last the
         newest) over what a completed run read, and how many users it read; None before completion or for an empty
-        org. Each lane's users are taken as spread evenly over the range it read: lanes are narrow where users
-        crowd."""
+        org. Each page's users are taken as spread evenly over the range it covered: pages are narrow where users
+        crowd (an import day is a few pages one second wide)."""
         if not self.completed:
             return None
-        segments = [(min(lane.first, lane.cursor), max(lane.first, lane.cursor), lane.read) for lane in self.lanes
-                    if lane.read and lane.first is not None and lane.cursor is not None]
+        segments = list(self.read_spans)
         for page in self.probe_pages:
             created = [_created(user) for user in page]
             if created:
@@ -229,8 +233,11 @@ class StealingRun(PagingPool[Lane]):
             paired = lane.partner is not None and not lane.partner.finished
             if lane.finished or (lane.down and paired):
                 continue  # a pair is looked at from its lower lane
-            left = self._left(lane)
-            if left >= _MIN_PAGES_TO_SPLIT * self.page_size * (2 if paired else 1) and left > best_left:
+            # users left once the pages in flight are read (a busy lane has one): another lane helps when they
+            # would take the lanes on them more than one more round trip
+            working = [one for one in (lane, lane.partner) if one is not None and one.busy and not one.finished]
+            left = self._left(lane) - len(working) * self.page_size
+            if left > max(1, len(working)) * self.page_size and left > best_left:
                 best, best_left = lane, left
         if best is None:
             return None
@@ -248,10 +255,8 @@ class StealingRun(PagingPool[Lane]):
             return helper
         low, high = (partner, best) if best.down else (best, partner)
         idle = self.workers - self.active  # this worker and those waiting with it
-        pieces = 2 if idle < 3 else min(idle // 2 + 1, int(best_left // (2 * _MIN_PAGES_TO_SPLIT * self.page_size)))
-        span = high.cursor - low.cursor
-        cuts = sorted({low.cursor + max(1, min(span - 1, int(span * share)))
-                       for share in equal_mass_shares(self._density(low), self._density(high), max(2, pieces))})
+        pieces = 2 if idle < 3 else min(idle // 2 + 1, int(best_left // (2 * self.page_size)))  # >= 2 pages each
+        cuts = self._cuts(low.cursor, high.cursor, self._density(low), self._density(high), max(2, pieces))
         if idle < 3:  # one more lane, up from the middle to meet the upper one; the lower one stops there
             upper = Lane(cuts[0], high.end, high.skip, partner=high)
             high.partner, high.start = upper, cuts[0]
@@ -283,16 +288,42 @@ class StealingRun(PagingPool[Lane]):
         far = self._far_end(lane)
         if far is None or abs(far - lane.cursor) < 2:
             return 0.0
-        here, there = self._density(lane), self.density_at.get(far)
-        if there is None:
-            return here * abs(far - lane.cursor)
-        return (here + there) / 2 * abs(far - lane.cursor)  # exact when density runs linearly from cursor to end
+        here = self._density(lane)
+        there = self.density_at.get(far, here)
+        return self._users(far, lane.cursor, there, here) if lane.down else \
+            self._users(lane.cursor, far, here, there)
 
     def _between(self, low: Lane, high: Lane) -> float | None:
         """Users left between a pair's cursors (linear density between theirs), None before both have read."""
         if low.cursor is None or high.cursor is None or low.read < 2 or high.read < 2:
             return None
-        return max(0.0, (self._density(low) + self._density(high)) / 2 * (high.cursor - low.cursor))
+        return self._users(low.cursor, high.cursor, self._density(low), self._density(high))
+
+    def _users(self, low: int, high: int, at_low: float, at_high: float) -> float:
+        """Users created in [low, high): as the hint's quantiles say, where they reach (they know an import day that
+        two sparse cursors on either side of it cannot), else from the densities at both ends taken as linear
+        (exact for a steadily growing org)."""
+        if high <= low:
+            return 0.0
+        linear = (at_low + at_high) / 2 * (high - low)
+        if not self.hinted:
+            return linear
+        quantiles, users = self.hint["quantiles"], self.hint["users"]
+        newest = quantiles[-1]
+        known = users * (_rank(quantiles, min(high, newest + 1)) - _rank(quantiles, min(low, newest + 1)))
+        return known + (linear * (high - max(low, newest + 1)) / (high - low) if high > newest + 1 else 0.0)
+
+    def _cuts(self, low: int, high: int, at_low: float, at_high: float, pieces: int) -> list[int]:
+        """Where to cut [low, high) into `pieces` of equal users (by the hint where it knows, else the densities)."""
+        shares = equal_mass_shares(at_low, at_high, pieces)
+        if self.hinted:
+            quantiles = self.hint["quantiles"]
+            below, above = _rank(quantiles, low), _rank(quantiles, high)
+            if above - below > 1e-9 and high <= quantiles[-1] + 1:
+                points = [_at_rank(quantiles, below + (above - below) * k / pieces) for k in range(1, pieces)]
+                shares = [(point - low) / (high - low) for point in points]
+        span = high - low
+        return sorted({low + max(1, min(span - 1, int(span * share))) for share in shares})
 
     def _far_end(self, lane: Lane) -> int | None:
         """Where a lane's users end: its end (its start paging down; None if open), or, open upward, the newest user
@@ -307,10 +338,12 @@ class StealingRun(PagingPool[Lane]):
 
     @staticmethod
     def _density(lane: Lane) -> float:
-        """Users per ms where the lane's cursor is."""
-        overall = lane.read / max(1, abs(lane.cursor - lane.first))
-        count, span = lane.recent  # the local density: a huge import day is dense where the cursor is, not before
-        return max(overall, count / max(1, span))
+        """Users per ms where the lane's cursor is: its last page's (an import day is dense where the cursor is,
+        not before it nor after it), or all it read when that page held too few users to tell."""
+        count, span = lane.recent
+        if count >= _DENSITY_USERS:
+            return count / max(1, span)
+        return lane.read / max(1, abs(lane.cursor - lane.first))
 
     # -- paging -------------------------------------------------------------------------------------------------
     def _page_item(self, lane: Lane) -> None:
@@ -390,6 +423,12 @@ class StealingRun(PagingPool[Lane]):
                     elif lane.down:  # the newest users, read first by the lane paging down from now
                         self.newest_density = len(taken) / max(1, first - last)
                 lane.recent = (len(taken), abs(last - first))
+                self.read_spans.append((min(first, last), max(first, last), len(taken)))
+                if len(self.read_spans) > _MAX_READ_SPANS:  # a huge org: halve them, neighbours in time merged
+                    spans = sorted(self.read_spans)
+                    self.read_spans = [(a[0], max(a[1], b[1]), a[2] + b[2]) for a, b in zip(spans[::2], spans[1::2])]
+                    if len(spans) % 2:
+                        self.read_spans.append(spans[-1])
                 lane.read += len(taken)
                 self.users_read += sum(1 for i in taken if page[i]["id"] not in skip)
                 self.lock.notify_all()
@@ -419,6 +458,24 @@ def equal_mass_shares(low_density: float, high_density: float, parts: int, *, sk
         x = target / b if abs(a) < 1e-12 * b else (-b + math.sqrt(b * b + 4 * a * target)) / (2 * a)
         shares.append(min(1.0, max(0.0, x)))
     return shares
+
+
+def _rank(quantiles: list[int], moment: int) -> float:
+    """The share of users created before `moment`, by evenly spaced quantiles (linear between them)."""
+    if moment <= quantiles[0]:
+        return 0.0
+    if moment > quantiles[-1]:
+        return 1.0
+    i = bisect.bisect_left(quantiles, moment) - 1  # quantiles[i] < moment <= quantiles[i + 1]
+    step = quantiles[i + 1] - quantiles[i]
+    return (i + (moment - quantiles[i]) / step) / (len(quantiles) - 1)
+
+
+def _at_rank(quantiles: list[int], share: float) -> int:
+    """The moment before which `share` of the users were created (the inverse of `_rank`)."""
+    position = min(max(share, 0.0), 1.0) * (len(quantiles) - 1)
+    i = min(int(position), len(quantiles) - 2)
+    return int(quantiles[i] + (quantiles[i + 1] - quantiles[i]) * (position - i))
 
 
 def hint_boundaries(hint: list[int], parts: int) -> list[int]:

@@ -142,10 +142,11 @@ def test_a_lane_whose_users_crowd_toward_its_end_gets_a_partner_from_that_end():
 
     run = StealingRun(None, None, 8, True, None, 200, 200)
     run.top = 10_000
-    lane = Lane(0, run.top, cursor=5_000, first=0, read=250, recent=(120, 2_000))  # 0.06 users/ms at the cursor
+    lane = Lane(0, run.top, cursor=5_000, first=0, read=250, recent=(120, 2_000),  # 0.06 users/ms at the cursor
+                busy=True)  # a page in flight
     run.lanes = [lane]
-    assert run._left(lane) == pytest.approx(300)  # 1.5 pages by the cursor's density: not worth a partner
-    assert run._steal() is None
+    assert run._left(lane) == pytest.approx(300)  # 1.5 pages by the cursor's density: the page in flight reads
+    assert run._steal() is None  # one, and the lane the half left in the next round trip: no partner would help
     run.density_at[run.top] = 0.3  # 5x as dense just past the end
     assert run._left(lane) == pytest.approx(900)  # linear from 0.06 to 0.3 over 5,000 ms: 4.5 pages
     helper = run._steal()
@@ -169,6 +170,25 @@ def test_a_pair_is_cut_where_half_the_users_between_them_are():
     assert low.end == upper.start == high.start and upper.end == high.end == 20_000
     width = upper.start - 4_000  # users from the lower cursor to the cut, density linear from 0.1 to 0.4
     assert width * (0.1 + 0.1 + 0.3 * width / 12_000) / 2 == pytest.approx(1_500, rel=0.01)
+
+
+def test_with_a_hint_the_users_between_two_cursors_are_counted_by_its_quantiles():
+    """Two sparse cursors either side of an import day: their densities say a few users lie between them, the hint's
+    quantiles say most of the org does; the cut goes where half of those are, inside that day."""
+    from okta_sync.users.partition_stealing import Lane
+
+    day = 1_700_000_000_000
+    quantiles = [day - 10**9, *[day + k * 1_000 for k in range(31)], day + 10**9]  # 31 of 32 steps in 30 seconds
+    run = StealingRun(None, None, 8, True, None, 200, 200, created_hint={"quantiles": quantiles, "users": 6_400})
+    run._plan_from_hint(run.hint)
+    low = Lane(None, None, cursor=day - 10**8, first=day - 10**9, read=200, recent=(200, 9 * 10**8), busy=True)
+    high = Lane(None, None, cursor=day + 10**8, first=day + 10**9, read=200, recent=(200, 9 * 10**8), busy=True,
+                down=True)
+    low.partner, high.partner = high, low
+    run.lanes, run.active = [low, high], 7
+    assert run._left(low) == pytest.approx(6_400 * 30 / 32, rel=0.02)  # the densities alone: 44
+    upper = run._steal()
+    assert day + 14_000 <= upper.start <= day + 16_000  # half of those users, by the quantiles
 
 
 def test_several_waiting_workers_get_a_pair_of_lanes_from_each_cut():
