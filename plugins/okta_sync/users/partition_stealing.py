@@ -106,7 +106,7 @@ def first_pages(client: Any, search: str | None, limit: int, keep_text: bool) ->
 
 
 class StealingRun(PagingPool[Lane]):
-    """The shared pool and hand-off, with lanes that split when a worker goes idle."""
+    """The shared pool and hand-off, with `created` ranges paged from both ends and split when a worker is idle."""
 
     idle_wait = _IDLE_WAIT_SECONDS
 
@@ -161,8 +161,8 @@ class StealingRun(PagingPool[Lane]):
         self.todo_lanes = _paired_lanes([lo, *bounds, self.top], self.workers, seen)
 
     def _plan_from_hint(self, hint: dict[str, Any]) -> None:
-        """One lane per worker (fewer if the hint's users fill fewer pages) cut at the hint's quantiles; the outer
-        lanes are open, so all time is covered."""
+        """A range per two workers (fewer if the hint's users fill fewer pages) cut at the hint's quantiles, each
+        paged from both ends; the outer ranges are open, so all time is covered."""
         quantiles = hint["quantiles"]
         self.hinted = True
         lanes = min(self.workers, math.ceil(hint["users"] / self.page_size))
