@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,9 @@ class Row:
 
     def cells(self) -> list[str]:
         ratio = "-" if self.ratio is None else f"{self.ratio:.2f}x"
+        bound = re.search(r"\d+(\.\d+)?", self.goal)
+        if self.ratio is not None and bound and ratio == f"{float(bound.group()):.2f}x":
+            ratio = f"{self.ratio:.3f}x"  # at the goal to two places: the third says which side
         return [self.target, self.figure, self.reference, ratio, self.goal, self.verdict]
 
 
