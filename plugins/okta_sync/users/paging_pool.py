@@ -112,15 +112,15 @@ class PagingPool(Generic[Item]):
     def _query_pages(self, search: str, **sort: str) -> Iterator[list[dict[str, Any]]]:
         return query_pages(self.client, search, self.limit, self.keep_text, **sort)
 
-    def _kept(self, page: list[dict[str, Any]], skip: frozenset[str], count: int | None = None
+    def _kept(self, page: list[dict[str, Any]], skip: frozenset[str], taken: list[int] | None = None
               ) -> list[dict[str, Any]]:
-        """The page's first `count` users (all by default), less those in `skip` and, unless included,
-        DEPROVISIONED ones."""
-        if count is None:
+        """The page's users at `taken` (all by default), less those in `skip` and, unless included, DEPROVISIONED
+        ones."""
+        if taken is None:
             if not skip and self.include_deprovisioned:
                 return page
-            count = len(page)
-        indexes = [i for i in range(count) if page[i]["id"] not in skip
+            taken = range(len(page))
+        indexes = [i for i in taken if page[i]["id"] not in skip
                    and (self.include_deprovisioned or page[i].get("status") != DEPROVISIONED)]
         return subset(page, indexes)
 

@@ -47,7 +47,7 @@ from typing import Any
 
 from okta_sync.errors import PartitionTooLargeError, UnsortedListingError
 from okta_sync.timestamps import parse_okta_time
-from okta_sync.users.paging_pool import DEPROVISIONED, PagingPool, query_pages, subset
+from okta_sync.users.paging_pool import PagingPool, query_pages, subset
 from okta_sync.users.partitions import Window
 
 _DENSITY_USERS = 20  # a page with fewer tells too little of the density where it ends
@@ -436,13 +436,7 @@ class StealingRun(PagingPool[Lane]):
                 between = self._between(*((partner, lane) if lane.down else (lane, partner)))
                 if between is not None and between <= _MEET_WITHIN * self.page_size:
                     done = True  # the partner's next page, already asked for, reads up to here: the rest is its
-        return self._kept_at(page, skip, taken), done or len(page) == 0
-
-    def _kept_at(self, page: list[dict[str, Any]], skip: frozenset[str], taken: list[int]) -> list[dict[str, Any]]:
-        """The users at `taken`, less those in `skip` and, unless included, DEPROVISIONED ones."""
-        indexes = [i for i in taken if page[i]["id"] not in skip
-                   and (self.include_deprovisioned or page[i].get("status") != DEPROVISIONED)]
-        return subset(page, indexes)
+        return self._kept(page, skip, taken), done or len(page) == 0
 
 
 def equal_mass_shares(low_density: float, high_density: float, parts: int, *, skew_cap: float = 50.0) -> list[float]:
@@ -543,13 +537,11 @@ def _gaps(lanes: int) -> int:
 def _paired_lanes(edges: list[int | None], lanes: int, skip: frozenset[str]) -> list[Lane]:
     """A lane ascending and a lane descending over each range between `edges` (the last range alone when `lanes`
     is odd), the ascending ones first."""
-    ranges = list(zip(edges, edges[1:]))
-    ups = [Lane(start, end, skip) for start, end in ranges]
+    ups = [Lane(start, end, skip) for start, end in zip(edges, edges[1:])]
     downs = []
-    for i, up in enumerate(ups):
-        if len(ups) + len(downs) < max(lanes, 2) or i < len(ups) - 1:
-            up.partner = Lane(up.start, up.end, skip, down=True, partner=up)
-            downs.append(up.partner)
+    for up in ups if 2 * len(ups) <= max(lanes, 2) else ups[:-1]:
+        up.partner = Lane(up.start, up.end, skip, down=True, partner=up)
+        downs.append(up.partner)
     return [*ups, *downs]
 
 
