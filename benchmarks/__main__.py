@@ -1,6 +1,7 @@
 """`python3.11 scripts/dev.py bench [--quick] [--only listing,memory,partitioned,push,tokens,snapshot,paths]`.
 
-`python3.11 scripts/dev.py bench warehouse [--users N]`: the warehouse loads (benchmarks/warehouse_load.py)."""
+`python3.11 scripts/dev.py bench warehouse [--users N]`: the warehouse loads (benchmarks/warehouse_load.py).
+`python3.11 scripts/dev.py bench rounds [--quick]`: the partitioned listing's round trips (benchmarks/rounds.py)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,10 @@ def main(argv: list[str]) -> int:
         from benchmarks import warehouse_load
 
         return warehouse_load.main(argv[1:])
+    if argv[:1] == ["rounds"]:  # its own command: `bench rounds --help`
+        from benchmarks import rounds
+
+        return rounds.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python3.11 scripts/dev.py bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not the targets' sizes")
     parser.add_argument("--only", default=",".join(SUITES), help=f"comma-separated subset of {','.join(SUITES)}")
@@ -204,11 +209,13 @@ def main(argv: list[str]) -> int:
             profile = doc.read_text().split("## Hot path", 1)[1].split("```")[1]  # kept from the earlier run
         shown, details = keep_earlier_rows(doc, rows, details, ran=len(chosen) < len(SUITES))
         chart(shown, ROOT / "docs" / "benchmarks.png")
-        from benchmarks.warehouse_load import kept_section
+        from benchmarks import rounds, warehouse_load
 
+        kept = "".join("\n" + marked.kept(doc) for marked in (rounds.SECTION, warehouse_load.SECTION)
+                       if marked.kept(doc))
         doc.write_text(markdown(shown, command, "\n".join(details), profile or "(listing not run)", "benchmarks.png")
                        + ("\n" + snapshot_section if snapshot_section else "")
-                       + ("\n" + kept_section() if kept_section() else ""))
+                       + kept)
         print("\nwrote docs/benchmarks.md and docs/benchmarks.png")
     print(f"total {time.time() - began:.0f} s")
     return 0
@@ -223,16 +230,14 @@ def _rounds(requests: int, hinted: bool) -> int:
 
 
 def _section(doc: Path, heading: str) -> str:
-    """A section of the current docs/benchmarks.md (its heading up to the next one or the warehouse section's
-    marker), kept when the table is rewritten."""
+    """A section of the current docs/benchmarks.md (its heading up to the next one or a marked section), kept when
+    the table is rewritten."""
     text = doc.read_text() if doc.exists() else ""
     start = text.find(heading)
     if start < 0:
         return ""
-    from benchmarks.warehouse_load import BEGIN
-
-    ends = [at for at in (text.find("\n## ", start + len(heading)), text.find("\n" + BEGIN, start)) if at >= 0]
-    return text[start:min(ends) + 1] if ends else text[start:]  # not the warehouse section: that is kept on its own
+    ends = [at for at in (text.find("\n## ", start + len(heading)), text.find("\n<!-- ", start)) if at >= 0]
+    return text[start:min(ends) + 1] if ends else text[start:]  # not a marked section: those are kept on their own
 
 
 def snapshot_rows(r: "snapshot.SnapshotResult", small: int, large: int) -> list[Row]:

@@ -147,3 +147,37 @@ def keep_earlier_rows(doc: Path, rows: list[Row], details: list[str], *, ran: bo
     earlier = [d for d in old_details.strip().splitlines() if d.startswith("- ") and d.split(":")[0] not in labels]
     ordered = sorted(kept + rows, key=lambda r: r.target.split()[0])
     return ordered, earlier + details
+
+
+@dataclass(frozen=True)
+class MarkedSection:
+    """A section of docs/benchmarks.md that a command of its own writes between two markers, and the main benchmark
+    command keeps when it rewrites the rest."""
+
+    name: str
+
+    @property
+    def begin(self) -> str:
+        return f"<!-- {self.name}: begin -->"
+
+    @property
+    def end(self) -> str:
+        return f"<!-- {self.name}: end -->"
+
+    def kept(self, doc: Path) -> str:
+        """The section as the document holds it now (markers included), or ""."""
+        text = doc.read_text() if doc.exists() else ""
+        if self.begin in text and self.end in text:
+            return self.begin + text.split(self.begin, 1)[1].split(self.end, 1)[0] + self.end + "\n"
+        return ""
+
+    def write(self, doc: Path, body: str) -> None:
+        """Put `body` (without markers) in the document, in place of the section or at its end."""
+        section = f"{self.begin}\n{body.strip(chr(10))}\n{self.end}"
+        text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+        if self.begin in text and self.end in text:
+            head, rest = text.split(self.begin, 1)
+            text = head + section + rest.split(self.end, 1)[1]
+        else:
+            text = text.rstrip("\n") + "\n\n" + section + "\n"
+        doc.write_text(text)

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.orgs import OUTPUT, ROOT
+from benchmarks.report import MarkedSection
 
 DOCS = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- warehouse-load: begin -->", "<!-- warehouse-load: end -->"
+SECTION = MarkedSection("warehouse-load")
 DEPARTMENTS = ("Engineering", "Sales", "Finance", "Marketing", "Support", "Legal", "People", "Data")
 
 
@@ -103,7 +104,7 @@ def measure(database: str, connection: dict, users: int, folder: Path, changed: 
 
 
 def markdown(rows: list[Measured], command: str) -> str:
-    lines = [BEGIN, "## Warehouse loads (okta_users_to_warehouse)", "",
+    lines = ["## Warehouse loads (okta_users_to_warehouse)", "",
              f"Measured on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (CPython "
              f"{platform.python_version()}, {platform.machine()}; shared, noisy machine) with:", "", "```", command,
              "```", "",
@@ -125,26 +126,7 @@ def markdown(rows: list[Measured], command: str) -> str:
             lines.append(f"- {database}: peak RSS at {sizes[1]:,} vs {sizes[0]:,} users: "
                          f"{peak[sizes[1]]:.0f} MB vs {peak[sizes[0]]:.0f} MB "
                          f"({peak[sizes[1]] / peak[sizes[0]]:.2f}x): memory does not grow with the export.")
-    lines.append(END)
     return "\n".join(lines) + "\n"
-
-
-def update_docs(section: str) -> None:
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text)
-
-
-def kept_section() -> str:
-    """The warehouse section of docs/benchmarks.md, for the main benchmark command to keep when it rewrites."""
-    text = DOCS.read_text() if DOCS.exists() else ""
-    if BEGIN in text and END in text:
-        return BEGIN + text.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
-    return ""
 
 
 def main(argv: list[str]) -> int:
@@ -183,7 +165,7 @@ def main(argv: list[str]) -> int:
     section = markdown(rows, command.strip())
     print("\n" + section)
     if not args.no_docs:
-        update_docs(section)
+        SECTION.write(DOCS, section)
         print(f"updated {DOCS.relative_to(ROOT)}")
     return 0
 
