@@ -214,7 +214,7 @@ def main(argv: list[str]) -> int:
         kept = "".join("\n" + marked.kept(doc) for marked in (rounds.SECTION, warehouse_load.SECTION)
                        if marked.kept(doc))
         doc.write_text(markdown(shown, command, "\n".join(details), profile or "(listing not run)", "benchmarks.png")
-                       + ("\n" + snapshot_section if snapshot_section else "")
+                       + ("\n" + snapshot_section.rstrip("\n") + "\n" if snapshot_section else "")
                        + kept)
         print("\nwrote docs/benchmarks.md and docs/benchmarks.png")
     print(f"total {time.time() - began:.0f} s")
