@@ -1,6 +1,7 @@
-"""A bounded pool of workers paging `list_users` queries for one consumer: the loop both partitioned listings share.
+"""A bounded pool of workers paging `list_users` queries for one consumer: the partitioned listing's loop, apart from
+what it pages (`partition_stealing` decides that).
 
-Workers take an item of work (a window, a lane), page it and hand the pages to the consumer through a queue of
+Workers take an item of work (a lane), page it and hand the pages to the consumer through a queue of
 `workers` slots, so at most that many pages wait in memory. A worker's error stops the others and is raised to the
 consumer; closing the consumer's generator stops the workers and joins them.
 """

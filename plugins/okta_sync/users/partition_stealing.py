@@ -34,6 +34,9 @@ Exactly once: the ranges cover all time (a hint, however wrong, only decides whe
 ever split in two; within a range the two lanes read disjoint parts, separated by their cursors and the ids passed at
 them, all changed under one lock. The listing's order is checked page by page; a server that does not sort is
 refused rather than trusted.
+
+Fixed windows (`partitions=N`, or `windows=`) run here too, for what they share: each is one ascending lane, never
+helped nor split, that restarts at its cursor at `split_at` (4.).
 """
 
 from __future__ import annotations
@@ -111,10 +114,11 @@ class StealingRun(PagingPool[Lane]):
     idle_wait = _IDLE_WAIT_SECONDS
 
     def __init__(self, client, search, workers, include_deprovisioned, split_at, limit, page_size, *,
-                 keep_text=False, created_hint: dict[str, Any] | None = None):
+                 keep_text=False, created_hint: dict[str, Any] | None = None, windows: list[Window] | None = None):
         super().__init__(client, search, workers, include_deprovisioned, split_at, limit, keep_text=keep_text)
         self.page_size = page_size
         self.hint = created_hint
+        self.windows = windows  # fixed: one ascending lane each, never split nor helped
         self.completed = False
         self.lanes: list[Lane] = []
         self.todo_lanes: list[Lane] = []
@@ -129,6 +133,9 @@ class StealingRun(PagingPool[Lane]):
 
     # -- plan ---------------------------------------------------------------------------------------------------
     def plan(self) -> None:
+        if self.windows is not None:
+            self.todo_lanes = [Lane(window.start, window.end, window.skip) for window in self.windows]
+            return
         if self.hint and self.hint["users"] > 2 * self.page_size:
             self._plan_from_hint(self.hint)
             return
@@ -190,7 +197,7 @@ class StealingRun(PagingPool[Lane]):
         newest) over what a completed run read, and how many users it read; None before completion or for an empty
         org. Each page's users are taken as spread evenly over the range it covered: pages are narrow where users
         crowd (an import day is a few pages one second wide)."""
-        if not self.completed:
+        if not self.completed or self.windows is not None:
             return None
         segments = list(self.read_spans)
         for page in self.probe_pages:
@@ -213,7 +220,7 @@ class StealingRun(PagingPool[Lane]):
 
     # -- scheduling ---------------------------------------------------------------------------------------------
     def _take_item(self) -> Lane | None:
-        lane = self.todo_lanes.pop(0) if self.todo_lanes else self._steal()
+        lane = self.todo_lanes.pop(0) if self.todo_lanes else None if self.windows is not None else self._steal()
         if lane is not None:
             if not any(known is lane for known in self.lanes):  # a lane that stopped early may go on
                 self.lanes.append(lane)

@@ -12,9 +12,10 @@ boundaries are; the boundaries only decide balance. They sit at quantiles of the
 largest windows first, and there are more partitions than workers, so a skewed org still keeps every worker busy.
 
 `search` returns DEPROVISIONED users (the default listing omits them); `include_deprovisioned=False` drops them.
-A peer (SailPoint's Okta connector) reports that paging a `search` stops at 50,000 results: a partition that
-reaches `split_at` users is abandoned and its window split in two, skipping the users it already yielded, so no
-partition ever relies on paging past that cap. Pages arrive in completion order, not id order.
+A peer (SailPoint's Okta connector) reports that paging a `search` stops at 50,000 results: each window is paged
+sorted by `created`, and one that has read `split_at` users starts its query again at its cursor (skipping the ids
+it passed at exactly that millisecond), so no query ever relies on paging past that cap and nothing is read twice.
+Pages arrive in completion order, not id order.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from okta_sync.errors import ConfigurationError, PartitionTooLargeError
+from okta_sync.errors import ConfigurationError
 from okta_sync.timestamps import okta_time, parse_okta_time
-from okta_sync.users.paging_pool import PagingPool
 
 DEFAULT_SPLIT_AT = 40_000  # under the 50,000 results a `search` is reported to stop at
 
@@ -50,7 +50,7 @@ class Window:
 
     start: int | None
     end: int | None
-    skip: frozenset[str] = frozenset()  # ids already yielded by the window this one was split from
+    skip: frozenset[str] = frozenset()  # ids to leave out (already yielded elsewhere)
 
     def expression(self, search: str | None) -> str:
         terms = []
@@ -61,14 +61,6 @@ class Window:
         window = " and ".join(terms) or 'created pr'
         return f"({search}) and {window}" if search else window
 
-    def halves(self, low: int, high: int, skip: frozenset[str]) -> tuple["Window", "Window"]:
-        """Split at the middle; an open end is taken as `low` / `high` (the probe's oldest user / now)."""
-        start = self.start if self.start is not None else min(low, (self.end or high) - 1)
-        end = self.end if self.end is not None else max(high, start + 2)
-        middle = start + (end - start) // 2
-        if middle <= start or (self.end is not None and middle >= self.end):
-            raise PartitionTooLargeError(f"{self.expression(None)} holds too many users to split further")
-        return Window(self.start, middle, skip), Window(middle, self.end, skip)
 
 
 def created_windows(oldest_ms: int, newest_ms: int, partitions: int) -> list[Window]:
@@ -102,7 +94,7 @@ def sized_windows(created: list[int], now_ms: int, partitions: int, *, largest: 
 
 
 def probe_windows(client: PagedUsers, search: str | None, partitions: int, *,
-                  limit: int | None = None) -> tuple[list[Window], int, int]:
+                  limit: int | None = None) -> list[Window]:
     """One page of the listing samples `created` (windows at its quantiles); now is the newest possible."""
     now = int(time.time() * 1000) + 1
     pages = client.list_users(search=search, limit=limit).pages()
@@ -111,8 +103,7 @@ def probe_windows(client: PagedUsers, search: str | None, partitions: int, *,
     finally:
         pages.close()
     created = [parse_okta_time(u["created"]) for u in first if u.get("created")]
-    oldest = min(created, default=now - 1)
-    return sized_windows(created, now, partitions), oldest, now
+    return sized_windows(created, now, partitions)
 
 
 def iter_user_pages_partitioned(
@@ -144,7 +135,8 @@ class PartitionedUserListing:
         max_workers: concurrent cursors (default: the client's `max_concurrency`); at most this many pages wait
             in memory for the consumer. Closing the page generator stops the workers.
         include_deprovisioned: keep DEPROVISIONED users (which `search` returns).
-        split_at: a window reaching this many users is split in two (Okta's search stops at 50,000 results).
+        split_at: a window's query that has read this many users starts again at its cursor (Okta's search stops
+            at 50,000 results).
         limit: users per page, for the probe too (default: the client's `page_size`).
         created_hint: for the client's own partitions, the `created_hint` of an earlier listing of the same org
             (see `parse_created_hint`): the first lanes start at once at its `created` quantiles instead of after
@@ -191,58 +183,14 @@ class PartitionedUserListing:
         return self._run(text=True)
 
     def _run(self, *, text: bool) -> Iterator[list[dict[str, Any]]]:
+        from okta_sync.users.partition_stealing import StealingRun
+
         windows = self.windows
-        if self.partitions is None and windows is None:
-            from okta_sync.users.partition_stealing import StealingRun
-
-            self._stealing = StealingRun(self.client, self.search, self.workers, self.include_deprovisioned,
-                                         self.split_at, self.limit, self.limit or 200, keep_text=text,
-                                         created_hint=self._hint)
-            return self._stealing.pages()
+        if self.partitions is not None and windows is None:
+            windows = probe_windows(self.client, self.search, self.partitions, limit=self.limit)
+        run = StealingRun(self.client, self.search, self.workers if windows is None else min(self.workers, len(windows)),
+                          self.include_deprovisioned, self.split_at, self.limit, self.limit or 200, keep_text=text,
+                          created_hint=self._hint if windows is None else None, windows=windows)
         if windows is None:
-            windows, low, high = probe_windows(self.client, self.search, self.partitions, limit=self.limit)
-        else:
-            now = int(time.time() * 1000)
-            low, high = now - 1, now
-        return _PartitionedRun(self.client, self.search, windows, self.workers, self.include_deprovisioned,
-                               self.split_at, self.limit, low, high, keep_text=text).pages()
-
-
-class _PartitionedRun(PagingPool[Window]):
-    """Fixed windows, each paged by one cursor; a window reaching `split_at` users is split in two."""
-
-    def __init__(self, client, search, windows, workers, include_deprovisioned, split_at, limit, low, high, *,
-                 keep_text=False):
-        super().__init__(client, search, min(workers, max(1, len(windows))), include_deprovisioned, split_at,
-                         limit, keep_text=keep_text)
-        self.low, self.high = low, high
-        self.todo: list[Window] = list(windows)
-
-    def _take_item(self) -> Window | None:
-        return self.todo.pop(0) if self.todo else None
-
-    def _page_item(self, window: Window) -> None:
-        seen: list[str] = []
-        count = 0
-        pages = self._query_pages(window.expression(self.search))
-        try:
-            for page in pages:
-                if self.stop.is_set():
-                    return
-                kept = self._kept(page, window.skip)
-                count += len(page)
-                if self.split_at is not None:
-                    seen.extend(user["id"] for user in page if user["id"] not in window.skip)
-                if kept and not self._put(kept):
-                    return
-                if self.split_at is not None and count >= self.split_at:
-                    self._split(window, seen)
-                    return
-        finally:
-            pages.close()
-
-    def _split(self, window: Window, seen: list[str]) -> None:
-        halves = window.halves(self.low, self.high, window.skip.union(seen))
-        with self.lock:
-            self.todo[:0] = halves
-            self.lock.notify_all()
+            self._stealing = run
+        return run.pages()
