@@ -62,7 +62,6 @@ class Window:
         return f"({search}) and {window}" if search else window
 
 
-
 def created_windows(oldest_ms: int, newest_ms: int, partitions: int) -> list[Window]:
     """`partitions` windows covering all time: evenly spaced boundaries in (oldest, newest], open at both ends."""
     if partitions < 1:
