@@ -28,8 +28,9 @@ class Row:
     def cells(self) -> list[str]:
         ratio = "-" if self.ratio is None else f"{self.ratio:.2f}x"
         bound = re.search(r"\d+(\.\d+)?", self.goal)
-        if self.ratio is not None and bound and ratio == f"{float(bound.group()):.2f}x":
-            ratio = f"{self.ratio:.3f}x"  # at the goal to two places: the third says which side
+        if self.ratio is not None and bound and self.goal.startswith(("<", ">")) \
+                and ratio == f"{float(bound.group()):.2f}x":
+            ratio = f"{self.ratio:.3f}x"  # at a bound to two places: the third says which side
         return [self.target, self.figure, self.reference, ratio, self.goal, self.verdict]
 
 
