@@ -19,10 +19,7 @@ are read before it learns anything.
 from __future__ import annotations
 
 import argparse
-import bisect
 import math
-import re
-import threading
 import time
 from dataclasses import dataclass
 
@@ -30,56 +27,12 @@ from benchmarks.orgs import ROOT
 from benchmarks.report import MarkedSection
 from include.okta_dev_org.options import CREATED_DISTRIBUTIONS
 from include.okta_dev_org.population import Population
-from okta_sync.timestamps import okta_time, parse_okta_time
 from okta_sync.users.partitions import PartitionedUserListing
+from tests.in_memory_org import InMemoryOrg
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = MarkedSection("round-trips")
 WORKERS, PAGE = 8, 200  # the connection's default max_concurrency and page size: what the DAG runs with
-_TERM = re.compile(r'created (ge|lt) "([^"]+)"')
-
-
-class RoundTripOrg:
-    """`list_users` over (created ms, id) pairs: the `created` windows and sort orders the listing asks for (anything
-    else is refused), every page one round trip of `latency` seconds and nothing else."""
-
-    def __init__(self, users: list[tuple[int, str]], latency: float):
-        self.users, self.latency = sorted(users), latency
-        self.created = [created for created, _ in self.users]
-        self.requests = 0
-        self.lock = threading.Lock()
-
-    def list_users(self, *, search=None, limit=None, sort_by=None, sort_order=None):
-        if sort_by != "created" or sort_order not in ("asc", "desc") or not limit:
-            raise ValueError("the round-trip org serves listings sorted by created, with a limit")
-        bounds = {"ge": None, "lt": None}
-        rest = _TERM.sub("", search or "").replace("and", "").replace("created pr", "")
-        if rest.strip():
-            raise ValueError("the round-trip org serves `created` windows only")
-        for op, value in _TERM.findall(search or ""):
-            bounds[op] = parse_okta_time(value)
-        low = 0 if bounds["ge"] is None else bisect.bisect_left(self.created, bounds["ge"])
-        high = len(self.users) if bounds["lt"] is None else bisect.bisect_left(self.created, bounds["lt"])
-        chosen = self.users[low:high] if sort_order == "asc" else self.users[low:high][::-1]
-        return _Listing(self, chosen, limit)
-
-
-class _Listing:
-    def __init__(self, org: RoundTripOrg, chosen: list[tuple[int, str]], limit: int):
-        self.org, self.chosen, self.limit = org, chosen, limit
-
-    def pages(self):
-        for at in range(0, len(self.chosen) + 1, self.limit):
-            with self.org.lock:
-                self.org.requests += 1
-            time.sleep(self.org.latency)
-            page = [{"id": user_id, "created": okta_time(created), "status": "ACTIVE"}
-                    for created, user_id in self.chosen[at:at + self.limit]]
-            yield page
-            if len(page) < self.limit:
-                return
-
-    text_pages = pages
 
 
 @dataclass
@@ -113,7 +66,7 @@ def population(users: int, distribution: str, seed: int) -> list[tuple[int, str]
 
 def export_rounds(users: list[tuple[int, str]], latency: float, hint=None) -> tuple[float, int, dict | None]:
     """Round trips (elapsed / latency) and requests of one complete listing, and the hint it leaves."""
-    org = RoundTripOrg(users, latency)
+    org = InMemoryOrg(users, latency)
     listing = PartitionedUserListing(org, max_workers=WORKERS, limit=PAGE, created_hint=hint)
     began = time.perf_counter()
     ids = [user["id"] for page in listing.pages() for user in page]

@@ -220,7 +220,7 @@ class StealingRun(PagingPool[Lane]):
 
     # -- scheduling ---------------------------------------------------------------------------------------------
     def _take_item(self) -> Lane | None:
-        lane = self.todo_lanes.pop(0) if self.todo_lanes else None if self.windows is not None else self._steal()
+        lane = self.todo_lanes.pop(0) if self.todo_lanes else self._steal()
         if lane is not None:
             if not any(known is lane for known in self.lanes):  # a lane that stopped early may go on
                 self.lanes.append(lane)
@@ -234,7 +234,9 @@ class StealingRun(PagingPool[Lane]):
         """Under the lock: more hands on the work with the most users left, or None when none is worth it. A lane
         paging alone gets a partner paging from its far end (no guess where the users are: the two meet wherever);
         a pair's range is cut at the middle of the users between them (by the densities at both cursors) into a
-        lane that stops there and a new pair."""
+        lane that stops there and a new pair. Fixed windows get no help."""
+        if self.windows is not None:
+            return None
         best, best_left = None, 0.0
         for lane in self.lanes:
             paired = lane.partner is not None and not lane.partner.finished

@@ -187,9 +187,10 @@ class PartitionedUserListing:
         windows = self.windows
         if self.partitions is not None and windows is None:
             windows = probe_windows(self.client, self.search, self.partitions, limit=self.limit)
-        run = StealingRun(self.client, self.search, self.workers if windows is None else min(self.workers, len(windows)),
-                          self.include_deprovisioned, self.split_at, self.limit, self.limit or 200, keep_text=text,
-                          created_hint=self._hint if windows is None else None, windows=windows)
+        workers = self.workers if windows is None else min(self.workers, len(windows))
+        run = StealingRun(self.client, self.search, workers, self.include_deprovisioned, self.split_at, self.limit,
+                          self.limit or 200, keep_text=text, created_hint=self._hint if windows is None else None,
+                          windows=windows)
         if windows is None:
             self._stealing = run
         return run.pages()

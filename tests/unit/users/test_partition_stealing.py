@@ -11,6 +11,7 @@ from okta_sync import OktaClient, OktaConfig
 from okta_sync.errors import OktaSyncError
 from okta_sync.users.partition_stealing import StealingRun, UnsortedListingError
 from okta_sync.users.partitions import iter_user_pages_partitioned
+from tests.in_memory_org import InMemoryOrg
 
 USERS = 600
 
@@ -364,41 +365,6 @@ def test_more_users_in_one_millisecond_than_a_capped_search_serves_is_an_error_n
     assert len([u for page in StealingRun(Crowded(), None, 1, True, 50, 5, 5).pages() for u in page]) == 60
 
 
-class _InMemoryOrg:
-    """`list_users` over users given as (created ms, id), honouring the partition `search` and the sort order, each
-    page held back a random moment: lanes meet, stop early, split and restart in ever different orders."""
-
-    def __init__(self, users, seed):
-        import random
-
-        self.users, self.random, self.lock = sorted(users), random.Random(seed), threading.Lock()
-
-    def list_users(self, *, search=None, limit=None, sort_by=None, sort_order=None):
-        import re
-        import time
-
-        from okta_sync.timestamps import okta_time, parse_okta_time
-
-        low = re.search(r'created ge "([^"]+)"', search or "")
-        high = re.search(r'created lt "([^"]+)"', search or "")
-        chosen = [u for u in self.users if (not low or u[0] >= parse_okta_time(low.group(1)))
-                  and (not high or u[0] < parse_okta_time(high.group(1)))]
-        chosen = chosen[::-1] if sort_order == "desc" else chosen
-        org = self
-
-        class Listing:
-            def pages(self):
-                for at in range(0, len(chosen) + 1, limit):
-                    with org.lock:
-                        pause = org.random.choice([0, 0, 0.0005, 0.002, 0.006])
-                    time.sleep(pause)
-                    page = [{"id": i, "created": okta_time(c), "status": "ACTIVE"} for c, i in chosen[at:at + limit]]
-                    yield page
-                    if len(page) < limit:
-                        return
-        return Listing()
-
-
 @pytest.mark.parametrize("seed", range(40))
 def test_every_user_exactly_once_whatever_the_order_pages_come_back_in(seed):
     """Random orgs (a few users to thousands; spread, crowded at a few milliseconds, an import day), worker counts,
@@ -415,7 +381,8 @@ def test_every_user_exactly_once_whatever_the_order_pages_come_back_in(seed):
     workers, limit = rnd.randint(1, 9), rnd.choice([3, 7, 20])
     split_at = rnd.choice([None, 10**6] if shape == "crowded" else [None, limit * 4, 10**6])  # (crowded past a
     # search cap is an error, tested above)
-    org, hint = _InMemoryOrg(users, seed), None
+    pauses = random.Random(seed)  # each page held back a random moment: lanes meet, stop early, split and restart
+    org, hint = InMemoryOrg(users, lambda: pauses.choice([0, 0, 0.0005, 0.002, 0.006])), None  # in ever new orders
     for _ in range(2):
         run = StealingRun(org, None, workers, True, split_at, limit, limit, created_hint=hint)
         ids = [u["id"] for page in run.pages() for u in page]
