@@ -138,8 +138,8 @@ class OktaConfig:
                     "backend hold it; with `client_auth` `client_secret_basic` the password is `client_secret` instead")
     private_key_path: str | None = setting(
         None, label="Private key path", connection_only=True,
-        description="a PEM (PKCS#8, PKCS#1, EC, encrypted) or JWK file readable only by Airflow; warned about if "
-                    "group/other readable")
+        description="a PEM (PKCS#8, PKCS#1, EC, encrypted) or JWK file (regular, at most 64 KiB) readable only "
+                    "by Airflow; warned about if group/other readable")
     private_key_passphrase: str | None = setting(
         None, label="Key passphrase", sensitive=True, connection_only=True, description="for an encrypted PEM")
     key_id: str | None = setting(
