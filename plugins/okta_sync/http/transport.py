@@ -387,9 +387,10 @@ def _request_was_sent(exc: requests.exceptions.RequestException) -> bool:
 
 
 def _log_api_failure(error: OktaApiError) -> None:
-    """One line a person can act on, with Okta's identifiers; never a header, token or body."""
+    """One line a person can act on, with Okta's identifiers (escaped by the error: `server_text`); never a header,
+    token or body."""
     log.warning(
-        "Okta API failure: %s %s -> HTTP %s errorCode=%s errorSummary=%r errorId=%s X-Okta-Request-Id=%s",
+        "Okta API failure: %s %s -> HTTP %s errorCode=%s errorSummary=\"%s\" errorId=%s X-Okta-Request-Id=%s",
         error.method, error.path, error.status, error.error_code, error.error_summary, error.error_id, error.request_id,
     )
 

@@ -11,6 +11,7 @@ import dataclasses
 import gzip
 import itertools
 import json
+import logging
 import pickle
 import time
 
@@ -344,3 +345,47 @@ def test_scopes_that_are_not_plain_scope_names_are_refused(scopes):
     with pytest.raises(ConfigurationError) as raised:
         OktaConfig(org_url="https://acme.okta.com", client_id="c", private_key="k", scopes=scopes)
     assert raised.value.field == "scopes"
+
+
+# -- issue 20, item 7: server text never forges a log line -------------------------------------------------------
+_FORGING = "\n2026-12-07 INFO okta_sync FORGED \x1b[31mred\x1b[0m \u202eevil\r"
+
+
+def _assert_one_line_each(texts) -> None:
+    for text in texts:
+        first, _, hint = text.partition("\nHint: ")  # our own hint is the message's second line
+        for line in (first, hint):
+            assert "\n" not in line and "\r" not in line and "\x1b" not in line and "\u202e" not in line, repr(text)
+        assert "FORGED" not in hint
+
+
+def test_okta_error_fields_with_newlines_and_ansi_escapes_stay_on_one_escaped_line(server, rsa_pem, caplog):
+    server.route("GET", f"{USERS}/00u1", Reply(403, {
+        "errorCode": "E0000006" + _FORGING, "errorSummary": "You do not have permission" + _FORGING,
+        "errorId": "oae1" + _FORGING, "errorCauses": [{"errorSummary": "cause" + _FORGING}] * 50,
+    }, headers={"X-Okta-Request-Id": "req-9\x1b[2K\x1b[1Gforged"}))
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(OktaSyncError) as raised:
+            make_client(server, rsa_pem).get_user("00u1")
+    error = raised.value
+    _assert_one_line_each([str(error), *(record.getMessage() for record in caplog.records)])
+    assert "You do not have permission\\n2026-12-07 INFO okta_sync FORGED \\x1b[31mred" in str(error)
+    assert error.error_summary.endswith("\\u202eevil\\r") and error.request_id == "req-9\\x1b[2K\\x1b[1Gforged"
+    assert len(error.error_causes) == 21 and error.error_causes[-1] == "... and 30 more"
+    assert any("Okta API failure" in record.getMessage() and "FORGED" in record.getMessage()
+               for record in caplog.records)
+
+
+def test_token_endpoint_error_fields_and_a_link_parse_error_are_escaped_too(server, rsa_pem, caplog):
+    server.route("POST", TOKEN, Reply(400, {"error": "invalid_client" + _FORGING,
+                                            "error_description": "bad assertion" + _FORGING * 2000}))
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(TokenRequestError) as raised:
+            make_client(server, rsa_pem).get_user("00u1")
+    assert len(raised.value.error_description) < 1100  # a 140 KB description is cut
+    server.route("POST", TOKEN, token_reply())
+    server.route("GET", USERS, Reply(200, [user(1)], headers={"Link": "<bad>; rel=\x1b[31m\"next\" FORGED"}))
+    with pytest.raises(OktaSyncError) as link_error:
+        list(make_client(server, rsa_pem).iter_users())
+    _assert_one_line_each([str(raised.value), str(link_error.value), *(r.getMessage() for r in caplog.records)])
+    assert "\x1b" not in repr(link_error.value).encode().decode("unicode_escape")
