@@ -12,7 +12,9 @@ import gzip
 import itertools
 import json
 import logging
+import os
 import pickle
+import threading
 import time
 
 import pytest
@@ -389,3 +391,46 @@ def test_token_endpoint_error_fields_and_a_link_parse_error_are_escaped_too(serv
         list(make_client(server, rsa_pem).iter_users())
     _assert_one_line_each([str(raised.value), str(link_error.value), *(r.getMessage() for r in caplog.records)])
     assert "\x1b" not in repr(link_error.value).encode().decode("unicode_escape")
+
+
+# -- issue 20, item 6: request_deadline holds while the status line and headers trickle in -----------------------
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _deadline_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "okta-sync-request-deadline"]
+
+
+def _eventually(condition, seconds: float = 15.0) -> bool:
+    ends = time.monotonic() + seconds
+    while not condition() and time.monotonic() < ends:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_status_line_and_headers_trickled_a_byte_at_a_time_hit_the_request_deadline(rsa_pem):
+    # 400 bytes of head, one every 0.1 s (each read well inside read_timeout): 40 s on main, ~2 s now.
+    padding = {f"X-Pad-{i}": "p" * 20 for i in range(12)}
+    descriptors = _open_descriptors()
+    with ScriptedServer() as server:
+        server.route("POST", TOKEN, token_reply())
+        server.route("GET", f"{USERS}/00u1", Reply(200, user(1), headers=padding, trickle_head=0.1))
+        with make_client(server, rsa_pem, max_attempts=1, read_timeout=1, request_deadline=2) as client:
+            client.get_token()
+            started = time.monotonic()
+            with pytest.raises(RequestDeadlineError, match=r"request_deadline \(2 s\)"):
+                client.get_user("00u1")
+            elapsed = time.monotonic() - started
+    assert elapsed < 10, f"the call took {elapsed:.1f} s with request_deadline=2"
+    assert _eventually(lambda: not _deadline_threads()), "the watchdog thread outlived its work"
+    assert _eventually(lambda: _open_descriptors() <= descriptors), "a socket was left open"
+
+
+def test_a_prompt_server_is_not_cut_and_the_connection_is_kept_alive(server, rsa_pem):
+    server.route("GET", f"{USERS}/00u1", Reply(200, user(1)))
+    with make_client(server, rsa_pem, request_deadline=0.5) as client:
+        for _ in range(3):
+            assert client.get_user("00u1")["id"] == user(1)["id"]
+        time.sleep(1.0)  # past the deadline of every earlier request: nothing fires on a pooled connection
+        assert client.get_user("00u1")["id"] == user(1)["id"]
