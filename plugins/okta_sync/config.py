@@ -211,8 +211,8 @@ class OktaConfig:
     # Bounds on what a server may make a task do (see docs/reliability.md, "Hostile inputs tried").
     request_deadline: float = setting(
         120.0, label="Request deadline (s)", form=False,
-        description="seconds one request may take from connect to its last body byte (a server trickling its body "
-                    "never trips the read timeout)")
+        description="seconds one request may take from connect to its last body byte (a server trickling its "
+                    "headers or body never trips the read timeout)")
     max_response_bytes: int = setting(
         10 * 1024 * 1024, label="Max response bytes", form=False, schema={"minimum": 64 * 1024},
         default_shown="`10485760` (10 MiB)",
