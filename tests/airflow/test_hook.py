@@ -103,7 +103,7 @@ def test_the_test_button_is_no_file_existence_oracle(okta_conn, tmp_path):
     for name in ("missing", "shadow", "dir", "fifo"):  # the FIFO last: on a blocking open it would hang there
         okta_conn(private_key_path=str(tmp_path / name))
         ok, message = OktaHook().test_connection()
-        assert (ok, message.replace(str(tmp_path / name), "<path>")) == (False, (
+        assert (ok, message.replace(repr(str(tmp_path / name)), "<path>")) == (False, (
             "private_key_path: <path> cannot be used: it must be a regular file of at most 64 KiB, readable by the "
             "worker, holding a PEM or JWK private key (every unusable file gets this same message)")), name
 

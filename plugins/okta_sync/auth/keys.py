@@ -117,7 +117,7 @@ class _NotAKey(Exception):
 def _unusable_key_file(path: Path) -> PrivateKeyError:
     return PrivateKeyError(
         "private_key_path",
-        f"{path} cannot be used: it must be a regular file of at most {MAX_KEY_FILE_BYTES // 1024} KiB, readable "
+        f"{str(path)!r} cannot be used: it must be a regular file of at most {MAX_KEY_FILE_BYTES // 1024} KiB, readable "
         f"by the worker, holding a PEM or JWK private key (every unusable file gets this same message)",
     )
 

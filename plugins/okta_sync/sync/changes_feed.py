@@ -219,10 +219,14 @@ def _too_large(max_feed_bytes: int) -> ChangesFeedError:
 
 
 def _refuse_a_file_larger_than(file: IO[Any], max_feed_bytes: int) -> None:
-    """Refuse a regular file whose size on disk is over the cap before reading a byte of it."""
+    """Refuse a file whose size is known and over the cap before reading a byte of it: a regular file's `fstat`,
+    or the object size an fsspec file (S3, GCS) reports."""
     try:
         status = os.fstat(file.fileno())
     except (AttributeError, OSError, ValueError):  # no descriptor (io.BytesIO, a remote file): counted as read
+        size = getattr(file, "size", None)
+        if isinstance(size, int) and size > max_feed_bytes:
+            raise _too_large(max_feed_bytes) from None
         return
     if stat.S_ISREG(status.st_mode) and status.st_size > max_feed_bytes:
         raise _too_large(max_feed_bytes)

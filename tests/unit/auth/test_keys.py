@@ -113,7 +113,7 @@ def test_unusable_keys_are_refused_clearly(make_pem, message):
 
 
 def _unusable_file_message(path) -> str:
-    return (f"private_key_path: {path} cannot be used: it must be a regular file of at most 64 KiB, readable by the "
+    return (f"private_key_path: {str(path)!r} cannot be used: it must be a regular file of at most 64 KiB, readable by the "
             f"worker, holding a PEM or JWK private key (every unusable file gets this same message)")
 
 

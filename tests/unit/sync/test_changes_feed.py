@@ -458,3 +458,14 @@ def test_an_oversized_json_line_is_drained_only_up_to_max_feed_bytes():
     with pytest.raises(ChangesFeedError, match="max_feed_bytes"):
         read_changes_feed(data, max_line_bytes=1024, max_feed_bytes=2 * 1024 * 1024)
     assert data.handed_out <= 3 * 1024 * 1024
+
+
+def test_a_remote_file_that_reports_its_size_is_refused_before_any_read():
+    fsspec = pytest.importorskip("fsspec")
+    memory = fsspec.filesystem("memory")  # an fsspec file, as ObjectStoragePath opens s3:// or gs://
+    memory.pipe("/feeds/big.csv", b"id,title\n" + b"00u1,A\n" * 5_000)
+    with memory.open("/feeds/big.csv", "rb") as file:
+        with pytest.raises(ChangesFeedError, match=r"larger than max_feed_bytes \(20000 bytes\)"):
+            read_changes_feed(file, max_feed_bytes=20_000)
+        assert file.tell() == 0
+    memory.rm("/feeds/big.csv")
