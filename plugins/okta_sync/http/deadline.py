@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import os
 import socket
 import threading
 import time
@@ -100,6 +101,17 @@ def _shut(entry: _Watch) -> None:
 
 _WATCHDOG = _Watchdog()
 _current = threading.local()
+
+
+def _reset_in_child() -> None:
+    """A forked child (Celery's prefork pool, a forking task runner) has no watchdog thread, and the lock may have
+    been held by it at the fork: start from a fresh one."""
+    global _WATCHDOG
+    _WATCHDOG = _Watchdog()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_child)
 
 
 @contextlib.contextmanager

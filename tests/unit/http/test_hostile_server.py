@@ -434,3 +434,34 @@ def test_a_prompt_server_is_not_cut_and_the_connection_is_kept_alive(server, rsa
             assert client.get_user("00u1")["id"] == user(1)["id"]
         time.sleep(1.0)  # past the deadline of every earlier request: nothing fires on a pooled connection
         assert client.get_user("00u1")["id"] == user(1)["id"]
+
+
+def test_a_forked_child_gets_its_own_watchdog(rsa_pem):
+    import multiprocessing
+
+    with ScriptedServer() as server:
+        server.route("POST", TOKEN, token_reply())
+        padding = {f"X-Pad-{i}": "p" * 20 for i in range(12)}  # a 40 s head
+        server.route("GET", f"{USERS}/00u1", Reply(200, user(1), headers=padding, trickle_head=0.1))
+        with make_client(server, rsa_pem, max_attempts=1, read_timeout=1, request_deadline=1) as client:
+            with pytest.raises(RequestDeadlineError):  # the parent's watchdog thread is running when it forks
+                client.get_user("00u1")
+            child = multiprocessing.get_context("fork").Process(target=_trickled_call_in_child,
+                                                                 args=(server.url, rsa_pem))
+            child.start()
+            child.join(timeout=30)
+            exit_code = child.exitcode
+            if child.is_alive():
+                child.kill()
+    assert exit_code == 0, "the forked child's request was not cut at its deadline"
+
+
+def _trickled_call_in_child(url: str, rsa_pem: str) -> None:
+    config = OktaConfig(org_url=url, client_id="0oaclient", private_key=rsa_pem, key_id="kid-1", max_attempts=1,
+                        read_timeout=1, request_deadline=1)
+    started = time.monotonic()
+    try:
+        OktaClient(config).get_user("00u1")
+    except RequestDeadlineError:
+        os._exit(0 if time.monotonic() - started < 10 else 2)
+    os._exit(3)
