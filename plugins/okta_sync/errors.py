@@ -367,7 +367,12 @@ class InputTooLargeError(InputFileError):
 
 
 class WarehouseLoadError(InputFileError):
-    """An export or its Asset event cannot be loaded; names the field and never echoes the refused value."""
+    """An export or its Asset event cannot be loaded; names the field and never echoes the refused value.
+    `reason` is a short code for the load log of refusals (`okta_sync_refused`)."""
+
+    def __init__(self, message: str, *, reason: str = "unreadable"):
+        self.reason = reason
+        super().__init__(message)
 
 
 class ManifestError(InputFileError):
