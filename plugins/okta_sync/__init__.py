@@ -36,6 +36,7 @@ from okta_sync.errors import (
     InvalidScopeError,
     LinkHeaderError,
     LocationError,
+    ManifestError,
     MissingAdminRoleError,
     MissingScopeError,
     NormalizerConfigError,
@@ -61,6 +62,7 @@ from okta_sync.errors import (
     TokenRequestError,
     UnsafeUrlError,
     UnsortedListingError,
+    UntrustedValueError,
     WarehouseLoadError,
 )
 from okta_sync.sync.change_plan import NoChange, Skipped, plan_changes_feed, plan_hygiene
@@ -107,6 +109,7 @@ __all__ = [
     "LinkHeaderError",
     "LocationError",
     "MANAGE_SCOPE",
+    "ManifestError",
     "Metrics",
     "MissingAdminRoleError",
     "MissingScopeError",
@@ -148,6 +151,7 @@ __all__ = [
     "TokenRequestError",
     "UnsafeUrlError",
     "UnsortedListingError",
+    "UntrustedValueError",
     "UserListing",
     "UserPage",
     "UserVersion",

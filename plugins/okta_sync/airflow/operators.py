@@ -20,7 +20,8 @@ from okta_sync.sync.change_plan import Skipped, plan_changes_feed, plan_hygiene
 from okta_sync.sync.changes_feed import read_changes_feed
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
 from okta_sync.errors import ConfigurationError, LocationError, PushFailedError
-from okta_sync.sync.export import read_users_jsonl, write_users_jsonl
+from okta_sync.sync.export import INCREMENTAL, check_export_kind, read_users_jsonl, users_manifest, write_users_jsonl
+from okta_sync.sync.manifest import DigestWriter, Producer, manifest_name, manifest_uri
 from okta_sync.airflow.hooks import DEFAULT_TOKEN_TASK_ID, OktaHook, fail_fast
 from okta_sync.sync.plan_file import PlanWriter, read_plan
 from okta_sync.sync.profile_rules import Normalizer
@@ -126,9 +127,14 @@ class OktaExportUsersOperator(_OktaOperator):
         not with `filter`. With `"auto"`, a complete export leaves a `created` hint (quantiles of the users'
         `created`, and their count) in its first outlet Asset's state under `created_hint`; the next `"auto"`
         export of the same `search` starts its lanes there at once instead of after a probe round trip.
-    :param kind: what the export holds, for the Asset event's consumers: `full` (every user of every status: it
-        defines the population, so users missing from it were deleted), `incremental` (changed users only, the
-        default) or `user_ids`; templated.
+    :param kind: what the export holds, for its readers: `full` (every user of every status: it defines the
+        population, so users missing from it were deleted; only with `search=ALL_USERS_SEARCH` and no filter, else
+        the task fails at once), `incremental` (changed users only, the default) or `user_ids`; templated.
+
+    Once the export file is complete, a manifest is written beside it (`users.jsonl.gz` -> `users.manifest.json`,
+    see okta_sync.sync.manifest): this task instance, kind, search, exported_at, finished_at, watermark, counts
+    and the SHA-256 and length of the file's content. Readers believe the manifest, not the XCom or the Asset
+    event's extra, which people can write too.
     """
 
     template_fields: Sequence[str] = ("output_uri", "search", "filter", "partitions", "kind")
@@ -152,9 +158,8 @@ class OktaExportUsersOperator(_OktaOperator):
         partitions = _check_partitions(partitions, filter_) if partitions is not None else None
         self.log.info("Exporting users to %s (search=%r, filter=%r, partitions=%s)", self.output_uri, search, filter_,
                       partitions)
-        kind = _optional(self.kind) or "incremental"
-        if kind not in ("full", "incremental", "user_ids"):
-            raise ConfigurationError("kind", "must be full, incremental or user_ids")
+        kind = _optional(self.kind) or INCREMENTAL
+        check_export_kind(kind, search, filter_)  # `full` only for the listing of every user (not an edited XCom)
         exported_at = okta_timestamp(datetime.now(timezone.utc))  # before the first page: the snapshot's time
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
         hint_store = self._hint_store(context) if partitions == AUTO_PARTITIONS else None
@@ -166,14 +171,23 @@ class OktaExportUsersOperator(_OktaOperator):
             users = hook.list_users(search=search, filter=filter_)
         # the progress log hears of rate-limit waits while they last
         with open_for_write(self.output_uri) as file, hook.client.metrics.subscribed(progress):
-            result = write_users_jsonl(users, file, progress=progress)
-        summary = {"path": self.output_uri, **result.as_dict()}
-        self.log.info("Exported %d users in %d pages to %s", result.users, result.pages, self.output_uri)
+            content = DigestWriter(file)  # the content's SHA-256, in the pass that writes it
+            result = write_users_jsonl(users, content, progress=progress)
+        # The manifest last, once the export is in place: the facts readers believe (not an XCom or an event's extra)
+        manifest = users_manifest(producer=_producer(context), kind=kind, search=search, exported_at=exported_at,
+                                  finished_at=okta_timestamp(datetime.now(timezone.utc)), result=result,
+                                  file=content.digest(self.output_uri.rpartition("/")[2]))
+        with open_for_write(manifest_uri(self.output_uri)) as file:
+            file.write(manifest.to_json())
+        summary = {"path": self.output_uri, "manifest": manifest_uri(self.output_uri), **result.as_dict()}
+        self.log.info("Exported %d users in %d pages to %s (content SHA-256 %s)", result.users, result.pages,
+                      self.output_uri, manifest.files[0].content_sha256)
         if hint_store is not None:
             self._write_hint(hint_store, search, users.created_hint)
         self._set_outlet_extra(context, {"users": result.users, "path": self.output_uri, "kind": kind,
                                          "exported_at": exported_at, "watermark": result.max_last_updated,
-                                         "pages": result.pages, "by_status": dict(result.by_status)})
+                                         "pages": result.pages, "by_status": dict(result.by_status),
+                                         "manifest": manifest_name(self.output_uri.rpartition("/")[2])})
         return summary
 
 
@@ -218,6 +232,13 @@ class OktaExportUsersOperator(_OktaOperator):
 
 AUTO_PARTITIONS = "auto"
 HINT_STATE_KEY = "created_hint"
+
+
+def _producer(context: Any) -> Producer:
+    """This task instance, as the manifest names it (readers match it against the Asset event's source)."""
+    ti = context["ti"]
+    return Producer(dag_id=ti.dag_id, run_id=context["run_id"], task_id=ti.task_id,
+                    try_number=int(getattr(ti, "try_number", None) or 1))
 
 
 def _is_template(value: Any) -> bool:
