@@ -19,7 +19,7 @@ from okta_sync import (
     OktaPushProfileChangesOperator,
     OktaTokenOperator,
 )
-from okta_sync.airflow.storage import DEFAULT_OUTPUT_ROOT, run_folder_uri
+from okta_sync.airflow.storage import DEFAULT_OUTPUT_ROOT, require_shared_output_root, run_folder_uri
 from okta_sync.sync.sync_window import users_search
 
 USERS_EXPORT = Asset(name="okta_users_export", uri="okta://users/export")
@@ -44,6 +44,7 @@ RUN_DIR = "{{ okta_run_folder(var.value.get('okta_sync_output_uri', '" + DEFAULT
         "retry_delay": timedelta(minutes=2),
         "retry_exponential_backoff": True,
         "execution_timeout": timedelta(hours=2),
+        "pre_execute": require_shared_output_root,  # a local output root with remote workers: fail at once
     },
     params={
         "dry_run": Param(False, type="boolean", description="Plan and report, change nothing in Okta."),
@@ -86,11 +87,13 @@ def okta_user_sync():
         users_uri="{{ ti.xcom_pull(task_ids='export_users')['path'] }}",
         changes_uri="{{ params.changes_uri }}",
         plan_uri=RUN_DIR + "/plan.jsonl",
+        run_folder=RUN_DIR,  # paths from XCom are read only inside this run's folder
     )
     push = OktaPushProfileChangesOperator(
         task_id="push_changes",
         plan_uri="{{ ti.xcom_pull(task_ids='plan_changes')['path'] }}",
         report_uri=RUN_DIR + "/report.csv",
+        run_folder=RUN_DIR,
         dry_run="{{ params.dry_run }}",
         outlets=[CHANGE_REPORT],
     )
