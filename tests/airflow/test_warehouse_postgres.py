@@ -283,6 +283,98 @@ def test_the_dag_loads_what_okta_user_sync_exported(warehouse, tmp_path_factory,
         assert summary["by_status"]["SUSPENDED"] >= 1 and summary["by_department"]["Data"] == 1
 
 
+def post_asset_event(extra: dict) -> None:
+    """What `POST /api/v2/assets/events` does (Op role): an event of okta_users_export with no source task."""
+    from airflow.assets.manager import asset_manager
+    from airflow.models.asset import AssetModel
+    from airflow.utils import timezone
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        asset = session.query(AssetModel).filter(AssetModel.name == "okta_users_export").one()
+        asset_manager.register_asset_change(asset=asset, timestamp=timezone.utcnow(),
+                                            extra={**extra, "from_rest_api": True}, source_is_api=True,
+                                            session=session)
+
+
+def put_asset_state(key: str, value) -> None:
+    """What `PUT /api/v2/assets/{id}/state/{key}` does: the value written over the REST API."""
+    from airflow._shared.state import AssetScope, AssetStateStoreWriterKind
+    from airflow.models.asset import AssetModel
+    from airflow.state.metastore import _get_db_backend
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        asset = session.query(AssetModel).filter(AssetModel.name == "okta_users_export").one()
+        _get_db_backend().set_asset_state_store(AssetScope(asset_id=asset.id), key, json.dumps(value),
+                                                kind=AssetStateStoreWriterKind.API, session=session)
+
+
+def asset_state(key: str):
+    from airflow.models.asset import AssetModel
+    from airflow.models.asset_state_store import AssetStateStoreModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        asset = session.query(AssetModel).filter(AssetModel.name == "okta_users_export").one()
+        row = session.query(AssetStateStoreModel).filter_by(asset_id=asset.id, key=key).one_or_none()
+        return None if row is None else json.loads(row.value)
+
+
+def test_forged_events_and_a_poisoned_watermark_through_airflow_change_nothing(warehouse, tmp_path_factory,
+                                                                               airflow_db):
+    """Issue 20's attacks, through real task runs: a real incremental export posted again as `full` dated 9999, an
+    event naming a missing file dated 9999, and the watermark written as 9999 in the Asset state."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from okta_sync.airflow.storage import run_folder_uri
+
+    options = DevOrgOptions(users=60, messy_fraction=0, seed=7, rate_limit=0, concurrency_limit=0,
+                            state_dir=tmp_path_factory.mktemp("devorg-forged"))
+    output = tmp_path_factory.mktemp("forged-output")
+
+    def run(dag_id, **conf):
+        dag = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py")).dags[dag_id]
+        result = dag.test(run_conf=conf or None)
+        assert result.state == "success", f"{dag_id} ended {result.state}"
+        return result
+
+    def exported(result) -> list[dict]:
+        folder = run_folder_uri(output.as_uri(), "okta_user_sync", result.run_id).removeprefix("file://")
+        with gzip.open(Path(folder) / "users.jsonl.gz", "rt") as file:
+            return [json.loads(line) for line in file]
+
+    forget_asset_history()
+    with DevOrg(options) as org, dev_org_airflow_env(org.connection, output):
+        run("okta_user_sync", full_refresh=True)
+        run("okta_users_to_warehouse")
+        someone = next(u for u in org.admin.users() if u["status"] == "ACTIVE")
+        org.admin.set_user_status(someone["id"], "SUSPENDED")
+        incremental = run("okta_user_sync")
+        assert 1 <= len(exported(incremental)) < 60  # the changed user (and the 10 minutes' overlap)
+        path = run_folder_uri(output.as_uri(), "okta_user_sync", incremental.run_id) + "/users.jsonl.gz"
+        post_asset_event({"path": path, "kind": "full", "exported_at": "9999-12-31T23:59:59.000Z",
+                          "manifest": "users.manifest.json", "users": 1})
+        post_asset_event({"path": (output / "gone.jsonl.gz").as_uri(), "kind": "full",
+                          "exported_at": "9999-12-31T23:59:59.000Z"})
+        run("okta_users_to_warehouse")
+        assert warehouse("SELECT COUNT(*), COUNT(deleted_at) FROM okta_users") == [(60, 0)]  # main: 59 deleted
+        assert warehouse("SELECT kind FROM okta_sync_loads ORDER BY exported_at") == [("full",), ("incremental",)]
+        assert warehouse("SELECT reason, COUNT(*) FROM okta_sync_refused GROUP BY reason") == [
+            ("not_the_export_task", 2)]
+        run("okta_users_to_warehouse")  # main: fails here, and in every later run, on the missing file
+
+        put_asset_state("watermark", "9999-12-31T23:59:59.000Z")
+        changed = next(u for u in org.admin.users() if u["status"] == "ACTIVE" and u["id"] != someone["id"])
+        org.admin.set_user_status(changed["id"], "SUSPENDED")
+        after = run("okta_user_sync")  # main: selects nobody, now and in every later run
+        assert len(exported(after)) == 60  # the refused watermark fell back to a full listing
+        stored = asset_state("watermark")
+        assert stored == max(u["lastUpdated"] for u in exported(after))  # a sane one again
+        run("okta_users_to_warehouse")
+        assert warehouse("SELECT status FROM okta_users WHERE id = %s", changed["id"]) == [("SUSPENDED",)]
+
+
 def test_an_event_path_outside_the_output_root_is_refused_by_id_never_read(warehouse, tmp_path, tmp_path_factory,
                                                                           caplog):
     from okta_sync.airflow.warehouse import load_new_exports
