@@ -17,7 +17,7 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator, ObjectStoragePath
 
 from okta_sync.sync.change_plan import Skipped, plan_changes_feed, plan_hygiene
-from okta_sync.sync.changes_feed import read_changes_feed
+from okta_sync.sync.changes_feed import MAX_FEED_BYTES, read_changes_feed
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
 from okta_sync.errors import ConfigurationError, LocationError, PushFailedError
 from okta_sync.sync.export import INCREMENTAL, check_export_kind, read_users_jsonl, users_manifest, write_users_jsonl
@@ -277,14 +277,18 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
         at once, without retries.
     :param feed_lookup: how a changes feed's rows find their users: "per_row" (one read each), "listing" (one
         listing of the org, joined on disk) or "auto" (by cost: large feeds such as full snapshots list).
+    :param max_feed_bytes: a changes feed larger than this is refused, before reading when its size is known
+        (default 1 GiB).
     """
 
     template_fields: Sequence[str] = ("plan_uri", "users_uri", "changes_uri", "user_ids", "normalization")
 
     def __init__(self, *, plan_uri: str, users_uri: str | None = None, changes_uri: str | None = None,
                  user_ids: Any = None, normalization: Any = None, changes_format: str | None = None,
-                 feed_roots: Any = None, feed_lookup: str = AUTO, **kwargs: Any) -> None:
+                 feed_roots: Any = None, feed_lookup: str = AUTO, max_feed_bytes: int = MAX_FEED_BYTES,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.max_feed_bytes = max_feed_bytes
         if feed_lookup not in STRATEGIES:
             raise ConfigurationError("feed_lookup", f"must be one of {', '.join(STRATEGIES)}")
         self.feed_lookup = feed_lookup
@@ -312,7 +316,8 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
                     changes_uri, feed_roots(self.feed_roots), what="changes_uri", setting=FEED_ROOTS_VARIABLE))
                 fmt = self.changes_format or ("jsonl" if ".jsonl" in changes_uri or ".ndjson" in changes_uri else
                                              "csv" if ".csv" in changes_uri else None)
-                feed = read_changes_feed(feed_file, format=fmt, normalizer=normalizer)
+                feed = read_changes_feed(feed_file, format=fmt, normalizer=normalizer,
+                                         max_feed_bytes=self.max_feed_bytes)
                 hook = self.okta_hook(context)
                 # A large feed (a full snapshot) is planned from one listing, a small one row by row: by cost.
                 found = stack.enter_context(feed_lookup(hook.client, feed.rows, strategy=self.feed_lookup))
