@@ -21,7 +21,7 @@ from okta_sync.sync.changes_feed import MAX_FEED_BYTES, read_changes_feed
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
 from okta_sync.errors import ConfigurationError, LocationError, PushFailedError
 from okta_sync.sync.export import INCREMENTAL, check_export_kind, read_users_jsonl, users_manifest, write_users_jsonl
-from okta_sync.sync.manifest import DigestWriter, Producer, manifest_name, manifest_uri
+from okta_sync.sync.manifest import MAX_SEARCH_LENGTH, DigestWriter, Producer, manifest_name, manifest_uri
 from okta_sync.airflow.hooks import DEFAULT_TOKEN_TASK_ID, OktaHook, fail_fast
 from okta_sync.sync.plan_file import PlanWriter, read_plan
 from okta_sync.sync.profile_rules import Normalizer
@@ -154,14 +154,18 @@ class OktaExportUsersOperator(_OktaOperator):
 
     @fail_fast
     def execute(self, context: Any) -> dict[str, Any]:
-        hook = self.okta_hook(context)
+        # search, partitions and kind are rendered from select_users' XCom, which people can edit: checked first
         search, filter_ = _optional(self.search), _optional(self.filter)
+        for name, value in (("search", search), ("filter", filter_)):
+            if value is not None and (not isinstance(value, str) or len(value) > MAX_SEARCH_LENGTH):
+                raise ConfigurationError(name, f"must be text of at most {MAX_SEARCH_LENGTH} characters")
         partitions = _optional(self.partitions)
         partitions = _check_partitions(partitions, filter_) if partitions is not None else None
+        kind = _optional(self.kind) or INCREMENTAL
+        check_export_kind(kind, search, filter_)  # `full` only for the listing of every user
+        hook = self.okta_hook(context)
         self.log.info("Exporting users to %s (search=%r, filter=%r, partitions=%s)", self.output_uri, search, filter_,
                       partitions)
-        kind = _optional(self.kind) or INCREMENTAL
-        check_export_kind(kind, search, filter_)  # `full` only for the listing of every user (not an edited XCom)
         exported_at = okta_timestamp(datetime.now(timezone.utc))  # before the first page: the snapshot's time
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
         hint_store = self._hint_store(context) if partitions == AUTO_PARTITIONS else None
@@ -233,6 +237,7 @@ class OktaExportUsersOperator(_OktaOperator):
 
 
 AUTO_PARTITIONS = "auto"
+MAX_PARTITIONS = 1000
 HINT_STATE_KEY = "created_hint"
 
 
@@ -253,8 +258,8 @@ def _check_partitions(partitions: int | str, filter_: str | None) -> int | str:
             partitions = int(partitions)
         except (TypeError, ValueError):
             raise ConfigurationError("partitions", 'must be "auto" or a whole number') from None
-        if partitions < 1:
-            raise ConfigurationError("partitions", "must be at least 1")
+        if not 1 <= partitions <= MAX_PARTITIONS:  # each window costs requests; an edited XCom may say 10**9
+            raise ConfigurationError("partitions", f"must be from 1 to {MAX_PARTITIONS}")
     if filter_ is not None:
         raise ConfigurationError("partitions", "page `search` windows; they cannot combine with a `filter`")
     return partitions

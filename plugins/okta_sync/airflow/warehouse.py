@@ -179,12 +179,12 @@ def load_new_exports(conn_id: str, events: Iterable[Any], *, producers: Producer
         vetted, missing = [], []
         for event, claim in candidates:
             try:
+                check_source(event, producers)
                 if claim.manifest is None:
                     raise WarehouseLoadError(
                         f"asset event {event.id}: extra.manifest is missing (an export from before manifests); it "
                         "is never loaded: run okta_user_sync with full_refresh to load the current users",
                         reason="no_manifest")
-                check_source(event, producers)
                 file_name_in_folder(claim, run_folder_uri(root, event.source_dag_id, event.source_run_id))
                 check_claimed_time(event, claim, EVENT_CLOCK_SKEW)
                 vetted.append((event, vet_export(event, claim, _read_export_manifest(claim, roots))))
