@@ -47,6 +47,7 @@ assertion or key material, nor echoes a value it refused. What the server wrote 
                                                   cannot be used (`field` names it)
       SealedTokenError                   no       a sealed run token cannot be opened (a new one is minted)
       PartitionTooLargeError             no       a created-window that cannot be narrowed further
+      GroupExportError                   no       a listed group or member without a usable Okta id
 
 `retryable` says whether running the same work again can succeed; the Airflow layer ends a task at once (no
 retries) on an error whose `retryable` is False.
@@ -404,3 +405,8 @@ class PartitionTooLargeError(OktaSyncError):
 
 class UnsortedListingError(OktaSyncError):
     """The server returned a `created`-sorted listing out of order: splitting it could lose or repeat users."""
+
+
+class GroupExportError(OktaSyncError):
+    """Okta sent a group or member the membership export cannot use (no id, an id that is not an Okta id, a group
+    listed twice); names the field, never the value. Running again reads the same data: a person must look."""
