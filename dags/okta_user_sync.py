@@ -19,7 +19,7 @@ from okta_sync import (
     OktaPushProfileChangesOperator,
     OktaTokenOperator,
 )
-from okta_sync.airflow.storage import DEFAULT_OUTPUT_ROOT, run_folder_uri
+from okta_sync.airflow.storage import DEFAULT_OUTPUT_ROOT, require_shared_output_root, run_folder_uri
 from okta_sync.sync.manifest import manifest_uri
 from okta_sync.sync.sync_window import users_search
 
@@ -46,6 +46,7 @@ EXPORT_URI = RUN_DIR + "/users.jsonl.gz"  # and its manifest beside it, users.ma
         "retry_delay": timedelta(minutes=2),
         "retry_exponential_backoff": True,
         "execution_timeout": timedelta(hours=2),
+        "pre_execute": require_shared_output_root,  # a local output root with remote workers: fail at once
     },
     params={
         "dry_run": Param(False, type="boolean", description="Plan and report, change nothing in Okta."),
@@ -91,11 +92,13 @@ def okta_user_sync():
         users_uri="{{ ti.xcom_pull(task_ids='export_users')['path'] }}",
         changes_uri="{{ params.changes_uri }}",
         plan_uri=RUN_DIR + "/plan.jsonl",
+        run_folder=RUN_DIR,  # paths from XCom are read only inside this run's folder
     )
     push = OktaPushProfileChangesOperator(
         task_id="push_changes",
         plan_uri="{{ ti.xcom_pull(task_ids='plan_changes')['path'] }}",
         report_uri=RUN_DIR + "/report.csv",
+        run_folder=RUN_DIR,
         dry_run="{{ params.dry_run }}",
         outlets=[CHANGE_REPORT],
     )

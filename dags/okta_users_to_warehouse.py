@@ -24,6 +24,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, dag, task
 
+from okta_sync.airflow.storage import require_shared_output_root
+
 USERS_EXPORT = Asset(name="okta_users_export", uri="okta://users/export")
 USERS_TABLE = Asset(name="okta_users_table", uri="okta://warehouse/okta_users")
 WAREHOUSE_CONN_ID = "okta_warehouse"
@@ -35,7 +37,8 @@ WAREHOUSE_CONN_ID = "okta_warehouse"
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # loads of the same tables one after another
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "execution_timeout": timedelta(hours=2)},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "execution_timeout": timedelta(hours=2),
+                  "pre_execute": require_shared_output_root},  # exports on a worker's local disk: fail at once
     tags=["okta", "warehouse"],
     doc_md=__doc__,
 )

@@ -21,6 +21,7 @@ from okta_sync.auth.keys import SigningKey, load_signing_key
 from okta_sync.auth.tokens import AccessToken, TokenProvider
 from okta_sync.http.transport import RetryPolicy
 from okta_sync.metrics import Metrics
+from okta_sync.groups.members import MemberPage
 from okta_sync.users.api import UserListing, UserVersion
 from okta_sync.users.pages import UserPage
 from okta_sync.users.partitions import PartitionedUserListing
@@ -29,6 +30,7 @@ from okta_sync.errors import (
     ChangesFeedError,
     CircuitOpenError,
     ConfigurationError,
+    GroupExportError,
     InputFileError,
     InputTooLargeError,
     InvalidClientError,
@@ -81,6 +83,7 @@ _AIRFLOW_LAYER = {
     "OktaExportUsersOperator": "okta_sync.airflow.operators",
     "OktaPlanProfileChangesOperator": "okta_sync.airflow.operators",
     "OktaPushProfileChangesOperator": "okta_sync.airflow.operators",
+    "OktaExportGroupsOperator": "okta_sync.airflow.group_operators",
 }
 
 
@@ -100,6 +103,7 @@ __all__ = [
     "CircuitOpenError",
     "Clock",
     "ConfigurationError",
+    "GroupExportError",
     "DEFAULT_SCOPES",
     "InputFileError",
     "InputTooLargeError",
@@ -111,6 +115,7 @@ __all__ = [
     "MANAGE_SCOPE",
     "ManifestError",
     "Metrics",
+    "MemberPage",
     "MissingAdminRoleError",
     "MissingScopeError",
     "NoChange",

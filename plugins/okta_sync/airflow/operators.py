@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow.sdk import Asset, BaseOperator, ObjectStoragePath
+from airflow.sdk import Asset, BaseOperator
 
 from okta_sync.sync.change_plan import Skipped, plan_changes_feed, plan_hygiene
 from okta_sync.sync.changes_feed import MAX_FEED_BYTES, read_changes_feed
@@ -33,8 +33,10 @@ from okta_sync.airflow.storage import (
     feed_roots,
     open_for_read,
     open_for_write,
+    open_run_file,
     open_text_for_write,
     open_within,
+    storage_path,
 )
 from okta_sync.sync.reports import ReportStatus, report_writer, rows_for_plan_entry
 from okta_sync.sync.snapshot_plan import AUTO, STRATEGIES, feed_lookup
@@ -279,16 +281,20 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
         listing of the org, joined on disk) or "auto" (by cost: large feeds such as full snapshots list).
     :param max_feed_bytes: a changes feed larger than this is refused, before reading when its size is known
         (default 1 GiB).
+    :param run_folder: this run's folder (`okta_run_folder(...)`); templated. When set, `users_uri` is read only
+        inside it: set it whenever `users_uri` comes from an XCom, which people with the right role can edit.
     """
 
-    template_fields: Sequence[str] = ("plan_uri", "users_uri", "changes_uri", "user_ids", "normalization")
+    template_fields: Sequence[str] = ("plan_uri", "users_uri", "changes_uri", "user_ids", "normalization",
+                                      "run_folder")
 
     def __init__(self, *, plan_uri: str, users_uri: str | None = None, changes_uri: str | None = None,
                  user_ids: Any = None, normalization: Any = None, changes_format: str | None = None,
                  feed_roots: Any = None, feed_lookup: str = AUTO, max_feed_bytes: int = MAX_FEED_BYTES,
-                 **kwargs: Any) -> None:
+                 run_folder: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_feed_bytes = max_feed_bytes
+        self.run_folder = run_folder
         if feed_lookup not in STRATEGIES:
             raise ConfigurationError("feed_lookup", f"must be one of {', '.join(STRATEGIES)}")
         self.feed_lookup = feed_lookup
@@ -324,7 +330,7 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
                 entries = plan_changes_feed(feed, found.find_user, max_workers=found.max_workers)
             else:
                 source = f"users export {users_uri}"
-                users = read_users_jsonl(stack.enter_context(open_for_read(users_uri)))
+                users = read_users_jsonl(stack.enter_context(_open_run_file(users_uri, self.run_folder, "users_uri")))
                 entries = plan_hygiene(users, normalizer)
             if only is not None:
                 wanted = set(only)
@@ -341,9 +347,14 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
         return summary
 
 
+def _open_run_file(uri: str, run_folder: Any, what: str) -> Any:
+    """A file an earlier task wrote: only inside `run_folder` when the DAG gives it (the path came from an XCom)."""
+    return open_run_file(uri, run_folder, what=what) if _optional(run_folder) else open_for_read(uri)
+
+
 def _refuse_another_runs_plan(plan_uri: str, metadata: dict[str, Any]) -> None:
     """A plan file of another run at `plan_uri` means the runs share a folder: fail rather than overwrite it."""
-    path = ObjectStoragePath(plan_uri)
+    path = storage_path(plan_uri)
     if not path.exists():
         return
     with path.open("rb") as file:
@@ -392,14 +403,17 @@ class OktaPushProfileChangesOperator(_OktaOperator):
     :param fail_on_errors: fail the task (after writing the whole report) if any change failed.
     :param write_mode_variable: runs that nobody triggered by hand are dry runs until this Variable is `apply`
         (see `decide_write_mode`); None: always follow `dry_run`.
+    :param run_folder: this run's folder; templated. When set, `plan_uri` is read only inside it (set it whenever
+        `plan_uri` comes from an XCom).
     """
 
-    template_fields: Sequence[str] = ("plan_uri", "report_uri", "dry_run", "max_concurrency")
+    template_fields: Sequence[str] = ("plan_uri", "report_uri", "dry_run", "max_concurrency", "run_folder")
 
     def __init__(self, *, plan_uri: str, report_uri: str, dry_run: Any = False, max_concurrency: Any = None,
                  fail_on_errors: bool = True, write_mode_variable: str | None = WRITE_MODE_VARIABLE,
-                 **kwargs: Any) -> None:
+                 run_folder: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.run_folder = run_folder
         self.write_mode_variable = write_mode_variable
         self.plan_uri = plan_uri
         self.report_uri = report_uri
@@ -417,7 +431,7 @@ class OktaPushProfileChangesOperator(_OktaOperator):
                                              Variable.get(self.write_mode_variable, default=None),
                                              self.write_mode_variable)
             self.log.info("Mode: %s (%s)", "DRY RUN" if dry_run else "APPLY, writing to Okta", why)
-        with open_for_read(self.plan_uri) as plan_file:
+        with _open_run_file(self.plan_uri, self.run_folder, "plan_uri") as plan_file:
             plan = read_plan(plan_file)
             hook = self.okta_hook(context)
             fixed = _optional(self.max_concurrency)

@@ -5,7 +5,8 @@ with the Airflow connection that reaches it in Airflow's own form, `s3://aws_def
 ObjectStoragePath picks its connection). A location is allowed when it lies under one of the roots:
 - local files: the real path (every symlink and `..` resolved) must lie inside a root's real path, and the file is
   then opened component by component from the root's directory with O_NOFOLLOW, so a symlink swapped in after the
-  check is refused, not followed; only a regular file is opened (no FIFO, device or /proc entry).
+  check is refused, not followed; only a regular file with one link is opened (no FIFO, device or /proc entry, no
+  hard link, which may name a file outside the root).
 - remote URIs: same scheme, same connection id (none when the root names none: the connection is part of a root's
   identity, since another connection may hold other credentials or another endpoint), same bucket, and the path
   starts with the root's path plus "/" (`s3://b/feeds-evil/x` is not under `s3://b/feeds`); `.`/`..`/empty
@@ -86,14 +87,15 @@ def _root(text: str, setting: str, position: int) -> Root:
     return Root(uri=text)
 
 
-def resolve(uri: str, roots: tuple[Root, ...], *, what: str, setting: str) -> Location:
-    """The allowed location of `uri` (named `what` in errors), or LocationError naming `setting`."""
+def resolve(uri: str, roots: tuple[Root, ...], *, what: str, setting: str, advice: str | None = None) -> Location:
+    """The allowed location of `uri` (named `what` in errors), or LocationError naming `setting` (or saying
+    `advice`, when adding a root is not the fix)."""
     if not isinstance(uri, str) or not uri:
         raise LocationError(f"{what} is empty or not text")
     local = _local_path(uri, what)
     refused = LocationError(
-        f"{what} is not under the allowed roots {[root.uri for root in roots]}; an administrator adds its folder to "
-        f"the Airflow Variable {setting}")
+        f"{what} is not under the allowed roots {[root.uri for root in roots]}; "
+        + (advice or f"an administrator adds its folder to the Airflow Variable {setting}"))
     if local is not None:
         if not os.path.isabs(local):
             raise LocationError(f"{what} must be an absolute path or a file:// URI")
@@ -130,9 +132,14 @@ def open_local(location: Location) -> IO[bytes]:
         raise
     finally:
         os.close(directory)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
         os.close(fd)
         raise LocationError("not a regular file; only regular files are read")
+    if status.st_nlink > 1:  # a hard link names a file that may live outside the root: it is not told apart
+        os.close(fd)
+        raise LocationError("a file with more than one hard link is not read (a hard link can reach a file outside "
+                            "the allowed roots); copy the file into the folder instead")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 

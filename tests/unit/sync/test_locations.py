@@ -147,3 +147,14 @@ def test_a_root_with_a_password_or_a_malformed_connection_id_is_refused_without_
     with pytest.raises(LocationError, match=SETTING) as refused:
         parse_roots(value, setting=SETTING)
     assert "pw" not in str(refused.value)
+
+
+def test_a_hard_link_inside_a_root_to_a_file_outside_it_is_not_read(tree):
+    """Issue 20 item 9: a hard link is the same file under two names; its real path lies inside the root."""
+    os.link(tree / "secret.pem", tree / "feeds" / "team" / "hard.csv")
+    location = check((tree / "feeds" / "team" / "hard.csv").as_uri(), roots_for(tree))
+    with pytest.raises(LocationError, match="hard link") as refused:
+        open_local(location)
+    assert "secret" not in str(refused.value) and "BEGIN" not in str(refused.value)
+    with open_local(check((tree / "feeds" / "team" / "changes.csv").as_uri(), roots_for(tree))) as file:
+        assert file.read().startswith(b"id,title")  # a file with one link still reads
