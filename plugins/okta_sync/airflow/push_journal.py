@@ -56,7 +56,9 @@ class PushJournal:
 
     @classmethod
     def for_report(cls, report_uri: str, plan_sha256: str) -> "PushJournal":
-        return cls(ObjectStoragePath(report_uri + ".journal"), plan_sha256)
+        from okta_sync.airflow.storage import storage_path
+
+        return cls(storage_path(report_uri + ".journal"), plan_sha256)
 
     def _all_segments(self) -> list[ObjectStoragePath]:
         if not self.base.exists():
