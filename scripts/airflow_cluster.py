@@ -246,7 +246,7 @@ class LocalCeleryCluster:
 
     def settings(self) -> dict:
         """The cluster's own connections and Variables, in the airflow_settings.yaml format."""
-        aws = self.s3.aws_connection()
+        aws = self.s3.connection
         warehouse = self.warehouse_connection
         return {"airflow": {
             "connections": [

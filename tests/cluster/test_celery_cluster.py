@@ -148,16 +148,8 @@ def test_the_warehouse_load_into_postgresql_and_the_summary_run_on_the_workers(c
         users = db.execute("SELECT count(*) FROM okta_users").fetchone()[0]
     assert load.xcom["load_exports"]["return_value"]["loaded"] >= 1
     assert users == len(cluster_org.admin.users())  # the first export is every user, DEPROVISIONED included
-    assert "summary.json" in run_keys_summary(cluster, summary.run_id)
+    assert "summary.json" in run_keys(cluster, SUMMARY_DAG, summary.run_id)
     assert left_on_local_disk(cluster, project_output_before) == {}
-
-
-def run_keys_summary(cluster, run_id: str) -> list[str]:
-    """okta_users_summary names its folder from the run id alone (not run_folder_name)."""
-    from scripts.airflow_cluster import OUTPUT_BUCKET
-
-    prefix = f"okta/{SUMMARY_DAG}/{run_id.replace(':', '-').replace('+', '_')}/"
-    return [key[len(prefix):] for key in cluster.s3.keys(OUTPUT_BUCKET, prefix)]
 
 
 def _add_messy_users(org, count: int) -> dict[str, dict]:
