@@ -184,6 +184,19 @@ def test_a_local_output_root_with_remote_workers_fails_naming_the_variables(exec
     assert "okta_sync_output_uri" in str(failed.value) and "okta_sync_workers_share_disk" in str(failed.value)
 
 
+@pytest.mark.parametrize("root", ["s3://aws_default:hunter2@okta-runs/okta", "s3://AKIA:hunter2@okta-runs/okta",
+                                  "s3://okta-runs/okta/../hunter2", "relative/hunter2"])
+def test_an_output_root_with_a_password_or_dots_fails_the_first_task_without_echoing_it(root, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from okta_sync.airflow.storage import require_shared_output_root
+
+    monkeypatch.setenv("AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI", root)
+    with pytest.raises(AirflowFailException) as refused:
+        require_shared_output_root({})
+    assert "okta_sync_output_uri" in str(refused.value) and "hunter2" not in str(refused.value)
+
+
 @pytest.fixture(scope="module")
 def small_org(tmp_path_factory):
     options = DevOrgOptions(users=30, messy_fraction=0.3, seed=22, rate_limit=0, concurrency_limit=0,
