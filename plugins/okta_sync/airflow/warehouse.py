@@ -22,7 +22,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from okta_sync.airflow.hooks import fail_fast
+from okta_sync.airflow.hooks import AirflowStatsMetrics, fail_fast
 from okta_sync.errors import LocationError, ManifestError
 from okta_sync.sync.export import read_users_jsonl
 from okta_sync.sync.manifest import DigestReader, Manifest, read_manifest
@@ -106,6 +106,7 @@ class _Run:
     def refuse(self, event: ExportEvent, path: str | None, error: Exception, reason: str | None = None) -> None:
         reason = reason or getattr(error, "reason", "unreadable")
         log.error("Asset event %d refused (%s): %s", event.id, reason, error)
+        AirflowStatsMetrics().incr("warehouse.events_refused")  # something to alert on
         record_refusal(self.connection, self.flavour, event, path, reason, str(error), now=lambda: self.now)
         self.refused.append(event.id)
 
