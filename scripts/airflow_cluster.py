@@ -186,6 +186,7 @@ class CeleryStack(AirflowStack):
         """SIGKILL the whole worker: every process of its tree at once (and, isolated, its PID namespace with
         it). Returns the PIDs killed. The worker's private tmpfs folders go with its namespace."""
         tree = self.worker_tree(name)
+        self._expected_exits.add(name)
         for proc in tree:
             try:
                 proc.send_signal(signal.SIGKILL)
@@ -194,12 +195,6 @@ class CeleryStack(AirflowStack):
         psutil.wait_procs(tree, timeout=10)
         self._processes[name].wait(timeout=10)
         return [proc.pid for proc in tree]
-
-    def restart_worker(self, name: str) -> None:
-        if self._processes[name].poll() is None:
-            raise AirflowStackError(f"{name} is still running")
-        self._spawn(name)
-        self.wait_for_workers([name])
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -251,7 +246,7 @@ class LocalCeleryCluster:
 
     def settings(self) -> dict:
         """The cluster's own connections and Variables, in the airflow_settings.yaml format."""
-        aws = self.s3.aws_connection()
+        aws = self.s3.connection
         warehouse = self.warehouse_connection
         return {"airflow": {
             "connections": [

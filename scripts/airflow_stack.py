@@ -138,6 +138,7 @@ class AirflowStack:
         self._jwt_secret = secrets.token_urlsafe(32)
         self._fernet_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
         self._processes: dict[str, subprocess.Popen] = {}
+        self._expected_exits: set[str] = set()  # components stopped on purpose (a killed worker): not a failure
         self._token: str | None = None
         self.timings: dict[str, float] = {}
         self._finalizer = weakref.finalize(self, _kill_marked_processes, self.marker, self.home)
@@ -162,7 +163,7 @@ class AirflowStack:
     def exited_component(self) -> tuple[str, int] | None:
         """(name, exit code) of a component that is no longer running, if any."""
         for name, popen in self._processes.items():
-            if popen.poll() is not None:
+            if popen.poll() is not None and name not in self._expected_exits:
                 return name, popen.returncode
         return None
 
@@ -316,7 +317,7 @@ class AirflowStack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, proc in self._processes.items():
-                if proc.poll() is not None:
+                if proc.poll() is not None and name not in self._expected_exits:
                     raise AirflowStackError(
                         f"{name} exited with {proc.returncode} while waiting for {what}:\n{self.component_output(name)}"
                     )

@@ -11,6 +11,8 @@ Neither keeps anything on disk: Redis with persistence off, moto in memory.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import signal
 import socket
@@ -66,8 +68,10 @@ class _ChildServer:
     def start(self):
         self.root = Path(tempfile.mkdtemp(prefix=f"okta-sync-{self.name}-"))
         with open(self.root / "server.out", "wb") as out:
+            # Loopback only: a proxy from the environment must not sit between the server and its clients.
+            env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
             self.process = subprocess.Popen(self.command(), cwd=self.root, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                                            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -145,8 +149,7 @@ class MotoS3Server(_ChildServer):
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        moto_server = Path(sys.executable).with_name("moto_server")
-        return [str(moto_server), "-H", "127.0.0.1", "-p", str(self.port)]
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
 
     def ready(self) -> bool:
         try:
@@ -169,7 +172,13 @@ class MotoS3Server(_ChildServer):
         return [item["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
                 for item in page.get("Contents", [])]
 
-    def aws_connection(self) -> dict:
-        """An `aws` connection to this server (what `aws_default` holds in the cluster)."""
+    @property
+    def connection(self) -> dict:
+        """An Airflow `aws` connection that reaches this server (what `aws_default` holds in the cluster)."""
         return {"conn_type": "aws", "login": MOTO_ACCESS_KEY_ID, "password": MOTO_SECRET_ACCESS_KEY,
                 "extra": {"endpoint_url": self.endpoint_url, "region_name": MOTO_REGION}}
+
+    @property
+    def connection_env(self) -> str:
+        """`connection` as the JSON value of `AIRFLOW_CONN_AWS_DEFAULT`."""
+        return json.dumps(self.connection)

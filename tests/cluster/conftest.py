@@ -28,21 +28,23 @@ RETRY_DAG_SOURCE = textwrap.dedent(
 
     from okta_sync import (OktaExportUsersOperator, OktaPlanProfileChangesOperator, OktaPushProfileChangesOperator,
                            OktaTokenOperator)
-    from okta_sync.airflow.storage import run_folder_uri
+    from okta_sync.airflow.storage import require_shared_output_root, run_folder_uri
 
     RUN_DIR = "{{{{ okta_run_folder(var.value.okta_sync_output_uri, dag.dag_id, run_id) }}}}"
 
 
     @dag(dag_id="{RETRY_DAG}", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False,
          user_defined_macros={{"okta_run_folder": run_folder_uri}},
-         default_args={{"okta_conn_id": "okta_default", "retries": 2, "retry_delay": timedelta(seconds=1)}})
+         default_args={{"okta_conn_id": "okta_default", "retries": 2, "retry_delay": timedelta(seconds=1),
+                       "pre_execute": require_shared_output_root}})
     def okta_push_retry():
         token = OktaTokenOperator(task_id="okta_token")
         export = OktaExportUsersOperator(task_id="export_users", output_uri=RUN_DIR + "/users.jsonl.gz")
         plan = OktaPlanProfileChangesOperator(task_id="plan_changes", users_uri=RUN_DIR + "/users.jsonl.gz",
-                                              plan_uri=RUN_DIR + "/plan.jsonl")
+                                              plan_uri=RUN_DIR + "/plan.jsonl", run_folder=RUN_DIR)
         push = OktaPushProfileChangesOperator(task_id="push_changes", plan_uri=RUN_DIR + "/plan.jsonl",
-                                              report_uri=RUN_DIR + "/report.csv", max_concurrency=2)
+                                              report_uri=RUN_DIR + "/report.csv", max_concurrency=2,
+                                              run_folder=RUN_DIR)
         token >> export >> plan >> push
 
 

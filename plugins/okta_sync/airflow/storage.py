@@ -95,10 +95,10 @@ class _LocalPartial:
 
 
 class _RemotePartial:
-    """A temporary sibling object; its permissions are the store's (bucket policy, ACLs)."""
+    """A temporary sibling object; its permissions are the store's (bucket policy, ACLs). Object stores have no
+    folders to make: no mkdir, which on S3 would create a missing bucket (without the organisation's policies)."""
 
     def __init__(self, path: ObjectStoragePath):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.target = path
         self.path = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial"
 
