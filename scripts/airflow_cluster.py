@@ -52,16 +52,18 @@ NOT_ISOLATED = ("workers are NOT isolated (not root: no mount namespaces): they 
                 f"{PROJECT_OUTPUT}, so a task can read another worker's files and a run that passes here may "
                 "still fail on a cluster whose workers share no disk")
 
-# Run inside the worker's new namespaces, before the worker: private folders, its own hostname, then the worker.
+# Run inside the worker's new namespaces, before the worker: private folders (the output folder, which would hold
+# PII, for its owner only), its own hostname, then the worker.
 _ISOLATE_SCRIPT = """set -eu
 name="$1"; shift
 for folder in %s; do
   mkdir -p "$folder"
-  mount -t tmpfs -o mode=1777,size=512m "okta-private-$name" "$folder"
+  mount -t tmpfs -o mode=1777 "okta-private-$name" "$folder"
 done
+chmod 700 %s
 hostname "$name"
 exec "$@"
-""" % " ".join(shlex.quote(folder) for folder in WORKER_PRIVATE_FOLDERS)
+""" % (" ".join(shlex.quote(folder) for folder in WORKER_PRIVATE_FOLDERS), shlex.quote(str(PROJECT_OUTPUT)))
 
 
 def can_isolate() -> bool:

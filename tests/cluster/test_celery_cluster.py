@@ -19,7 +19,8 @@ from okta_sync.sync.profile_rules import Normalizer
 from tests.cluster.conftest import RETRY_DAG
 from tests.reliability.core_sync import post_counts
 
-pytestmark = [pytest.mark.airflow, pytest.mark.cluster]
+# The first test also starts the cluster (60-90 s, more on a loaded machine): a longer bound than the 300 s default.
+pytestmark = [pytest.mark.airflow, pytest.mark.cluster, pytest.mark.timeout(600)]
 
 SYNC_DAG = "okta_user_sync"
 WAREHOUSE_DAG = "okta_users_to_warehouse"
@@ -149,6 +150,28 @@ def test_the_warehouse_load_into_postgresql_and_the_summary_run_on_the_workers(c
     assert load.xcom["load_exports"]["return_value"]["loaded"] >= 1
     assert users == len(cluster_org.admin.users())  # the first export is every user, DEPROVISIONED included
     assert "summary.json" in run_keys(cluster, SUMMARY_DAG, summary.run_id)
+    assert left_on_local_disk(cluster, project_output_before) == {}
+
+
+def test_with_the_default_local_output_root_the_first_task_fails_at_once_naming_the_variables(
+        cluster, cluster_org, project_output_before):
+    """What a new user meets on Celery without setting okta_sync_output_uri: no run that half-works, no retries."""
+    stack = cluster.stack
+    before = cluster_org.admin.stats()
+    stack.api("DELETE", "/api/v2/variables/okta_sync_output_uri")  # back to the default include/output
+    try:
+        result = stack.run_dag(SYNC_DAG, conf={}, timeout=180)
+    finally:
+        from scripts.airflow_cluster import OUTPUT_URI
+
+        stack.api("POST", "/api/v2/variables", {"key": "okta_sync_output_uri", "value": OUTPUT_URI})
+    assert result.state == "failed"
+    token = next(ti for ti in result.task_instances if ti["task_id"] == "okta_token")
+    assert token["state"] == "failed" and token["try_number"] == 1, token  # at once: no retry waited out
+    log = result.logs["okta_token"]
+    assert "okta_sync_output_uri" in log and "okta_sync_workers_share_disk" in log and "CeleryExecutor" in log
+    after = cluster_org.admin.stats()
+    assert after["tokens_issued"] == before["tokens_issued"] and after["updates_total"] == before["updates_total"]
     assert left_on_local_disk(cluster, project_output_before) == {}
 
 
