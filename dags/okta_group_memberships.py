@@ -44,8 +44,8 @@ RUN_DIR = "{{ okta_run_folder(var.value.get('okta_sync_output_uri', '" + DEFAULT
         "execution_timeout": timedelta(hours=1),
     },
     params={
-        "changes_uri": Param(type="string", minLength=1,
-                             description="The membership feed (CSV or JSON Lines: group, user, action) under okta_sync_feed_roots."),
+        "changes_uri": Param(None, type=["null", "string"], minLength=1,
+                             description="The membership feed (CSV or JSON Lines: group, user, action) under okta_sync_feed_roots; required."),
         "dry_run": Param(False, type="boolean", description="Plan and report, change nothing in Okta."),
     },
     tags=["okta"],

@@ -116,10 +116,11 @@ def test_a_dry_run_changes_nothing_and_says_what_it_would_do(org, dirs):
     assert [r["status"] for r in report(output, run)] == ["dry_run"]
 
 
-def test_a_feed_outside_the_feed_roots_is_refused(org, dirs, tmp_path):
+def test_a_feed_outside_the_feed_roots_or_none_at_all_is_refused(org, dirs, tmp_path):
     outside = tmp_path / "elsewhere.csv"
     outside.write_text("group,user,action\n")
     assert run_dag({"changes_uri": outside.as_uri()}).state == "failed"
+    assert run_dag({}).state == "failed"
 
 
 def test_a_push_killed_part_way_is_finished_by_a_retry_that_sends_nothing_twice(org, dirs, monkeypatch):
