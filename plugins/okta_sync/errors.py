@@ -41,8 +41,13 @@ assertion or key material, nor echoes a value it refused. What the server wrote 
         LocationError                             a location outside the allowed roots, or bad roots
         InputTooLargeError                        a non-seekable input longer than the spool allows
         WarehouseLoadError                        an export or its Asset event that cannot be loaded
+        ManifestError                             a manifest (what a task wrote, beside its files), or a file
+                                                  that does not match its manifest
+      UntrustedValueError (ValueError) no       a value read from XCom, an Asset event or Asset state that
+                                                  cannot be used (`field` names it)
       SealedTokenError                   no       a sealed run token cannot be opened (a new one is minted)
       PartitionTooLargeError             no       a created-window that cannot be narrowed further
+      GroupExportError                   no       a listed group or member without a usable Okta id
 
 `retryable` says whether running the same work again can succeed; the Airflow layer ends a task at once (no
 retries) on an error whose `retryable` is False.
@@ -368,7 +373,26 @@ class InputTooLargeError(InputFileError):
 
 
 class WarehouseLoadError(InputFileError):
-    """An export or its Asset event cannot be loaded; names the field and never echoes the refused value."""
+    """An export or its Asset event cannot be loaded; names the field and never echoes the refused value.
+    `reason` is a short code for the load log of refusals (`okta_sync_refused`)."""
+
+    def __init__(self, message: str, *, reason: str = "unreadable"):
+        self.reason = reason
+        super().__init__(message)
+
+
+class ManifestError(InputFileError):
+    """A manifest that cannot be used (missing, too large, not the schema), or a file that does not match the
+    manifest written beside it (SHA-256, size). Names the field; never echoes a value."""
+
+
+class UntrustedValueError(OktaSyncError, ValueError):
+    """A value someone other than our tasks may have written (XCom, an Asset event's extra, Asset state) that cannot
+    be used: of the wrong type, too large, or in the future. `field` names where it was read."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
 
 
 class SealedTokenError(OktaSyncError):
@@ -381,3 +405,8 @@ class PartitionTooLargeError(OktaSyncError):
 
 class UnsortedListingError(OktaSyncError):
     """The server returned a `created`-sorted listing out of order: splitting it could lose or repeat users."""
+
+
+class GroupExportError(OktaSyncError):
+    """Okta sent a group or member the membership export cannot use (no id, an id that is not an Okta id, a group
+    listed twice); names the field, never the value. Running again reads the same data: a person must look."""
