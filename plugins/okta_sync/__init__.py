@@ -84,6 +84,8 @@ _AIRFLOW_LAYER = {
     "OktaPlanProfileChangesOperator": "okta_sync.airflow.operators",
     "OktaPushProfileChangesOperator": "okta_sync.airflow.operators",
     "OktaExportGroupsOperator": "okta_sync.airflow.group_operators",
+    "OktaPlanMembershipChangesOperator": "okta_sync.airflow.group_operators",
+    "OktaPushMembershipChangesOperator": "okta_sync.airflow.group_operators",
 }
 
 

@@ -113,6 +113,22 @@ def test_a_failed_write_leaves_nothing_under_the_name_on_s3(s3_env):
     assert keys(s3_env, RUNS, "okta/failed/") == []
 
 
+def test_a_write_to_a_missing_bucket_fails_and_creates_no_bucket(s3_env):
+    """A typo in okta_sync_output_uri must not create a bucket (without the organisation's encryption and policy)."""
+    from okta_sync.airflow.push_journal import PushJournal
+    from okta_sync.airflow.storage import open_for_write
+    from okta_sync.sync.reports import ReportRow, ReportStatus
+
+    with pytest.raises(OSError):
+        with open_for_write("s3://aws_default@okta-runz/okta/x/users.jsonl.gz") as file:
+            file.write(b"{}\n")
+    journal = PushJournal.for_report("s3://aws_default@okta-runz/okta/x/report.csv", "a" * 64)
+    journal.segment_size = 1  # the first finished change writes a segment
+    with pytest.raises(OSError):
+        journal.record("00u1", [ReportRow("00u1", "x@y.z", "department", "A", "B", ReportStatus.APPLIED)])
+    assert sorted(b["Name"] for b in s3_env.client().list_buckets()["Buckets"]) == [FEEDS, RUNS]
+
+
 # ---- a missing filesystem package fails at once -----------------------------------------------------------------
 
 @pytest.mark.parametrize("uri, package", [
@@ -166,6 +182,19 @@ def test_a_local_output_root_with_remote_workers_fails_naming_the_variables(exec
     with pytest.raises(AirflowFailException) as failed:
         require_shared_output_root({})
     assert "okta_sync_output_uri" in str(failed.value) and "okta_sync_workers_share_disk" in str(failed.value)
+
+
+@pytest.mark.parametrize("root", ["s3://aws_default:hunter2@okta-runs/okta", "s3://AKIA:hunter2@okta-runs/okta",
+                                  "s3://okta-runs/okta/../hunter2", "relative/hunter2"])
+def test_an_output_root_with_a_password_or_dots_fails_the_first_task_without_echoing_it(root, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from okta_sync.airflow.storage import require_shared_output_root
+
+    monkeypatch.setenv("AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI", root)
+    with pytest.raises(AirflowFailException) as refused:
+        require_shared_output_root({})
+    assert "okta_sync_output_uri" in str(refused.value) and "hunter2" not in str(refused.value)
 
 
 @pytest.fixture(scope="module")

@@ -143,7 +143,14 @@ def test_loads_through_the_postgres_hook_in_snapshot_order_exactly_once(warehous
     assert [warehouse(f"SELECT * FROM {t} ORDER BY 1, 2") for t in ("okta_users", "okta_user_history")] == before
 
 
-def test_a_bad_event_is_refused_and_recorded_once_while_the_others_load_without_echoing(warehouse, tmp_path, caplog):
+def logged(caplog, capfd) -> str:
+    """What the task log shows (Airflow's structlog may write to stderr rather than through caplog)."""
+    captured = capfd.readouterr()
+    return caplog.text + captured.out + captured.err
+
+
+def test_a_bad_event_is_refused_and_recorded_once_while_the_others_load_without_echoing(warehouse, tmp_path, caplog,
+                                                                                      capfd):
     from okta_sync.airflow.warehouse import load_new_exports
 
     good = write_export(tmp_path, "a.jsonl.gz", [user(1, "2026-01-01T00:00:00.000Z")], kind="full",
@@ -152,8 +159,9 @@ def test_a_bad_event_is_refused_and_recorded_once_while_the_others_load_without_
               Event(2, {"path": "s3://x/SECRET-TOKEN", "kind": "DROP TABLE okta_users"}, None, None, None, None)]
     summary = load_new_exports("okta_warehouse", events)
     assert summary["loaded"] == 1 and summary["refused"] == 1 and summary["refused_events"] == [2]
-    assert "Asset event 2 refused (bad_extra)" in caplog.text and "extra.kind" in caplog.text
-    assert "SECRET" not in caplog.text and "DROP" not in caplog.text
+    text = logged(caplog, capfd)
+    assert "Asset event 2 refused (bad_extra)" in text and "extra.kind" in text
+    assert "SECRET" not in text and "DROP" not in text
     assert warehouse("SELECT export_path FROM okta_sync_loads") == [(good,)]
     assert warehouse("SELECT event_id, reason FROM okta_sync_refused") == [(2, "bad_extra")]
     again = load_new_exports("okta_warehouse", events)  # reported once, then skipped
@@ -182,7 +190,7 @@ def test_a_missing_export_waits_then_is_given_up_on_or_superseded_and_never_fail
     assert load_new_exports("okta_warehouse", [latest])["refused_before"] == 1  # never fails a later run
 
 
-def test_the_issue_attacks_posted_as_asset_events_leave_the_table_unchanged(warehouse, tmp_path, caplog):
+def test_the_issue_attacks_posted_as_asset_events_leave_the_table_unchanged(warehouse, tmp_path, caplog, capfd):
     """A real incremental export relabelled full and dated 9999 (the REST API: no source) must not mark the users
     it does not list deleted; an event naming a missing file dated 9999 must not fail every later run."""
     from okta_sync.airflow.warehouse import load_new_exports
@@ -206,7 +214,8 @@ def test_the_issue_attacks_posted_as_asset_events_leave_the_table_unchanged(ware
     assert warehouse("SELECT COUNT(*) FROM okta_users WHERE deleted_at IS NULL") == [(200,)]
     assert warehouse("SELECT event_id, reason FROM okta_sync_refused ORDER BY 1") == [
         (2, "not_the_export_task"), (3, "not_the_export_task"), (4, "extra_not_the_manifest")]
-    assert "9999" not in caplog.text
+    text = logged(caplog, capfd)
+    assert "not_the_export_task" in text and "9999" not in text
     # the real event of that export still loads, as incremental
     later = load_new_exports("okta_warehouse", [*forged, export_event(5, incremental, "incremental",
                                                                        "2026-01-02T01:00:00.000Z")])
@@ -376,7 +385,7 @@ def test_forged_events_and_a_poisoned_watermark_through_airflow_change_nothing(w
 
 
 def test_an_event_path_outside_the_output_root_is_refused_by_id_never_read(warehouse, tmp_path, tmp_path_factory,
-                                                                          caplog):
+                                                                          caplog, capfd):
     from okta_sync.airflow.warehouse import load_new_exports
 
     elsewhere = tmp_path_factory.mktemp("not-the-output-root")
@@ -386,5 +395,6 @@ def test_an_event_path_outside_the_output_root_is_refused_by_id_never_read(wareh
     events = [export_event(1, good, "full", "2026-01-02T00:00:00.000Z"),
               export_event(2, outside, "incremental", "2026-01-03T00:00:00.000Z")]
     summary = load_new_exports("okta_warehouse", events)
-    assert summary["refused_events"] == [2] and "not-the-output-root" not in caplog.text
+    text = logged(caplog, capfd)
+    assert summary["refused_events"] == [2] and "outside_run_folder" in text and "not-the-output-root" not in text
     assert warehouse("SELECT id FROM okta_users") == [(user(1, "x")["id"],)]

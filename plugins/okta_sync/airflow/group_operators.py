@@ -1,11 +1,15 @@
 """Operators for groups: thin wiring of OktaHook + `okta_sync.sync.group_export` + files + Assets.
 
-    OktaExportGroupsOperator   every group, and the members of those that moved -> groups.jsonl.gz,
-                               memberships.jsonl.gz, groups_manifest.json in the run folder
+    OktaExportGroupsOperator            every group, and the members of those that moved -> groups.jsonl.gz,
+                                        memberships.jsonl.gz, groups_manifest.json in the run folder
+    OktaPlanMembershipChangesOperator   a membership changes feed -> a plan (each row decided against the org)
+    OktaPushMembershipChangesOperator   a plan -> membership PUT/DELETE -> a per-row report, journaled
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 from datetime import datetime, timezone
 from typing import Any, Sequence
@@ -84,3 +88,113 @@ class OktaExportGroupsOperator(_OktaOperator):
         if asset is None:
             return None
         return parse_watermark(context["asset_state_store"][asset].get(WATERMARK_STATE_KEY))
+
+
+class OktaPlanMembershipChangesOperator(_OktaOperator):
+    """A membership changes feed (CSV or JSON Lines: `group`, `user`, `action`) -> a plan file, each row decided
+    against the org (see `okta_sync.sync.membership_changes`). Reads the feed only under the feed roots.
+
+    :param changes_uri: the feed; templated.
+    :param plan_uri: where the plan goes (JSON Lines); templated.
+    :param feed_roots: URI prefixes a feed may be read from; default the Variable `okta_sync_feed_roots`, else the
+        project's include/feeds/. Not templated.
+    """
+
+    template_fields: Sequence[str] = ("changes_uri", "plan_uri")
+
+    def __init__(self, *, changes_uri: str, plan_uri: str, feed_roots: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.changes_uri = changes_uri
+        self.plan_uri = plan_uri
+        self.feed_roots = feed_roots
+
+    @fail_fast
+    def execute(self, context: Any) -> dict[str, Any]:
+        from okta_sync.airflow.storage import FEED_ROOTS_VARIABLE, feed_roots, open_within
+        from okta_sync.sync.membership_changes import plan_membership_changes, read_membership_feed
+
+        changes_uri = self.changes_uri if self.changes_uri not in (None, "", "None") else None
+        if changes_uri is None:
+            raise ConfigurationError("changes_uri", "is required: the membership changes feed to apply")
+        with open_within(changes_uri, feed_roots(self.feed_roots), what="changes_uri",
+                         setting=FEED_ROOTS_VARIABLE) as feed:
+            rows = read_membership_feed(feed)
+        hook = self.okta_hook(context)
+        counts: dict[str, int] = {}
+        digest = hashlib.sha256()
+        with open_for_write(self.plan_uri) as plan:
+            for entry in plan_membership_changes(hook.client, rows):
+                line = entry.to_json().encode("utf-8") + b"\n"
+                digest.update(line)
+                plan.write(line)
+                counts[entry.status] = counts.get(entry.status, 0) + 1
+        self.log.info("Planned %d feed row(s): %s; plan at %s", len(rows), counts, self.plan_uri)
+        return {"path": self.plan_uri, "rows": len(rows), **counts, "sha256": digest.hexdigest()}
+
+
+class OktaPushMembershipChangesOperator(_OktaOperator):
+    """A membership plan -> `PUT`/`DELETE` memberships -> a per-row report (CSV). A retried task replays what its
+    journal holds as applied and sends it no more. Holds `okta.groups.manage` only when it has something to write.
+
+    :param plan_uri: the plan; templated.
+    :param report_uri: the report (`.csv`); templated.
+    :param dry_run: report what would change, change nothing; templated.
+    """
+
+    template_fields: Sequence[str] = ("plan_uri", "report_uri", "dry_run")
+
+    def __init__(self, *, plan_uri: str, report_uri: str, dry_run: Any = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan_uri = plan_uri
+        self.report_uri = report_uri
+        self.dry_run = dry_run
+
+    @fail_fast
+    def execute(self, context: Any) -> dict[str, Any]:
+        from okta_sync.airflow.push_journal import PushJournal
+        from okta_sync.airflow.storage import open_output_for_read, open_text_for_write
+        from okta_sync.sync.membership_changes import (
+            MembershipEntry,
+            push_membership_changes,
+            write_report,
+        )
+
+        dry_run = as_bool(self.dry_run, "dry_run")
+        with open_output_for_read(self.plan_uri, what="plan_uri") as file:  # only under the output root
+            data = file.read()
+        entries = [MembershipEntry.from_json(line, n) for n, line in enumerate(data.decode("utf-8").splitlines(), 1)
+                   if line.strip()]
+        hook = self.okta_hook(context)
+        journal = None if dry_run else PushJournal.for_report(self.report_uri, hashlib.sha256(data).hexdigest())
+        self.log.info("Pushing %d membership change(s) (%s)%s", sum(e.status == "planned" for e in entries),
+                      "DRY RUN" if dry_run else "applying",
+                      f", {journal.replayable} already applied by an earlier try" if journal and journal.replayable
+                      else "")
+        with open_text_for_write(self.report_uri, keep_on_error=True) as text, \
+                contextlib.closing(journal) if journal else contextlib.nullcontext():
+            counts = write_report(push_membership_changes(
+                hook.client, entries, dry_run=dry_run,
+                done=(lambda e: _replayed(journal, e)) if journal else (lambda e: None),
+                record=(lambda o: _record(journal, o)) if journal else (lambda o: None)), text)
+        self.log.info("Membership push %s: %s; report at %s", "dry run" if dry_run else "done", counts,
+                      self.report_uri)
+        return {"report": self.report_uri, **counts, "dry_run": dry_run}
+
+
+def _record(journal: Any, outcome: Any) -> None:
+    """An applied change, in the push journal's own row form (group id in `attribute`, the action in `new`)."""
+    from okta_sync.sync.reports import ReportRow, ReportStatus
+
+    e = outcome.entry
+    journal.record(str(e.line), [ReportRow(user_id=e.user_id, login=e.user, attribute=e.group_id, old=None,
+                                           new=e.action, status=ReportStatus(outcome.status), source=e.group,
+                                           line=e.line)])
+
+
+def _replayed(journal: Any, entry: Any) -> Any:
+    from okta_sync.sync.membership_changes import MembershipOutcome
+
+    rows = journal.done(str(entry.line))
+    if not rows or rows[0].attribute != entry.group_id or rows[0].user_id != entry.user_id:
+        return None
+    return MembershipOutcome(entry, str(rows[0].status))

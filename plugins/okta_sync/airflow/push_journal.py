@@ -127,8 +127,7 @@ class PushJournal:
     def _flush_segment(self) -> None:
         if not self._pending:
             return
-        self.base.mkdir(parents=True, exist_ok=True)
-        segment = self.base / self._segment_name()
+        segment = self.base / self._segment_name()  # no mkdir: object stores have no folders (S3's creates buckets)
         with segment.open("w", encoding="utf-8") as file:
             file.write(self._header() + "".join(self._pending))
         self._pending.clear()

@@ -36,6 +36,7 @@ FILESYSTEM_PACKAGES = {"s3": _S3, "s3a": _S3, "s3n": _S3, "gs": _GCS, "gcs": _GC
 # upload and reads ahead one block (its default, 50 MiB, is more than a whole 100,000-user export; S3 parts are
 # 5 MiB at least).
 REMOTE_BLOCK_SIZE = 8 * 2**20
+_REMOTE_CHUNK = 2**20  # what a remote file is handed per call (see _RemotePartial.open)
 
 
 def _is_local(path: ObjectStoragePath) -> bool:
@@ -95,15 +96,17 @@ class _LocalPartial:
 
 
 class _RemotePartial:
-    """A temporary sibling object; its permissions are the store's (bucket policy, ACLs)."""
+    """A temporary sibling object; its permissions are the store's (bucket policy, ACLs). Object stores have no
+    folders to make: no mkdir, which on S3 would create a missing bucket (without the organisation's policies)."""
 
     def __init__(self, path: ObjectStoragePath):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.target = path
         self.path = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial"
 
     def open(self) -> IO[bytes]:
-        return self.path.open("wb", block_size=REMOTE_BLOCK_SIZE)
+        # Each write to an ObjectStoragePath's file goes through Airflow's lineage wrapper (~50 us a call), and
+        # Python 3.11's GzipFile writes once per line: 1 MiB chunks make it a few calls per part.
+        return io.BufferedWriter(self.path.open("wb", block_size=REMOTE_BLOCK_SIZE), buffer_size=_REMOTE_CHUNK)
 
     def commit(self) -> None:
         self.path.rename(self.target)
@@ -154,7 +157,7 @@ def _open_binary(path: ObjectStoragePath) -> IO[bytes]:
         return path.open("rb")
     # fsspec's remote files read ahead a whole block (s3fs: 50 MiB) and their readline() takes no size: a standard
     # buffered reader over smaller blocks reads like a local file (bounded `readline(limit)`, as feeds are read).
-    return io.BufferedReader(path.open("rb", block_size=REMOTE_BLOCK_SIZE))
+    return io.BufferedReader(path.open("rb", block_size=REMOTE_BLOCK_SIZE), buffer_size=_REMOTE_CHUNK)
 
 
 @contextlib.contextmanager
@@ -208,6 +211,10 @@ def require_shared_output_root(context: Any = None, *, root: str | None = None) 
     first task fails; `root` defaults to the Variable `okta_sync_output_uri`."""
     if root is None:
         root = str(Variable.get(OUTPUT_ROOT_VARIABLE, default=None) or DEFAULT_OUTPUT_ROOT)
+    try:  # the checks every root gets (no password in the URI, no `..`, an absolute local path), never echoing it
+        parse_roots([root.rstrip("/") + "/"], setting=OUTPUT_ROOT_VARIABLE)
+    except LocationError as refused:
+        raise fail_now(refused) from None
     if not _is_local(ObjectStoragePath(root)):
         return
     remote = remote_executors()

@@ -22,10 +22,10 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from okta_sync.airflow.hooks import fail_fast
+from okta_sync.airflow.hooks import AirflowStatsMetrics, fail_fast
 from okta_sync.errors import LocationError, ManifestError
 from okta_sync.sync.export import read_users_jsonl
-from okta_sync.sync.manifest import DigestReader, read_manifest
+from okta_sync.sync.manifest import DigestReader, Manifest, read_manifest
 from okta_sync.sync.warehouse import (
     EVENT_CLOCK_SKEW,
     FULL,
@@ -93,10 +93,6 @@ def newest_events(accessor: Any, limit: int = MAX_EVENTS) -> Any:
     return list(accessor)[-limit:]
 
 
-class _Missing(Exception):
-    """The export's manifest or file is not there (yet)."""
-
-
 class _Run:
     """One warehouse run's bookkeeping: what was refused, what waits for its file, what a newer full export
     supersedes."""
@@ -110,6 +106,7 @@ class _Run:
     def refuse(self, event: ExportEvent, path: str | None, error: Exception, reason: str | None = None) -> None:
         reason = reason or getattr(error, "reason", "unreadable")
         log.error("Asset event %d refused (%s): %s", event.id, reason, error)
+        AirflowStatsMetrics().incr("warehouse.events_refused")  # something to alert on
         record_refusal(self.connection, self.flavour, event, path, reason, str(error), now=lambda: self.now)
         self.refused.append(event.id)
 
@@ -131,7 +128,8 @@ class _Run:
                 "row from okta_sync_refused, or run okta_user_sync with full_refresh", reason="missing"))
 
 
-def _read_export_manifest(claim: ExportRef, roots: Any) -> Any:
+def _read_export_manifest(claim: ExportRef, roots: Any) -> Manifest | None:
+    """The manifest beside the export (only under the output root); None when it is not there (yet)."""
     from okta_sync.airflow.storage import OUTPUT_ROOT_VARIABLE, open_within
 
     folder = claim.path.rpartition("/")[0]
@@ -140,7 +138,7 @@ def _read_export_manifest(claim: ExportRef, roots: Any) -> Any:
                          setting=OUTPUT_ROOT_VARIABLE) as file:
             return read_manifest(file)
     except FileNotFoundError:
-        raise _Missing() from None
+        return None
 
 
 @fail_fast
@@ -187,9 +185,11 @@ def load_new_exports(conn_id: str, events: Iterable[Any], *, producers: Producer
                         reason="no_manifest")
                 file_name_in_folder(claim, run_folder_uri(root, event.source_dag_id, event.source_run_id))
                 check_claimed_time(event, claim, EVENT_CLOCK_SKEW)
-                vetted.append((event, vet_export(event, claim, _read_export_manifest(claim, roots))))
-            except _Missing:
-                missing.append((event, claim))
+                manifest = _read_export_manifest(claim, roots)
+                if manifest is None:
+                    missing.append((event, claim))
+                else:
+                    vetted.append((event, vet_export(event, claim, manifest)))
             except (WarehouseLoadError, LocationError) as error:
                 run.refuse(event, claim.path, error, "outside_output_root" if isinstance(error, LocationError) else None)
             except ManifestError as error:

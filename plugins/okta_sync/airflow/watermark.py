@@ -31,7 +31,8 @@ def read_watermark(store: Any, *, now: datetime | None = None) -> str | None:
         return stored_watermark(store.get(WATERMARK_KEY), now=now or datetime.now(timezone.utc))
     except UntrustedValueError as refused:
         log.warning("WATERMARK REFUSED, listing every user instead of the changed ones: %s. Someone may have "
-                    "written the Asset state; the next complete run stores a good one.", refused)
+                    "written the Asset state (or this worker's clock is behind Okta's: check NTP); the next complete "
+                    "run stores a good one.", refused)
         return None
 
 

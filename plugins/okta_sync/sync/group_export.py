@@ -137,12 +137,14 @@ def export_groups(client: Any, groups_file: IO[bytes], memberships_file: IO[byte
 
 def _write_groups(client: Any, writer: HashingWriter, result: GroupExportResult, since: str | None,
                   limit: int | None) -> tuple[int | None, list[str]]:
-    """Each group as one line; returns the newest `lastMembershipUpdated` (ms) and the groups to read."""
+    """Each group as one line; returns the newest `lastMembershipUpdated` (ms) and the groups to read, largest
+    first (`expand=stats`): a group's pages follow one cursor, so a large group started last would be a tail that
+    no worker can share."""
     newest: int | None = None
     since_ms = parse_okta_time(since) if since else None
-    to_read: list[str] = []
+    to_read: list[tuple[int, str]] = []
     seen: set[str] = set()
-    for page in client.list_groups(limit=limit).pages():
+    for page in client.list_groups(limit=limit, expand="stats").pages():
         result.group_pages += 1
         lines = []
         for group in page:
@@ -157,12 +159,21 @@ def _write_groups(client: Any, writer: HashingWriter, result: GroupExportResult,
                 newest = moved
             # Unknown or unreadable `lastMembershipUpdated`: read the members (reading too much is safe).
             if since_ms is None or moved is None or moved > since_ms:
-                to_read.append(group_id)
+                to_read.append((_members_count(group), group_id))
             lines.append(_encode(group).encode("utf-8") + b"\n")
         writer.write_lines(lines)
         result.groups += len(lines)
     result.groups_sha256 = writer.sha256.hexdigest()
-    return newest, to_read
+    to_read.sort(key=lambda counted: -counted[0])  # stable: equal sizes keep the listing's order
+    return newest, [group_id for _, group_id in to_read]
+
+
+def _members_count(group: dict[str, Any]) -> int:
+    """`_embedded.stats.usersCount` (only an ordering hint: anything else counts as 0)."""
+    embedded = group.get("_embedded")
+    stats = embedded.get("stats") if isinstance(embedded, dict) else None
+    count = stats.get("usersCount") if isinstance(stats, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and 0 <= count < 10**9 else 0
 
 
 def _server_now_ms(client: Any, elapsed: float) -> int | None:

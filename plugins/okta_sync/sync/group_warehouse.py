@@ -241,8 +241,8 @@ class _Statements:
             f"AND group_id IN (SELECT group_id FROM {READ_TABLE}) AND NOT EXISTS (SELECT 1 FROM {STAGED_TABLE} s "
             f"WHERE s.group_id = {MEMBERS_TABLE}.group_id AND s.user_id = {MEMBERS_TABLE}.user_id)")
         self.open_new = (
-            f"INSERT INTO {MEMBERS_TABLE} (group_id, user_id, valid_from, valid_to) "
-            f"SELECT DISTINCT s.group_id, s.user_id, r.as_of, NULL FROM {STAGED_TABLE} s JOIN {READ_TABLE} r "
+            f"INSERT INTO {MEMBERS_TABLE} (group_id, user_id, valid_from) "  # valid_to: null, the period is open
+            f"SELECT DISTINCT s.group_id, s.user_id, r.as_of FROM {STAGED_TABLE} s JOIN {READ_TABLE} r "
             f"ON r.group_id = s.group_id WHERE NOT EXISTS (SELECT 1 FROM {MEMBERS_TABLE} m "
             f"WHERE m.group_id = s.group_id AND m.user_id = s.user_id AND m.valid_to IS NULL)")
         self.set_members_as_of = (

@@ -54,6 +54,9 @@ def test_first_export_reads_every_group_then_only_those_that_moved(org):
         assert members_by_group(memberships) == {g["id"]: org.admin.group_members(g["id"])
                                                  for g in everything if g["_dev"]["members"]}
         assert sorted(first.groups_read) == sorted(g["id"] for g in everything)
+        sizes = {g["id"]: g["_dev"]["members"] for g in everything}
+        read_order = [sizes[g] for g in first.groups_read]
+        assert read_order == sorted(read_order, reverse=True)  # largest first: no single-cursor tail at the end
         assert first.memberships == sum(g["_dev"]["members"] for g in everything)
         assert first.groups_sha256 == hashlib.sha256(groups).hexdigest()
         assert first.memberships_sha256 == hashlib.sha256(memberships).hexdigest()

@@ -310,3 +310,10 @@ def test_a_refusal_is_kept_once_per_event(db):
     assert rows(db, "SELECT export_path, reason, detail FROM okta_sync_refused") == [(None, "missing", "gone again")]
     later = ExportEvent(id=8, timestamp=EVENT_TIME + timedelta(days=1), extra={})  # the id again, after a DB reset
     assert later.key not in refused_events(db)
+
+
+def test_the_allowed_producers_are_the_dags_to_choose():
+    mine = event(source_dag_id="okta_user_sync_eu", source_task_id="export_eu_users")
+    with pytest.raises(WarehouseLoadError, match="okta_user_sync.export_users"):
+        check_source(mine, Producers())
+    check_source(mine, Producers(dag_ids=("okta_user_sync_eu",), task_ids=("export_eu_users",)))
