@@ -19,7 +19,8 @@ Starts, each on a free loopback port and stopped by its PID:
   Not as root there are no namespaces: the workers then share those folders, and the cluster says so loudly.
 
 What the workers still share, as on a real deployment's shared volumes: the project (DAGs and plugins, read as
-code), the Airflow home (its logs folder, standing in for remote logging) and the network.
+code), the Airflow home (its logs folder, standing in for remote logging) and the network. The namespaces make a
+run that relies on a shared disk fail; they are not a security boundary (tasks run as root).
 """
 
 from __future__ import annotations
