@@ -161,6 +161,9 @@ class CeleryStack(AirflowStack):
 
     # ---- the workers, seen from outside -----------------------------------------------------------------------
 
+    def worker_running(self, name: str) -> bool:
+        return name in self._processes and self._processes[name].poll() is None
+
     def worker_process(self, name: str) -> psutil.Process:
         """The worker's outermost process (`unshare`, or the worker itself when not isolated)."""
         popen = self._processes[name]

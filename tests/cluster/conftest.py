@@ -62,7 +62,7 @@ def okta_connection(org) -> str:
                        "extra": {"key_id": connection["key_id"], "scopes": "okta.users.read okta.users.manage"}})
 
 
-def _files_under(folder: Path) -> set[str]:
+def files_under(folder: Path) -> set[str]:
     return {str(path.relative_to(folder)) for path in folder.rglob("*") if not path.is_dir()} if folder.is_dir() else set()
 
 
@@ -77,7 +77,7 @@ def cluster_org(tmp_path_factory):
 @pytest.fixture(scope="session")
 def project_output_before() -> set[str]:
     """What the project's include/output held before the cluster started (a developer's own runs)."""
-    return _files_under(ROOT / "include" / "output")
+    return files_under(ROOT / "include" / "output")
 
 
 @pytest.fixture(scope="session")
