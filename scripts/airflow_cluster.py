@@ -19,12 +19,14 @@ Starts, each on a free loopback port and stopped by its PID:
   Not as root there are no namespaces: the workers then share those folders, and the cluster says so loudly.
 
 What the workers still share, as on a real deployment's shared volumes: the project (DAGs and plugins, read as
-code), the Airflow home (its logs folder, standing in for remote logging) and the network.
+code), the Airflow home (its logs folder, standing in for remote logging) and the network. The namespaces make a
+run that relies on a shared disk fail; they are not a security boundary (tasks run as root).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import sys
@@ -146,18 +148,21 @@ class CeleryStack(AirflowStack):
         path = self.home / f"{name}.out"
         if not path.exists():
             return False
-        with open(path, "rb") as out:
+        with open(path, "rb") as out:  # only what this start wrote: the home (and its .out files) may be reused
             out.seek(self._worker_output_start.get(name, 0))
-            return f"{name}@".encode() + b"%s ready." % name.encode() in out.read()
+            # Celery's "<name>@<host> ready."; the host is the worker's own name only in its UTS namespace.
+            return re.search(rb"%s@\S+ ready\." % re.escape(name.encode()), out.read()) is not None
 
-    def wait_for_workers(self, names: Sequence[str] | None = None) -> None:
-        names = list(names or self.workers)
+    def wait_for_workers(self) -> None:
         started = time.monotonic()
-        self._wait_until(lambda: all(self._worker_ready(name) for name in names), self.startup_timeout,
-                         f"Celery workers {names} to be ready")
+        self._wait_until(lambda: all(self._worker_ready(name) for name in self.workers), self.startup_timeout,
+                         f"Celery workers {self.workers} to be ready")
         self.timings["workers"] = time.monotonic() - started
 
     # ---- the workers, seen from outside -----------------------------------------------------------------------
+
+    def worker_running(self, name: str) -> bool:
+        return name in self._processes and self._processes[name].poll() is None
 
     def worker_process(self, name: str) -> psutil.Process:
         """The worker's outermost process (`unshare`, or the worker itself when not isolated)."""

@@ -62,7 +62,7 @@ def okta_connection(org) -> str:
                        "extra": {"key_id": connection["key_id"], "scopes": "okta.users.read okta.users.manage"}})
 
 
-def _files_under(folder: Path) -> set[str]:
+def files_under(folder: Path) -> set[str]:
     return {str(path.relative_to(folder)) for path in folder.rglob("*") if not path.is_dir()} if folder.is_dir() else set()
 
 
@@ -77,7 +77,7 @@ def cluster_org(tmp_path_factory):
 @pytest.fixture(scope="session")
 def project_output_before() -> set[str]:
     """What the project's include/output held before the cluster started (a developer's own runs)."""
-    return _files_under(ROOT / "include" / "output")
+    return files_under(ROOT / "include" / "output")
 
 
 @pytest.fixture(scope="session")
@@ -108,8 +108,26 @@ def cluster(cluster_org, project_output_before):
     running = LocalCeleryCluster(home, dags, workers=2, worker_concurrency=1, env=env)
     try:
         with running:
+            _started.append(running)
             yield running
-        print(f"\ncluster timings: {running.timings}, airflow {running.stack.timings}")
-        assert not running.processes(), "processes outlived the cluster"
+        _stop(running)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+_started: list = []  # the session's cluster while it runs
+
+
+def _stop(running) -> None:
+    running.stop()  # a second call finds nothing left to stop
+    if running in _started:
+        _started.remove(running)
+        print(f"\ncluster timings: {running.timings}, airflow {running.stack.timings}")
+    assert not running.processes(), "processes outlived the cluster"
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """Stop the cluster right after the last cluster test rather than at the end of the session: idle, its
+    scheduler, dag-processor and workers would still take CPU from every test that runs after them."""
+    if _started and item.get_closest_marker("cluster") and (nextitem is None or not nextitem.get_closest_marker("cluster")):
+        _stop(_started[-1])

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from okta_sync.sync.profile_rules import Normalizer
-from tests.cluster.conftest import RETRY_DAG
+from tests.cluster.conftest import RETRY_DAG, files_under
 from tests.reliability.core_sync import post_counts
 
 # The first test also starts the cluster (60-90 s, more on a loaded machine): a longer bound than the 300 s default.
@@ -45,19 +45,18 @@ def left_on_local_disk(cluster, project_output_before: set[str]) -> dict[str, li
     """Files in each live worker's private /tmp, /var/tmp and include/output (read through its mount namespace),
     and files the session added to the project's include/output on this machine."""
     from scripts.airflow_cluster import PROJECT_OUTPUT, WORKER_PRIVATE_FOLDERS
-    from tests.cluster.conftest import _files_under
 
     found = {}
     for worker in cluster.stack.workers:
-        if cluster.stack._processes[worker].poll() is not None:
+        if not cluster.stack.worker_running(worker):
             continue  # killed: its tmpfs folders went with its mount namespace
         for folder in WORKER_PRIVATE_FOLDERS:
             base = cluster.stack.worker_path(worker, folder)
             # Python's multiprocessing keeps an empty pymp-* folder (a socket at most) for the worker's lifetime.
-            files = sorted(name for name in _files_under(base) if not _runtime_socket(base / name))
+            files = sorted(name for name in files_under(base) if not _runtime_socket(base / name))
             if files:
                 found[f"{worker}:{folder}"] = files
-    added = sorted(_files_under(PROJECT_OUTPUT) - project_output_before)
+    added = sorted(files_under(PROJECT_OUTPUT) - project_output_before)
     if added:
         found[f"this machine:{PROJECT_OUTPUT}"] = added
     return found
