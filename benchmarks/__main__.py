@@ -1,4 +1,4 @@
-"""`python3.11 scripts/dev.py bench [--quick] [--only listing,memory,partitioned,push,tokens,snapshot,paths]`.
+"""`python3.11 scripts/dev.py bench [--quick] [--only listing,memory,partitioned,push,tokens,snapshot,paths,storage]`.
 
 `python3.11 scripts/dev.py bench warehouse [--users N]`: the warehouse loads (benchmarks/warehouse_load.py).
 `python3.11 scripts/dev.py bench rounds [--quick]`: the partitioned listing's round trips (benchmarks/rounds.py).
@@ -15,11 +15,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import dag_export, listing, memory, partitioned, pushing, snapshot, tokens
+from benchmarks import dag_export, listing, memory, object_storage, partitioned, pushing, snapshot, tokens
 from benchmarks.orgs import OUTPUT, ROOT, dev_org
 from benchmarks.report import Row, chart, keep_earlier_rows, markdown, text_table
 
-SUITES = ("listing", "memory", "partitioned", "push", "tokens", "snapshot", "paths")
+SUITES = ("listing", "memory", "partitioned", "push", "tokens", "snapshot", "paths", "storage")
 FULL = dict(listing_users=50_000, listing_rounds=7, memory=(100_000, 1_000_000), sdk_memory=100_000,
             part_users=100_000, part_limit=300, push_updates=1000, push_limit=600, lifted_updates=480,
             snapshot=(20_000, 100_000))
@@ -40,6 +40,10 @@ FULL.update(paths_users=100_000, paths_limit=300, paths_compress=1, paths_small=
 QUICK.update(paths_users=20_000, paths_limit=60, paths_compress=4, paths_small=4_000,
              paths_grid={"uniform": (0.5,), "import_day": (0.9,)}, paths_push=200, paths_push_limit=120,
              paths_push_compress=2)
+# Issue 22: the DAG's export to S3 (moto on loopback) beside local disk: the first size shows the per-task cost of
+# loading the S3 client, the second is the table's row, the last (several 8 MiB parts) shows memory stays flat.
+FULL.update(storage=(20_000, 100_000, 300_000))
+QUICK.update(storage=(2_000, 10_000, 30_000))
 PATHS_WORKERS = 8  # the connection's default max_concurrency: what the DAG runs with
 LATENCY_MS = 500
 PART_WORKERS, PART_PARTITIONS = 8, 16
@@ -183,6 +187,10 @@ def main(argv: list[str]) -> int:
         paths_rows, paths_details, results["paths"] = run_paths(sizes)
         rows += paths_rows
         details += paths_details
+    if "storage" in chosen:
+        storage_rows, storage_details, results["storage"] = run_storage(sizes["storage"])
+        rows += storage_rows
+        details += storage_details
 
     token_sources = []
     if "tokens" in chosen:
@@ -370,6 +378,49 @@ def run_paths(sizes: dict) -> tuple[list[Row], list[str], dict]:
                        for k, v in pushed.items()) + ".")
     return rows, details, {"export": [asdict(r) | {"ratio": r.ratio} for r in runs],
                            "push": {k: asdict(v) for k, v in pushed.items()}}
+
+
+def run_storage(storage_sizes: tuple[int, ...]) -> tuple[list[Row], list[str], dict]:
+    """Issue 22: the DAG's export written to S3 (moto) and to local disk, alternating, in the same run."""
+    small, middle, large = storage_sizes
+    print(f"storage: the DAG's export of {', '.join(f'{n:,}' for n in storage_sizes)} users to S3 (moto on "
+          "loopback) and to local disk, alternating, 3 rounds each", flush=True)
+    r = object_storage.run(storage_sizes)
+    s3, local = r.run(middle, "s3"), r.run(middle, "local")
+    s3_small, local_small = r.run(small, "s3"), r.run(small, "local")
+    s3_large, local_large = r.run(large, "s3"), r.run(large, "local")
+    ratio = s3.median_seconds / local.median_seconds
+    fixed = s3_small.median_seconds - local_small.median_seconds
+    rows = [Row(f"9 export of {middle:,} users to S3 (moto) vs local disk, same run", f"{s3.median_seconds:.1f} s",
+                f"local disk {local.median_seconds:.1f} s", ratio, "-", True,
+                f"note: each task pays about {fixed:.1f} s once to load s3fs, aiobotocore and botocore's S3 model "
+                f"(the {small:,}-user export: {s3_small.median_seconds:.1f} s vs {local_small.median_seconds:.1f} s)")]
+    s3_per_user = (s3_large.median_seconds - s3.median_seconds) / (large - middle)
+    local_per_user = (local_large.median_seconds - local.median_seconds) / (large - middle)
+    marginal = s3_per_user / local_per_user
+    rows.append(Row(f"9 export to S3 vs local disk, time per user ({middle:,} to {large:,} users)",
+                    f"{s3_per_user * 1e6:.1f} us/user", f"local disk {local_per_user * 1e6:.1f} us/user", marginal,
+                    "<= 1.25x", marginal <= 1.25,
+                    "the upload does not keep pace with the listing (moto parses each part on the same two cores)"))
+    growth = s3_large.peak_mb / s3.peak_mb
+    rows.append(Row(f"9 export to S3 peak RSS {large:,} vs {middle:,} users", f"{s3_large.peak_mb:.0f} MB",
+                    f"{s3.peak_mb:.0f} MB", growth, "<= 1.1x", growth <= 1.1,
+                    "memory grows with the export: it is not streamed"))
+    rows.append(Row(f"9 export peak RSS at {middle:,} users, S3 vs local disk (shown beside)",
+                    f"{s3.peak_mb:.0f} MB", f"local disk {local.peak_mb:.0f} MB", s3.peak_mb / local.peak_mb, "-",
+                    True, "note: s3fs, aiobotocore and botocore's S3 model, and 8 MiB parts in flight"))
+    details = [f"- Export to object storage (issue 22): the DAG's export (partitioned listing, 8 in flight, gzip JSON "
+               "Lines) written through `okta_sync.airflow.storage.open_for_write` to "
+               f"`s3://aws_default@{object_storage.BUCKET}/` on moto's S3 server (loopback, same machine: no real S3 "
+               "installs here) and to a local `file://` folder, each run in a fresh process, local and S3 "
+               "alternating, unthrottled dev org; " + "; ".join(
+                   f"{run.users:,} users to {run.target}: {', '.join(f'{t:.2f}' for t in run.seconds)} s, "
+                   f"{run.bytes / 2**20:.1f} MiB, peak RSS {', '.join(f'{m:.0f}' for m in run.peak_rss_mb)} MB"
+                   for run in r.runs) + ". Remote writes go up in 8 MiB parts of a multipart upload while the export "
+               "is written (tests/airflow/test_object_storage.py checks an upload is under way after two parts), "
+               f"then move into place; below one part ({small:,} users) the object is one PUT, so memory is compared "
+               "between two exports of several parts."]
+    return rows, details, {"runs": [asdict(run) for run in r.runs]}
 
 
 def adaptive_label(label: str) -> bool:

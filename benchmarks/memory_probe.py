@@ -1,6 +1,7 @@
 """One export (or the SDK's collect-all pattern) in this fresh process; prints its peak RSS as JSON.
 
     python -m benchmarks.memory_probe export|partitioned_export|sdk CONNECTION_JSON
+    python -m benchmarks.memory_probe storage_export CONNECTION_JSON URI
 
 `partitioned_export` is the DAG's export: a partitioned listing (8 workers) gzipped as `dag_export.export_once` does.
 """
@@ -45,6 +46,23 @@ def main(mode: str, connection_path: str) -> None:
                 gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=5) as file:
             pages = client.list_users_partitioned(search=ALL_USERS_SEARCH, include_deprovisioned=True).text_pages()
             users = write_users_jsonl(pages, file).users
+    elif mode == "storage_export":  # the DAG's export task's writing: okta_sync.airflow.storage, local or S3
+        from benchmarks.orgs import client_config
+        from okta_sync import OktaClient
+        from okta_sync.airflow.storage import open_for_write, storage_path
+        from okta_sync.sync.export import write_users_jsonl
+        from okta_sync.sync.sync_window import ALL_USERS_SEARCH
+
+        uri = sys.argv[3]
+        began = time.perf_counter()
+        with OktaClient(client_config(connection, max_concurrency=8)) as client, open_for_write(uri) as file:
+            pages = client.list_users_partitioned(search=ALL_USERS_SEARCH, include_deprovisioned=True).text_pages()
+            users = write_users_jsonl(pages, file).users
+        seconds = time.perf_counter() - began
+        size = storage_path(uri).stat().st_size
+        print(json.dumps({"mode": mode, "users": users, "peak_rss_mb": own_peak_rss_mb(), "seconds": seconds,
+                          "bytes": size}))
+        return
     elif mode == "sdk":
         from benchmarks.listing import sdk_pages
 
@@ -62,4 +80,4 @@ def main(mode: str, connection_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main(*sys.argv[1:3])

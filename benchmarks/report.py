@@ -99,11 +99,11 @@ Command (from a fresh clone; builds `.venv` from the pinned requirements first):
 {command}
 ```
 
-`--only listing,memory,partitioned,push,tokens,paths` runs a subset (rows of the suites not run are kept from the
-previous run, marked "earlier run"); `--quick` runs small sizes (a smoke run, not the targets' sizes). Issue 5
+`--only listing,memory,partitioned,push,tokens,paths,storage` runs a subset (rows of the suites not run are kept
+from the previous run, marked "earlier run"); `--quick` runs small sizes (a smoke run, not the targets' sizes). Issue 5
 defines targets 1-6; issue 12 defines 7 (the DAG's full export: `created` distributions, the worst of several start
 seconds, an org smaller than one window) and 8 (a push with default settings), each against the ideal client for
-the run's actual start.
+the run's actual start; issue 22 defines 9 (the export to S3 beside local disk, same run).
 
 ## Latest table
 

@@ -9,19 +9,18 @@ the exports are incremental (changed users only), and the table is the whole pop
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pendulum
-from airflow.sdk import Asset, ObjectStoragePath, dag, task
+from airflow.sdk import Asset, dag, task
+
+from okta_sync.airflow.storage import DEFAULT_OUTPUT_ROOT, require_shared_output_root, run_folder_uri
 
 USERS_TABLE = Asset(name="okta_users_table", uri="okta://warehouse/okta_users")
 USERS_SUMMARY = Asset(name="okta_users_summary", uri="okta://users/summary")
 WAREHOUSE_CONN_ID = "okta_warehouse"
-DEFAULT_OUTPUT = (Path(__file__).resolve().parents[1] / "include" / "output").as_uri()
-SUMMARY_URI = (
-    "{{ var.value.get('okta_sync_output_uri', '" + DEFAULT_OUTPUT + "') }}"
-    "/okta_users_summary/{{ run_id | replace(':', '-') | replace('+', '_') }}/summary.json"
-)
+# One folder per run, named one-to-one from the dag id and the exact run id, as okta_user_sync's.
+SUMMARY_URI = ("{{ okta_run_folder(var.value.get('okta_sync_output_uri', '" + DEFAULT_OUTPUT_ROOT + "'), "
+               "dag.dag_id, run_id) }}/summary.json")
 COUNT_BY = ("SELECT COALESCE({column}, '{none}'), COUNT(*) FROM okta_users WHERE deleted_at IS NULL "
             "GROUP BY COALESCE({column}, '{none}')")
 
@@ -31,6 +30,8 @@ COUNT_BY = ("SELECT COALESCE({column}, '{none}'), COUNT(*) FROM okta_users WHERE
     schedule=[USERS_TABLE],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    user_defined_macros={"okta_run_folder": run_folder_uri},
+    default_args={"pre_execute": require_shared_output_root},  # a local output root with remote workers: fail at once
     tags=["okta", "example"],
     doc_md=__doc__,
 )
@@ -46,11 +47,11 @@ def okta_users_summary():
         deleted = hook.get_first("SELECT COUNT(*) FROM okta_users WHERE deleted_at IS NOT NULL")[0]
         users = sum(by_status.values())
         summary = {"users": users, "deleted": deleted, "by_status": by_status, "by_department": by_department}
-        target = ObjectStoragePath(templates_dict["summary_uri"])
-        with open_text_for_write(str(target)) as text:  # 0600 under 0700 folders when local
+        target = templates_dict["summary_uri"]
+        with open_text_for_write(target) as text:  # 0600 under 0700 folders when local
             text.write(json.dumps(summary, indent=2, sort_keys=True))
         print(f"{users} users summarised into {target}")
-        return {"path": str(target), "users": users, "deleted": deleted, "statuses": len(by_status),
+        return {"path": target, "users": users, "deleted": deleted, "statuses": len(by_status),
                 "departments": len(by_department)}
 
     summarise()

@@ -38,6 +38,7 @@ from okta_sync.errors import (
     InvalidScopeError,
     LinkHeaderError,
     LocationError,
+    ManifestError,
     MissingAdminRoleError,
     MissingScopeError,
     NormalizerConfigError,
@@ -63,6 +64,7 @@ from okta_sync.errors import (
     TokenRequestError,
     UnsafeUrlError,
     UnsortedListingError,
+    UntrustedValueError,
     WarehouseLoadError,
 )
 from okta_sync.sync.change_plan import NoChange, Skipped, plan_changes_feed, plan_hygiene
@@ -113,6 +115,7 @@ __all__ = [
     "LinkHeaderError",
     "LocationError",
     "MANAGE_SCOPE",
+    "ManifestError",
     "Metrics",
     "MemberPage",
     "MissingAdminRoleError",
@@ -155,6 +158,7 @@ __all__ = [
     "TokenRequestError",
     "UnsafeUrlError",
     "UnsortedListingError",
+    "UntrustedValueError",
     "UserListing",
     "UserPage",
     "UserVersion",

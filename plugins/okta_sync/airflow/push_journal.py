@@ -56,7 +56,9 @@ class PushJournal:
 
     @classmethod
     def for_report(cls, report_uri: str, plan_sha256: str) -> "PushJournal":
-        return cls(ObjectStoragePath(report_uri + ".journal"), plan_sha256)
+        from okta_sync.airflow.storage import storage_path
+
+        return cls(storage_path(report_uri + ".journal"), plan_sha256)
 
     def _all_segments(self) -> list[ObjectStoragePath]:
         if not self.base.exists():
@@ -125,8 +127,7 @@ class PushJournal:
     def _flush_segment(self) -> None:
         if not self._pending:
             return
-        self.base.mkdir(parents=True, exist_ok=True)
-        segment = self.base / self._segment_name()
+        segment = self.base / self._segment_name()  # no mkdir: object stores have no folders (S3's creates buckets)
         with segment.open("w", encoding="utf-8") as file:
             file.write(self._header() + "".join(self._pending))
         self._pending.clear()

@@ -1,6 +1,10 @@
 """Where runs read and write: private files (0600 under 0700 folders) through ObjectStoragePath, one folder per
-DAG run named one-to-one from its ids, retention of old run folders, and the roots that files named by a trigger
-or an Asset event must lie under. Airflow layer: reads Airflow Variables."""
+DAG run named one-to-one from its ids, retention of old run folders, and the roots that files named by a trigger,
+an Asset event or an XCom must lie under. Airflow layer: reads Airflow Variables and Airflow's configuration.
+
+Every URI may be local (a path, `file://`) or on object storage, `s3://[conn_id@]bucket/prefix/` (and `gs://`,
+`abfs://` through the same code; only S3 is tested): `storage_path` is the one way a URI becomes an
+ObjectStoragePath, and fails the task at once, naming the package, when no filesystem serves its scheme."""
 
 from __future__ import annotations
 
@@ -23,9 +27,39 @@ from okta_sync.airflow.hooks import fail_now
 from okta_sync.errors import ConfigurationError, LocationError
 from okta_sync.sync.locations import Root, open_local, parse_roots, resolve
 
+_S3 = "apache-airflow-providers-amazon[s3fs] (pip install 'okta-sync-airflow[s3]')"
+_GCS = "apache-airflow-providers-google (it brings gcsfs)"
+_AZURE = "apache-airflow-providers-microsoft-azure (it brings adlfs)"
+FILESYSTEM_PACKAGES = {"s3": _S3, "s3a": _S3, "s3n": _S3, "gs": _GCS, "gcs": _GCS,
+                       "abfs": _AZURE, "abfss": _AZURE, "az": _AZURE, "adl": _AZURE}
+# The block of remote reads and writes held in memory: s3fs uploads each full block as one part of a multipart
+# upload and reads ahead one block (its default, 50 MiB, is more than a whole 100,000-user export; S3 parts are
+# 5 MiB at least).
+REMOTE_BLOCK_SIZE = 8 * 2**20
+_REMOTE_CHUNK = 2**20  # what a remote file is handed per call (see _RemotePartial.open)
+
 
 def _is_local(path: ObjectStoragePath) -> bool:
     return path.protocol in ("file", "local", "")
+
+
+def storage_path(uri: str) -> ObjectStoragePath:
+    """`uri` as an ObjectStoragePath (`s3://conn_id@bucket/key` picks the connection), its filesystem loaded now:
+    a scheme no installed package serves fails the task at once (no retry installs a package), naming the package."""
+    path = ObjectStoragePath(uri)
+    if not _is_local(path):
+        try:
+            path.fs  # noqa: B018 (loads the provider's filesystem: s3fs, gcsfs, adlfs)
+        except (ImportError, ValueError) as error:
+            from airflow.sdk.io import has_fs
+
+            if isinstance(error, ValueError) and has_fs(path.protocol):
+                raise
+            package = FILESYSTEM_PACKAGES.get(path.protocol, f"the Airflow provider with a {path.protocol}:// filesystem")
+            raise fail_now(ConfigurationError(
+                f"{path.protocol}://", f"no filesystem for this scheme is installed; install {package} on every "
+                f"Airflow worker (retrying cannot install it)")) from error
+    return path
 
 
 def make_private_folders(folder: str) -> None:
@@ -62,15 +96,17 @@ class _LocalPartial:
 
 
 class _RemotePartial:
-    """A temporary sibling object; its permissions are the store's (bucket policy, ACLs)."""
+    """A temporary sibling object; its permissions are the store's (bucket policy, ACLs). Object stores have no
+    folders to make: no mkdir, which on S3 would create a missing bucket (without the organisation's policies)."""
 
     def __init__(self, path: ObjectStoragePath):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.target = path
         self.path = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial"
 
     def open(self) -> IO[bytes]:
-        return self.path.open("wb")
+        # Each write to an ObjectStoragePath's file goes through Airflow's lineage wrapper (~50 us a call), and
+        # Python 3.11's GzipFile writes once per line: 1 MiB chunks make it a few calls per part.
+        return io.BufferedWriter(self.path.open("wb", block_size=REMOTE_BLOCK_SIZE), buffer_size=_REMOTE_CHUNK)
 
     def commit(self) -> None:
         self.path.rename(self.target)
@@ -86,7 +122,7 @@ def open_for_write(uri: str, *, keep_on_error: bool = False) -> Iterator[IO[byte
     `.gz` names are gzip-compressed on the fly. With `keep_on_error` (reports), what was written is moved into place
     even when the work failed, since it says what happened. Local files are created 0600 and missing folders 0700.
     """
-    path = ObjectStoragePath(uri)
+    path = storage_path(uri)
     partial = _LocalPartial(path) if _is_local(path) else _RemotePartial(path)
     try:
         with partial.open() as raw:
@@ -116,10 +152,19 @@ def open_text_for_write(uri: str, *, keep_on_error: bool = False) -> Iterator[IO
             text.detach()  # the binary file is closed (and moved into place) by open_for_write
 
 
+def _open_binary(path: ObjectStoragePath) -> IO[bytes]:
+    if _is_local(path):
+        return path.open("rb")
+    # fsspec's remote files read ahead a whole block (s3fs: 50 MiB) and their readline() takes no size: a standard
+    # buffered reader over smaller blocks reads like a local file (bounded `readline(limit)`, as feeds are read).
+    return io.BufferedReader(path.open("rb", block_size=REMOTE_BLOCK_SIZE), buffer_size=_REMOTE_CHUNK)
+
+
 @contextlib.contextmanager
 def open_for_read(uri: str) -> Iterator[IO[bytes]]:
-    path = ObjectStoragePath(uri)
-    with path.open("rb") as raw:
+    """Read a local or remote file (`.gz` decompressed on the fly) as a standard buffered binary file."""
+    path = storage_path(uri)
+    with _open_binary(path) as raw:
         if path.name.endswith(".gz"):
             with gzip.GzipFile(fileobj=raw, mode="rb") as decompressed:
                 yield decompressed
@@ -136,9 +181,54 @@ RETENTION_MAX_FOLDERS = 200  # removed per run at most: a backlog is worked off 
 _RUN_FOLDER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}-[0-9a-f]{16}")
 
 
+WORKERS_SHARE_DISK_VARIABLE = "okta_sync_workers_share_disk"
+# Executors whose tasks all run on the scheduler's machine; any other ([core] executor) may run each task elsewhere.
+_SAME_MACHINE_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
+
+
 def output_root() -> str:
-    """Where runs write (the Airflow Variable `okta_sync_output_uri`, else the project's include/output)."""
-    return str(Variable.get(OUTPUT_ROOT_VARIABLE, default=None) or DEFAULT_OUTPUT_ROOT).rstrip("/")
+    """Where runs write (the Airflow Variable `okta_sync_output_uri`, else the project's include/output); a local
+    root where tasks may run on other machines fails the task at once (`require_shared_output_root`)."""
+    root = str(Variable.get(OUTPUT_ROOT_VARIABLE, default=None) or DEFAULT_OUTPUT_ROOT).rstrip("/")
+    require_shared_output_root(root=root)
+    return root
+
+
+def remote_executors() -> list[str]:
+    """The executors of Airflow's `[core] executor` (one, or a multi-executor list of names, module paths or
+    `alias:module.Class`) that may run a task on another machine: Celery, Kubernetes, Edge, ECS, ..."""
+    from airflow.sdk.configuration import conf
+
+    names = [part.strip().rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+             for part in str(conf.get("core", "executor", fallback="") or "").split(",") if part.strip()]
+    return [name for name in names if name not in _SAME_MACHINE_EXECUTORS]
+
+
+def require_shared_output_root(context: Any = None, *, root: str | None = None) -> None:
+    """Fail the task at once when runs would write to a local folder while tasks may run on other machines (a plan
+    written on one worker's disk is not on the disk of the worker that pushes it), unless the Airflow Variable
+    `okta_sync_workers_share_disk` says the workers share that disk. A DAG's `pre_execute` (default_args), so the
+    first task fails; `root` defaults to the Variable `okta_sync_output_uri`."""
+    if root is None:
+        root = str(Variable.get(OUTPUT_ROOT_VARIABLE, default=None) or DEFAULT_OUTPUT_ROOT)
+    try:  # the checks every root gets (no password in the URI, no `..`, an absolute local path), never echoing it
+        parse_roots([root.rstrip("/") + "/"], setting=OUTPUT_ROOT_VARIABLE)
+    except LocationError as refused:
+        raise fail_now(refused) from None
+    if not _is_local(ObjectStoragePath(root)):
+        return
+    remote = remote_executors()
+    if not remote:
+        return
+    shared = str(Variable.get(WORKERS_SHARE_DISK_VARIABLE, default="") or "").strip().lower()
+    if shared in ("true", "yes", "1", "on"):
+        return
+    raise fail_now(ConfigurationError(
+        OUTPUT_ROOT_VARIABLE,
+        f"run files go to a local folder, but the executor ({', '.join(remote)}) runs tasks on machines that may not "
+        f"share it: a file one task writes would be missing for the next. Set the Airflow Variable "
+        f"{OUTPUT_ROOT_VARIABLE} to object storage (e.g. s3://aws_default@bucket/okta/), or, if every worker mounts "
+        f"the same disk at that path, set the Airflow Variable {WORKERS_SHARE_DISK_VARIABLE} to true"))
 
 
 def run_folder_name(dag_id: str, run_id: str) -> str:
@@ -170,7 +260,7 @@ def remove_expired_run_folders(dag_id: str, current_run_id: str, *, root: str | 
         raise fail_now(ConfigurationError(RETENTION_VARIABLE, "must be a number of days")) from None
     if not days > 0:
         raise fail_now(ConfigurationError(RETENTION_VARIABLE, "must be a positive number of days"))
-    folder = ObjectStoragePath(run_folder_uri(root or output_root(), dag_id, current_run_id)).parent
+    folder = storage_path(run_folder_uri(root or output_root(), dag_id, current_run_id)).parent
     keep = run_folder_name(dag_id, current_run_id)
     cutoff = (time.time() if now is None else now) - days * 86400
     expired = _expired_local(folder.path, keep, cutoff) if _is_local(folder) else _expired_remote(folder, keep, cutoff)
@@ -227,9 +317,10 @@ def feed_roots(configured: Any = None) -> tuple[Root, ...]:
 
 
 @contextlib.contextmanager
-def open_within(uri: str, roots: tuple[Root, ...], *, what: str, setting: str) -> Iterator[IO[bytes]]:
+def open_within(uri: str, roots: tuple[Root, ...], *, what: str, setting: str,
+                advice: str | None = None) -> Iterator[IO[bytes]]:
     """`open_for_read`, only for a location under `roots` (see `okta_sync.sync.locations`); LocationError otherwise."""
-    location = resolve(uri, roots, what=what, setting=setting)
+    location = resolve(uri, roots, what=what, setting=setting, advice=advice)
     if location.local is None:
         with open_for_read(uri) as file:
             yield file
@@ -248,6 +339,21 @@ def open_output_for_read(uri: Any, *, what: str) -> Iterator[IO[bytes]]:
     try:
         with open_within(uri, parse_roots([output_root() + "/"], setting=OUTPUT_ROOT_VARIABLE), what=what,
                          setting=OUTPUT_ROOT_VARIABLE) as file:
+            yield file
+    except LocationError as refused:
+        raise fail_now(refused) from None
+
+
+@contextlib.contextmanager
+def open_run_file(uri: Any, run_folder: str, *, what: str) -> Iterator[IO[bytes]]:
+    """Read a file that an earlier task of this run wrote, named by its XCom (which people with the right role can
+    edit), only inside the run's own folder (`run_folder_uri(output root, dag_id, run_id)`): an edited XCom cannot
+    make a task read another run's or any other file. Refusals fail the task at once."""
+    setting = f"{what} (XCom)"
+    try:
+        roots = parse_roots([str(run_folder).rstrip("/") + "/"], setting="run folder")
+        with open_within(uri, roots, what=what, setting=setting,
+                         advice="a task reads only files of its own run's folder (was the XCom edited?)") as file:
             yield file
     except LocationError as refused:
         raise fail_now(refused) from None

@@ -21,6 +21,7 @@ from okta_sync.config import OktaConfig
 from okta_sync.errors import OktaConnectionError, ResponseLimitError
 from okta_sync.http.api_errors import api_error, www_authenticate_params
 from okta_sync.http.credentials import Credential, TokenSource
+from okta_sync.server_text import server_text
 from okta_sync.http.links import cursor_of, next_page_url, parse_link_header
 from okta_sync.http.transport import TransientFailure, Transport
 from okta_sync.metrics import Metrics
@@ -39,7 +40,7 @@ class ApiResponse:
 
     @property
     def request_id(self) -> str | None:
-        return self.headers.get("X-Okta-Request-Id")
+        return server_text(self.headers.get("X-Okta-Request-Id"))
 
     def link(self, rel: str) -> str | None:
         return parse_link_header(self.headers.get("Link")).get(rel)

@@ -110,3 +110,51 @@ def test_remote_feeds_are_compared_as_normalised_prefixes_with_a_trailing_slash(
 def test_bad_roots_are_refused_naming_the_setting(value):
     with pytest.raises(LocationError, match=SETTING):
         parse_roots(value, setting=SETTING)
+
+
+@pytest.mark.parametrize("uri, allowed", [
+    ("s3://aws_default@bucket/runs/okta_user_sync/r-1/users.jsonl.gz", True),   # issue 22: Airflow's conn_id@ form
+    ("s3://aws_default@bucket/plain/changes.csv", False),     # the other root names no connection
+    ("s3://bucket/plain/changes.csv", True),
+    ("s3://bucket/runs/x.csv", False),                        # the default connection, not the root's
+    ("s3://other_conn@bucket/runs/x.csv", False),             # another connection
+    ("s3://aws_default@other/runs/x.csv", False),             # another bucket
+    ("s3://aws_default@bucket/runs-evil/x.csv", False),
+    ("s3://aws_default@bucket/runs/../secrets/key", False),
+    ("s3://aws_default@bucket/runs/%2e%2e/secrets/key", False),
+    ("s3://aws_default:secret@bucket/runs/x.csv", False),     # a password is never part of a location
+    ("s3://aws%5Fdefault@bucket/runs/x.csv", False),          # an encoded connection id
+    ("s3://aws_default@@bucket/runs/x.csv", False),
+    ("s3://a@aws_default@bucket/runs/x.csv", False),
+    ("s3://@bucket/runs/x.csv", False),
+    ("s3://aws_default@/runs/x.csv", False),
+    ("gs://aws_default@bucket/runs/x.csv", False),
+])
+def test_a_root_in_airflows_conn_id_form_admits_only_locations_naming_the_same_connection(uri, allowed):
+    roots = parse_roots(["s3://aws_default@bucket/runs/", "s3://bucket/plain"], setting=SETTING)
+    assert [root.conn_id for root in roots] == ["aws_default", None]
+    if allowed:
+        assert check(uri, roots).local is None
+    else:
+        with pytest.raises(LocationError) as refused:
+            check(uri, roots)
+        assert "secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize("value", ['["s3://me:pw@bucket/feeds/"]', '["s3://@bucket/feeds/"]',
+                                   '["s3://conn@/feeds/"]', '["s3://con%2Fn@bucket/feeds/"]'])
+def test_a_root_with_a_password_or_a_malformed_connection_id_is_refused_without_echoing_it(value):
+    with pytest.raises(LocationError, match=SETTING) as refused:
+        parse_roots(value, setting=SETTING)
+    assert "pw" not in str(refused.value)
+
+
+def test_a_hard_link_inside_a_root_to_a_file_outside_it_is_not_read(tree):
+    """Issue 20 item 9: a hard link is the same file under two names; its real path lies inside the root."""
+    os.link(tree / "secret.pem", tree / "feeds" / "team" / "hard.csv")
+    location = check((tree / "feeds" / "team" / "hard.csv").as_uri(), roots_for(tree))
+    with pytest.raises(LocationError, match="hard link") as refused:
+        open_local(location)
+    assert "secret" not in str(refused.value) and "BEGIN" not in str(refused.value)
+    with open_local(check((tree / "feeds" / "team" / "changes.csv").as_uri(), roots_for(tree))) as file:
+        assert file.read().startswith(b"id,title")  # a file with one link still reads
