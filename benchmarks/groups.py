@@ -45,11 +45,11 @@ def export_once(connection: dict, watermark: str | None = None, **config) -> dic
     from okta_sync.sync.group_export import export_groups
 
     with OktaClient(client_config(connection, scopes="okta.groups.read", max_concurrency=WORKERS, **config)) as client, \
-            open(os.devnull, "wb") as sink_g, open(os.devnull, "wb") as sink_m, \
+            open(os.devnull, "wb") as sink_g, open(os.devnull, "wb") as sink_m, open(os.devnull, "wb") as read, \
             gzip.GzipFile(fileobj=sink_g, mode="wb", compresslevel=5) as groups, \
             gzip.GzipFile(fileobj=sink_m, mode="wb", compresslevel=5) as members:
         started = time.time()
-        result = export_groups(client, groups, members, watermark=watermark)
+        result = export_groups(client, groups, members, read, watermark=watermark)
         return {"started": started, "seconds": time.time() - started, **result.as_dict()}
 
 

@@ -1,7 +1,7 @@
 """Operators for groups: thin wiring of OktaHook + `okta_sync.sync.group_export` + files + Assets.
 
     OktaExportGroupsOperator            every group, and the members of those that moved -> groups.jsonl.gz,
-                                        memberships.jsonl.gz, groups_manifest.json in the run folder
+                                        memberships.jsonl.gz, groups_read.jsonl.gz, groups.manifest.json
     OktaPlanMembershipChangesOperator   a membership changes feed -> a plan (each row decided against the org)
     OktaPushMembershipChangesOperator   a plan -> membership PUT/DELETE -> a per-row report, journaled
 """
@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from airflow.sdk import Asset
 
 from okta_sync.airflow.hooks import fail_fast
-from okta_sync.airflow.operators import _OktaOperator, as_bool
+from okta_sync.airflow.operators import _OktaOperator, _producer, as_bool
 from okta_sync.airflow.storage import open_for_write
 from okta_sync.errors import ConfigurationError
 from okta_sync.sync.group_export import (
     GROUPS_FILE,
     MANIFEST_FILE,
     MEMBERSHIPS_FILE,
+    READ_FILE,
     export_groups,
     parse_watermark,
 )
@@ -62,7 +62,7 @@ class OktaExportGroupsOperator(_OktaOperator):
         if not folder:
             raise ConfigurationError("output_folder", "is empty")
         paths = {"groups": f"{folder}/{GROUPS_FILE}", "memberships": f"{folder}/{MEMBERSHIPS_FILE}",
-                 "manifest": f"{folder}/{MANIFEST_FILE}"}
+                 "groups_read": f"{folder}/{READ_FILE}", "manifest": f"{folder}/{MANIFEST_FILE}"}
         full_refresh = as_bool(self.full_refresh, "full_refresh")
         watermark = None if full_refresh else self._stored_watermark(context)
         hook = self.okta_hook(context)
@@ -71,12 +71,15 @@ class OktaExportGroupsOperator(_OktaOperator):
                       "full" if watermark is None else f"members of groups changed after {watermark}")
         progress = Progress("group export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
         with hook.client.metrics.subscribed(progress), open_for_write(paths["groups"]) as groups_file, \
-                open_for_write(paths["memberships"]) as memberships_file:
-            result = export_groups(hook.client, groups_file, memberships_file, watermark=watermark,
+                open_for_write(paths["memberships"]) as memberships_file, \
+                open_for_write(paths["groups_read"]) as read_file:
+            result = export_groups(hook.client, groups_file, memberships_file, read_file, watermark=watermark,
                                    full_refresh=full_refresh, max_workers=self.max_workers, progress=progress)
-        manifest = {**result.manifest(paths), "exported_at": exported_at}
+        # The manifest last, once the files are in place: the facts readers believe (not XCom or the event's extra)
+        manifest = result.manifest(producer=_producer(context), exported_at=exported_at,
+                                   finished_at=okta_timestamp(datetime.now(timezone.utc)))
         with open_for_write(paths["manifest"]) as file:
-            file.write(json.dumps(manifest, indent=1).encode() + b"\n")
+            file.write(manifest.to_json())
         summary = {**result.as_dict(), "paths": paths, "exported_at": exported_at}
         self.log.info("Exported %d groups (%s), %d memberships of %d groups read; next watermark %s", result.groups,
                       result.kind, result.memberships, len(result.groups_read), result.watermark)

@@ -33,8 +33,9 @@ def client_for(org) -> OktaClient:
 
 
 def run(client, watermark=None, **options):
-    groups, memberships = io.BytesIO(), io.BytesIO()
-    result = export_groups(client, groups, memberships, watermark=watermark, limit=7, **options)
+    groups, memberships, read = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    result = export_groups(client, groups, memberships, read, watermark=watermark, limit=7, **options)
+    assert [json.loads(line)["group_id"] for line in read.getvalue().splitlines()] == result.groups_read
     return result, groups.getvalue(), memberships.getvalue()
 
 
@@ -58,8 +59,10 @@ def test_first_export_reads_every_group_then_only_those_that_moved(org):
         read_order = [sizes[g] for g in first.groups_read]
         assert read_order == sorted(read_order, reverse=True)  # largest first: no single-cursor tail at the end
         assert first.memberships == sum(g["_dev"]["members"] for g in everything)
-        assert first.groups_sha256 == hashlib.sha256(groups).hexdigest()
-        assert first.memberships_sha256 == hashlib.sha256(memberships).hexdigest()
+        digests = {f.name: f for f in first.files}
+        assert digests["groups.jsonl.gz"].content_sha256 == hashlib.sha256(groups).hexdigest()
+        assert digests["memberships.jsonl.gz"].content_sha256 == hashlib.sha256(memberships).hexdigest()
+        assert digests["memberships.jsonl.gz"].content_bytes == len(memberships)
         assert first.watermark is not None
 
         okta_groups = [g for g in everything if g["type"] == "OKTA_GROUP" and 3 < g["_dev"]["members"] < 200]
