@@ -162,10 +162,11 @@ def test_a_member_read_that_fails_part_way_leaves_the_watermark_and_no_files(dag
         assert not list(folder.glob("*.gz")) and not (folder / "groups.manifest.json").exists()
 
 
-def test_a_damaged_watermark_fails_the_run_until_a_full_refresh(dagbag, org):
-    watermark("2026-01-01 or 1")
-    run, requests = run_dag(org)
-    assert run.state == "failed" and MEMBER_ROUTE not in requests and "GET /api/v1/groups" not in requests
-    run, _ = run_dag(org, {"full_refresh": True})
-    assert run.state == "success"
-    assert watermark().endswith("Z") and watermark() != "2026-01-01 or 1"
+def test_a_damaged_or_future_watermark_is_refused_and_every_group_is_read(dagbag, org):
+    for damaged in ("2026-01-01 or 1", "2999-01-01T00:00:00.000Z"):
+        watermark(damaged)
+        run, requests = run_dag(org)
+        assert run.state == "success"
+        assert requests[MEMBER_ROUTE] >= len(org.admin.groups())  # a full read: safe, slower
+        assert last_event_extra()["kind"] == "full"
+        assert watermark() != damaged and watermark() < "2999"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from datetime import datetime, timezone
+import logging
+from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
 from airflow.sdk import Asset
@@ -18,7 +19,7 @@ from airflow.sdk import Asset
 from okta_sync.airflow.hooks import fail_fast
 from okta_sync.airflow.operators import _OktaOperator, _producer, as_bool
 from okta_sync.airflow.storage import open_for_write
-from okta_sync.errors import ConfigurationError
+from okta_sync.errors import ConfigurationError, ManifestError
 from okta_sync.sync.group_export import (
     GROUPS_FILE,
     MANIFEST_FILE,
@@ -28,19 +29,22 @@ from okta_sync.sync.group_export import (
     parse_watermark,
 )
 from okta_sync.sync.progress import Progress
-from okta_sync.timestamps import okta_timestamp
+from okta_sync.timestamps import okta_timestamp, parse_okta_timestamp
 
 WATERMARK_STATE_KEY = "watermark"
+WATERMARK_SKEW = timedelta(minutes=5)  # the worker's clock against Okta's
+log = logging.getLogger(__name__)
 
 
 class OktaExportGroupsOperator(_OktaOperator):
     """Export every group, and the full membership of each group whose `lastMembershipUpdated` moved since the
     watermark (all of them on the first run or with `full_refresh`), into `output_folder`.
 
-    The watermark is read from the first outlet Asset's state (`watermark`), checked as an Okta timestamp; this
-    operator never writes it: the DAG commits the returned `watermark` after the export succeeded, so a listing or
-    member read that fails part-way leaves it where it was (and leaves no file: each is moved into place only
-    once complete, the manifest last).
+    The watermark is read from the first outlet Asset's state (`watermark`): a value that is not an Okta timestamp,
+    or lies in the future (someone wrote the state), is refused with a warning and every group's members are read
+    (safe, slower). This operator never writes it: `commit_group_watermark` commits the manifest's after the export
+    succeeded, so a listing or member read that fails part-way leaves it where it was (and leaves no file: each is
+    moved into place only once complete, the manifest last).
 
     :param output_folder: the run folder (`file://...`, `s3://...`); templated.
     :param full_refresh: read every group's members; templated.
@@ -90,7 +94,47 @@ class OktaExportGroupsOperator(_OktaOperator):
         asset = next((o for o in self.outlets if isinstance(o, Asset)), None)
         if asset is None:
             return None
-        return parse_watermark(context["asset_state_store"][asset].get(WATERMARK_STATE_KEY))
+        return read_group_watermark(context["asset_state_store"][asset])
+
+
+def read_group_watermark(store: Any, *, now: datetime | None = None) -> str | None:
+    """The stored watermark, or None (every group's members) when there is none or it cannot be used (logged
+    loudly, never echoed): not an Okta timestamp, or later than now."""
+    try:
+        value = parse_watermark(store.get(WATERMARK_STATE_KEY))
+    except ConfigurationError:
+        log.warning("WATERMARK REFUSED, reading every group's members: the stored value is not an Okta timestamp. "
+                    "Someone may have written the Asset state; the next complete run stores a good one.")
+        return None
+    if value is not None and parse_okta_timestamp(value) > (now or datetime.now(timezone.utc)) + WATERMARK_SKEW:
+        log.warning("WATERMARK REFUSED, reading every group's members: the stored value is in the future.")
+        return None
+    return value
+
+
+@fail_fast
+def commit_group_watermark(store: Any, manifest_uri: str, *, dag_id: str, run_id: str,
+                           export_task_id: str = "export_groups") -> dict[str, Any]:
+    """Advance the stored watermark to the export's, read from its manifest in this run's folder (written by this
+    run's export task: never from an XCom or an event's extra); keep it when that is not later."""
+    from okta_sync.airflow.storage import open_for_read
+    from okta_sync.sync.group_export import check_groups_manifest
+    from okta_sync.sync.manifest import read_manifest
+
+    stored = read_group_watermark(store)
+    with open_for_read(manifest_uri) as file:
+        manifest = read_manifest(file)
+    check_groups_manifest(manifest)
+    producer = manifest.producer
+    if (producer.dag_id, producer.run_id, producer.task_id) != (dag_id, run_id, export_task_id):
+        raise ManifestError(f"manifest: producer is not this run's {export_task_id}")
+    new = manifest.watermark
+    if new is None or (stored is not None and new <= stored):
+        log.info("Watermark kept at %s (the export's: %s)", stored, new)
+        return {"watermark": stored, "advanced": False}
+    store.set(WATERMARK_STATE_KEY, new)
+    log.info("Watermark advanced from %s to %s (from the export's manifest)", stored, new)
+    return {"watermark": new, "advanced": True}
 
 
 class OktaPlanMembershipChangesOperator(_OktaOperator):
