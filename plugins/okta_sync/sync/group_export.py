@@ -247,9 +247,17 @@ def read_groups_read(lines: Iterable[bytes]) -> Iterable[str]:
         yield group_id
 
 
+# The exact line `_membership_line` writes; any other spelling of the same object goes through json.loads.
+_MEMBERSHIP_LINE = re.compile(rb'\{"group_id":"([A-Za-z0-9]{1,64})","user_id":"([A-Za-z0-9]{1,64})"\}\n?')
+
+
 def read_memberships(lines: Iterable[bytes]) -> Iterable[tuple[str, str]]:
     """(group_id, user_id) of each line of a memberships file; `WarehouseLoadError` naming the line otherwise."""
     for number, line in enumerate(lines, 1):
+        exact = _MEMBERSHIP_LINE.fullmatch(line)
+        if exact is not None:
+            yield exact.group(1).decode("ascii"), exact.group(2).decode("ascii")
+            continue
         try:
             row = json.loads(line)
             group_id, user_id = row["group_id"], row["user_id"]
@@ -259,3 +267,4 @@ def read_memberships(lines: Iterable[bytes]) -> Iterable[tuple[str, str]]:
                 and _OKTA_ID.match(user_id)):
             raise WarehouseLoadError(f"memberships line {number}: group_id and user_id must be Okta ids")
         yield group_id, user_id
+

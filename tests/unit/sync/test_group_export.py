@@ -154,6 +154,12 @@ def test_a_group_or_member_without_an_okta_id_fails_the_export(org):
         run(Fake([good, good], []))
 
 
+def test_memberships_lines_read_the_same_however_they_are_spelled():
+    lines = [b'{"group_id":"00g1","user_id":"00u1"}\n', b'{"user_id": "00u2", "group_id": "00g1"}\n',
+             b'{"group_id":"00g2","user_id":"00u3"}', b'{"group_id":"\\u0030\\u0030g3","user_id":"00u4"}\n']
+    assert list(read_memberships(lines)) == [("00g1", "00u1"), ("00g1", "00u2"), ("00g2", "00u3"), ("00g3", "00u4")]
+
+
 def test_memberships_lines_are_checked_when_read(tmp_path):
     from okta_sync.errors import WarehouseLoadError
 
