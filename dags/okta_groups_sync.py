@@ -13,10 +13,11 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 
-from okta_sync.airflow.group_operators import WATERMARK_STATE_KEY, OktaExportGroupsOperator
+from okta_sync.airflow.group_operators import OktaExportGroupsOperator
 from okta_sync.airflow.operators import OktaTokenOperator
 from okta_sync.airflow.storage import DEFAULT_OUTPUT_ROOT, run_folder_uri
 from okta_sync.groups.api import GROUPS_READ_SCOPE
+from okta_sync.sync.group_export import MANIFEST_FILE
 
 GROUPS_EXPORT = Asset(name="okta_groups_export", uri="okta://groups/export")
 
@@ -55,25 +56,13 @@ def okta_groups_sync():
         outlets=[GROUPS_EXPORT],
     )
 
-    @task(inlets=[GROUPS_EXPORT])
-    def commit_watermark(exported: dict, asset_state_store=None) -> dict:
-        """Advance the watermark only after the export succeeded (XCom is checked: it is editable)."""
-        from okta_sync.sync.group_export import parse_watermark
+    @task(inlets=[GROUPS_EXPORT], templates_dict={"manifest_uri": RUN_DIR + "/" + MANIFEST_FILE})
+    def commit_watermark(asset_state_store=None, templates_dict=None, dag=None, run_id=None) -> dict:
+        """Advance the watermark to the one in this run's export manifest, only after the export succeeded."""
+        from okta_sync.airflow.group_operators import commit_group_watermark
 
-        from okta_sync.errors import ConfigurationError
-
-        store = asset_state_store[GROUPS_EXPORT]
-        try:
-            old = parse_watermark(store.get(WATERMARK_STATE_KEY))
-        except ConfigurationError:  # a damaged state was just replaced by a full refresh's export
-            old = None
-        new = parse_watermark(exported.get("watermark"), field_name="export_groups.watermark")
-        if new is None or (old and new <= old):
-            print(f"Watermark kept at {old} (the export's: {new})")
-            return {"watermark": old, "advanced": False}
-        store.set(WATERMARK_STATE_KEY, new)
-        print(f"Watermark advanced from {old} to {new}")
-        return {"watermark": new, "advanced": True}
+        return commit_group_watermark(asset_state_store[GROUPS_EXPORT], templates_dict["manifest_uri"],
+                                      dag_id=dag.dag_id, run_id=run_id)
 
     @task
     def remove_old_outputs(dag=None, run_id=None) -> dict:
@@ -82,8 +71,7 @@ def okta_groups_sync():
 
         return remove_expired_run_folders(dag.dag_id, run_id)
 
-    committed = commit_watermark(export.output)
-    token >> export >> committed >> remove_old_outputs()
+    token >> export >> commit_watermark() >> remove_old_outputs()
 
 
 okta_groups_sync()

@@ -221,7 +221,7 @@ def show_groups(log_path: Path, org) -> int:
             after = org.admin.stats()["requests"]
             reads = after.get("GET /api/v1/groups/{id}/users", 0) - before.get("GET /api/v1/groups/{id}/users", 0)
             print(f"  {reads} member pages read; files: {(folder / 'groups.jsonl.gz').relative_to(ROOT)}, "
-                  f"memberships.jsonl.gz, groups_manifest.json")
+                  f"memberships.jsonl.gz, groups_read.jsonl.gz, groups.manifest.json")
     conn = Connection.get_connection_from_secrets("okta_warehouse")
     if conn.conn_type != "sqlite":
         print(f"  loaded into the {conn.conn_type} database of okta_warehouse; README: Groups")

@@ -95,7 +95,7 @@ def test_a_manifest_outside_the_output_root_is_refused_by_id(warehouse, tmp_path
     from okta_sync.errors import WarehouseLoadError
 
     Event = namedtuple("Event", "id extra timestamp")
-    elsewhere = tmp_path_factory.mktemp("not-the-output-root") / "groups_manifest.json"
+    elsewhere = tmp_path_factory.mktemp("not-the-output-root") / "groups.manifest.json"
     elsewhere.write_text(json.dumps({"version": 1}))
     events = [Event(5, {"paths": {"manifest": elsewhere.as_uri()}, "exported_at": "2026-01-01T00:00:00.000Z"}, None)]
     with pytest.raises(WarehouseLoadError) as caught:

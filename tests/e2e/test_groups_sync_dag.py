@@ -106,13 +106,16 @@ def test_first_run_exports_every_group_and_every_membership(dagbag, org, output_
     assert [g["id"] for g in lines(folder / "groups.jsonl.gz")] == [g["id"] for g in groups]
     memberships = lines(folder / "memberships.jsonl.gz")
     assert len(memberships) == sum(g["_dev"]["members"] for g in groups)
-    manifest = json.loads((folder / "groups_manifest.json").read_text())
-    assert manifest["kind"] == "full" and len(manifest["groups_read"]) == 25
+    manifest = json.loads((folder / "groups.manifest.json").read_text())
+    assert manifest["dataset"] == "groups" and manifest["kind"] == "full" and manifest["counts"]["groups_read"] == 25
+    assert manifest["producer"]["dag_id"] == DAG_ID and manifest["producer"]["task_id"] == "export_groups"
+    files = {f["name"]: f for f in manifest["files"]}
     raw = gzip.open(folder / "memberships.jsonl.gz").read()
-    assert manifest["files"]["memberships"]["sha256"] == hashlib.sha256(raw).hexdigest()
+    assert files["memberships.jsonl.gz"]["content_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert len(lines(folder / "groups_read.jsonl.gz")) == 25
     extra = last_event_extra()
     assert extra["kind"] == "full" and extra["groups"] == 25 and extra["memberships"] == len(memberships)
-    assert extra["paths"]["manifest"].endswith("/groups_manifest.json")
+    assert extra["paths"]["manifest"].endswith("/groups.manifest.json")
     assert watermark() == extra["watermark"] and watermark() is not None
     assert requests[MEMBER_ROUTE] == sum(max(1, -(-g["_dev"]["members"] // 200)) for g in groups)  # page_size 200
     assert requests.get("PUT /api/v1/groups/{id}/users/{userId}", 0) == 0
@@ -156,13 +159,14 @@ def test_a_member_read_that_fails_part_way_leaves_the_watermark_and_no_files(dag
     assert run.state == "failed"
     assert watermark() == kept
     for folder in folders(output_dir) - before:
-        assert not list(folder.glob("*.gz")) and not (folder / "groups_manifest.json").exists()
+        assert not list(folder.glob("*.gz")) and not (folder / "groups.manifest.json").exists()
 
 
-def test_a_damaged_watermark_fails_the_run_until_a_full_refresh(dagbag, org):
-    watermark("2026-01-01 or 1")
-    run, requests = run_dag(org)
-    assert run.state == "failed" and MEMBER_ROUTE not in requests and "GET /api/v1/groups" not in requests
-    run, _ = run_dag(org, {"full_refresh": True})
-    assert run.state == "success"
-    assert watermark().endswith("Z") and watermark() != "2026-01-01 or 1"
+def test_a_damaged_or_future_watermark_is_refused_and_every_group_is_read(dagbag, org):
+    for damaged in ("2026-01-01 or 1", "2999-01-01T00:00:00.000Z"):
+        watermark(damaged)
+        run, requests = run_dag(org)
+        assert run.state == "success"
+        assert requests[MEMBER_ROUTE] >= len(org.admin.groups())  # a full read: safe, slower
+        assert last_event_extra()["kind"] == "full"
+        assert watermark() != damaged and watermark() < "2999"

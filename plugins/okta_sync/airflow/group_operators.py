@@ -1,7 +1,7 @@
 """Operators for groups: thin wiring of OktaHook + `okta_sync.sync.group_export` + files + Assets.
 
     OktaExportGroupsOperator            every group, and the members of those that moved -> groups.jsonl.gz,
-                                        memberships.jsonl.gz, groups_manifest.json in the run folder
+                                        memberships.jsonl.gz, groups_read.jsonl.gz, groups.manifest.json
     OktaPlanMembershipChangesOperator   a membership changes feed -> a plan (each row decided against the org)
     OktaPushMembershipChangesOperator   a plan -> membership PUT/DELETE -> a per-row report, journaled
 """
@@ -10,37 +10,41 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-from datetime import datetime, timezone
+import logging
+from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
 from airflow.sdk import Asset
 
 from okta_sync.airflow.hooks import fail_fast
-from okta_sync.airflow.operators import _OktaOperator, as_bool
+from okta_sync.airflow.operators import _OktaOperator, _producer, as_bool
 from okta_sync.airflow.storage import open_for_write
-from okta_sync.errors import ConfigurationError
+from okta_sync.errors import ConfigurationError, ManifestError
 from okta_sync.sync.group_export import (
     GROUPS_FILE,
     MANIFEST_FILE,
     MEMBERSHIPS_FILE,
+    READ_FILE,
     export_groups,
     parse_watermark,
 )
 from okta_sync.sync.progress import Progress
-from okta_sync.timestamps import okta_timestamp
+from okta_sync.timestamps import okta_timestamp, parse_okta_timestamp
 
 WATERMARK_STATE_KEY = "watermark"
+WATERMARK_SKEW = timedelta(minutes=5)  # the worker's clock against Okta's
+log = logging.getLogger(__name__)
 
 
 class OktaExportGroupsOperator(_OktaOperator):
     """Export every group, and the full membership of each group whose `lastMembershipUpdated` moved since the
     watermark (all of them on the first run or with `full_refresh`), into `output_folder`.
 
-    The watermark is read from the first outlet Asset's state (`watermark`), checked as an Okta timestamp; this
-    operator never writes it: the DAG commits the returned `watermark` after the export succeeded, so a listing or
-    member read that fails part-way leaves it where it was (and leaves no file: each is moved into place only
-    once complete, the manifest last).
+    The watermark is read from the first outlet Asset's state (`watermark`): a value that is not an Okta timestamp,
+    or lies in the future (someone wrote the state), is refused with a warning and every group's members are read
+    (safe, slower). This operator never writes it: `commit_group_watermark` commits the manifest's after the export
+    succeeded, so a listing or member read that fails part-way leaves it where it was (and leaves no file: each is
+    moved into place only once complete, the manifest last).
 
     :param output_folder: the run folder (`file://...`, `s3://...`); templated.
     :param full_refresh: read every group's members; templated.
@@ -62,7 +66,7 @@ class OktaExportGroupsOperator(_OktaOperator):
         if not folder:
             raise ConfigurationError("output_folder", "is empty")
         paths = {"groups": f"{folder}/{GROUPS_FILE}", "memberships": f"{folder}/{MEMBERSHIPS_FILE}",
-                 "manifest": f"{folder}/{MANIFEST_FILE}"}
+                 "groups_read": f"{folder}/{READ_FILE}", "manifest": f"{folder}/{MANIFEST_FILE}"}
         full_refresh = as_bool(self.full_refresh, "full_refresh")
         watermark = None if full_refresh else self._stored_watermark(context)
         hook = self.okta_hook(context)
@@ -71,12 +75,15 @@ class OktaExportGroupsOperator(_OktaOperator):
                       "full" if watermark is None else f"members of groups changed after {watermark}")
         progress = Progress("group export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
         with hook.client.metrics.subscribed(progress), open_for_write(paths["groups"]) as groups_file, \
-                open_for_write(paths["memberships"]) as memberships_file:
-            result = export_groups(hook.client, groups_file, memberships_file, watermark=watermark,
+                open_for_write(paths["memberships"]) as memberships_file, \
+                open_for_write(paths["groups_read"]) as read_file:
+            result = export_groups(hook.client, groups_file, memberships_file, read_file, watermark=watermark,
                                    full_refresh=full_refresh, max_workers=self.max_workers, progress=progress)
-        manifest = {**result.manifest(paths), "exported_at": exported_at}
+        # The manifest last, once the files are in place: the facts readers believe (not XCom or the event's extra)
+        manifest = result.manifest(producer=_producer(context), exported_at=exported_at,
+                                   finished_at=okta_timestamp(datetime.now(timezone.utc)))
         with open_for_write(paths["manifest"]) as file:
-            file.write(json.dumps(manifest, indent=1).encode() + b"\n")
+            file.write(manifest.to_json())
         summary = {**result.as_dict(), "paths": paths, "exported_at": exported_at}
         self.log.info("Exported %d groups (%s), %d memberships of %d groups read; next watermark %s", result.groups,
                       result.kind, result.memberships, len(result.groups_read), result.watermark)
@@ -87,7 +94,47 @@ class OktaExportGroupsOperator(_OktaOperator):
         asset = next((o for o in self.outlets if isinstance(o, Asset)), None)
         if asset is None:
             return None
-        return parse_watermark(context["asset_state_store"][asset].get(WATERMARK_STATE_KEY))
+        return read_group_watermark(context["asset_state_store"][asset])
+
+
+def read_group_watermark(store: Any, *, now: datetime | None = None) -> str | None:
+    """The stored watermark, or None (every group's members) when there is none or it cannot be used (logged
+    loudly, never echoed): not an Okta timestamp, or later than now."""
+    try:
+        value = parse_watermark(store.get(WATERMARK_STATE_KEY))
+    except ConfigurationError:
+        log.warning("WATERMARK REFUSED, reading every group's members: the stored value is not an Okta timestamp. "
+                    "Someone may have written the Asset state; the next complete run stores a good one.")
+        return None
+    if value is not None and parse_okta_timestamp(value) > (now or datetime.now(timezone.utc)) + WATERMARK_SKEW:
+        log.warning("WATERMARK REFUSED, reading every group's members: the stored value is in the future.")
+        return None
+    return value
+
+
+@fail_fast
+def commit_group_watermark(store: Any, manifest_uri: str, *, dag_id: str, run_id: str,
+                           export_task_id: str = "export_groups") -> dict[str, Any]:
+    """Advance the stored watermark to the export's, read from its manifest in this run's folder (written by this
+    run's export task: never from an XCom or an event's extra); keep it when that is not later."""
+    from okta_sync.airflow.storage import open_for_read
+    from okta_sync.sync.group_export import check_groups_manifest
+    from okta_sync.sync.manifest import read_manifest
+
+    stored = read_group_watermark(store)
+    with open_for_read(manifest_uri) as file:
+        manifest = read_manifest(file)
+    check_groups_manifest(manifest)
+    producer = manifest.producer
+    if (producer.dag_id, producer.run_id, producer.task_id) != (dag_id, run_id, export_task_id):
+        raise ManifestError(f"manifest: producer is not this run's {export_task_id}")
+    new = manifest.watermark
+    if new is None or (stored is not None and new <= stored):
+        log.info("Watermark kept at %s (the export's: %s)", stored, new)
+        return {"watermark": stored, "advanced": False}
+    store.set(WATERMARK_STATE_KEY, new)
+    log.info("Watermark advanced from %s to %s (from the export's manifest)", stored, new)
+    return {"watermark": new, "advanced": True}
 
 
 class OktaPlanMembershipChangesOperator(_OktaOperator):

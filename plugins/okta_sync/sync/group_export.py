@@ -3,10 +3,12 @@ and the full membership of each group whose `lastMembershipUpdated` moved since 
 first run or a full refresh).
 
 Files (JSON Lines, UTF-8, one object per line):
-  groups.jsonl       each group as Okta listed it
-  memberships.jsonl  {"group_id", "user_id"} for every member of every group read
-and a manifest (`GroupExportManifest`) naming them with their line counts and SHA-256 (of the uncompressed lines),
-the groups whose members were read, and the watermarks.
+  groups.jsonl.gz       each group as Okta listed it
+  memberships.jsonl.gz  {"group_id", "user_id"} for every member of every group read
+  groups_read.jsonl.gz  {"group_id"} for every group whose whole membership is in memberships.jsonl.gz
+and, once they are complete, the manifest beside them (`groups.manifest.json`, the shared format of
+`okta_sync.sync.manifest`, dataset `groups`): the task instance, kind, times, watermark, counts, and each file's
+content SHA-256 and length.
 
 The next watermark is never later than the moment the listing started, on the server's clock (`Date`, through the
 rate limiter's `ServerClock`), less a margin: a membership change made while the listing ran (to a group listed
@@ -16,7 +18,6 @@ group read replaces its whole membership.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -24,13 +25,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from okta_sync.errors import ConfigurationError, GroupExportError, WarehouseLoadError
+from okta_sync.errors import ConfigurationError, GroupExportError, ManifestError, WarehouseLoadError
+from okta_sync.sync.manifest import DigestWriter, FileDigest, Manifest, Producer, manifest_name
 from okta_sync.timestamps import okta_time, parse_okta_time
 
-MANIFEST_VERSION = 1
+DATASET = "groups"
 GROUPS_FILE = "groups.jsonl.gz"
 MEMBERSHIPS_FILE = "memberships.jsonl.gz"
-MANIFEST_FILE = "groups_manifest.json"
+READ_FILE = "groups_read.jsonl.gz"
+FILES = (GROUPS_FILE, MEMBERSHIPS_FILE, READ_FILE)
+MANIFEST_FILE = manifest_name(GROUPS_FILE)  # groups.manifest.json
+KINDS = ("full", "incremental")
+COUNTS = ("groups", "groups_read", "memberships", "group_pages", "member_pages")
 # Okta's `Date` has one-second resolution and its nodes' clocks differ a little: the watermark stays this far behind
 # the listing's start (a group changed in that margin is read once more next run).
 WATERMARK_MARGIN_MS = 5_000
@@ -50,19 +56,16 @@ def parse_watermark(value: Any, *, field_name: str = "watermark") -> str | None:
     return value
 
 
-class HashingWriter:
-    """Counts the lines and SHA-256 of what is written through it (before compression)."""
+class LineWriter(DigestWriter):
+    """A `DigestWriter` (content SHA-256 and length, before compression) that also counts lines."""
 
     def __init__(self, file: IO[bytes]):
-        self.file = file
-        self.sha256 = hashlib.sha256()
+        super().__init__(file)
         self.lines = 0
 
     def write_lines(self, lines: list[bytes]) -> None:
-        data = b"".join(lines)
-        self.sha256.update(data)
+        self.write(b"".join(lines))
         self.lines += len(lines)
-        self.file.write(data)
 
 
 @dataclass
@@ -76,8 +79,7 @@ class GroupExportResult:
     group_pages: int = 0
     member_pages: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
-    groups_sha256: str = ""
-    memberships_sha256: str = ""
+    files: tuple[FileDigest, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Counts for XCom and Asset events: never the group ids."""
@@ -85,16 +87,31 @@ class GroupExportResult:
                 "groups": self.groups, "groups_read": len(self.groups_read), "memberships": self.memberships,
                 "group_pages": self.group_pages, "member_pages": self.member_pages, "by_type": dict(self.by_type)}
 
-    def manifest(self, paths: dict[str, str]) -> dict[str, Any]:
-        return {"version": MANIFEST_VERSION, "kind": self.kind, "previous_watermark": self.previous_watermark,
-                "watermark": self.watermark,
-                "files": {"groups": {"path": paths["groups"], "lines": self.groups, "sha256": self.groups_sha256},
-                          "memberships": {"path": paths["memberships"], "lines": self.memberships,
-                                          "sha256": self.memberships_sha256}},
-                "groups_read": list(self.groups_read)}
+    def manifest(self, *, producer: Producer, exported_at: str, finished_at: str) -> Manifest:
+        """The export's manifest (the shared format, dataset `groups`), written once the files are complete."""
+        manifest = Manifest(dataset=DATASET, producer=producer, kind=self.kind, exported_at=exported_at,
+                            finished_at=finished_at, watermark=self.watermark, files=self.files,
+                            counts={"groups": self.groups, "groups_read": len(self.groups_read),
+                                    "memberships": self.memberships, "group_pages": self.group_pages,
+                                    "member_pages": self.member_pages})
+        check_groups_manifest(manifest)
+        return manifest
 
 
-def export_groups(client: Any, groups_file: IO[bytes], memberships_file: IO[bytes], *, watermark: str | None,
+def check_groups_manifest(manifest: Manifest) -> None:
+    """What a membership export's manifest must say beyond the generic format: ManifestError naming the member."""
+    if manifest.dataset != DATASET:
+        raise ManifestError(f"manifest: dataset is not {DATASET}")
+    if manifest.kind not in KINDS:
+        raise ManifestError(f"manifest: kind is not one of {', '.join(KINDS)}")
+    if set(manifest.counts) != set(COUNTS):
+        raise ManifestError(f"manifest: counts is not {{{', '.join(COUNTS)}}}")
+    if sorted(f.name for f in manifest.files) != sorted(FILES):
+        raise ManifestError(f"manifest: files does not name {', '.join(FILES)}")
+
+
+def export_groups(client: Any, groups_file: IO[bytes], memberships_file: IO[bytes], read_file: IO[bytes], *,
+                  watermark: str | None,
                   full_refresh: bool = False, max_workers: int | None = None, limit: int | None = None,
                   progress: Any = None, monotonic: Callable[[], float] = time.monotonic) -> GroupExportResult:
     """List every group into `groups_file`, then write the members of the groups that moved into `memberships_file`.
@@ -111,11 +128,12 @@ def export_groups(client: Any, groups_file: IO[bytes], memberships_file: IO[byte
     full = full_refresh or previous is None
     result = GroupExportResult(kind="full" if full else "incremental", previous_watermark=previous, watermark=None)
     started = monotonic()
-    newest, to_read = _write_groups(client, HashingWriter(groups_file), result, None if full else previous, limit)
+    groups_writer = LineWriter(groups_file)
+    newest, to_read = _write_groups(client, groups_writer, result, None if full else previous, limit)
     listing_started = _server_now_ms(client, monotonic() - started)
     if progress is not None:
         progress.advance(groups=result.groups)
-    writer = HashingWriter(memberships_file)
+    writer = LineWriter(memberships_file)
     finished = set()
     for page in client.read_group_members(to_read, max_workers=max_workers, limit=limit):
         lines = [_membership_line(page.group_id, user) for user in page.users]
@@ -130,12 +148,14 @@ def export_groups(client: Any, groups_file: IO[bytes], memberships_file: IO[byte
     if missing:  # a pool that ended without a group's last page: never a complete export
         raise GroupExportError(f"the members of {len(missing)} group(s) were not read to the end")
     result.groups_read = to_read
-    result.memberships_sha256 = writer.sha256.hexdigest()
+    read_writer = LineWriter(read_file)
+    read_writer.write_lines([b'{"group_id":"%s"}\n' % group_id.encode() for group_id in to_read])
+    result.files = (groups_writer.digest(GROUPS_FILE), writer.digest(MEMBERSHIPS_FILE), read_writer.digest(READ_FILE))
     result.watermark = _next_watermark(previous, newest, listing_started)
     return result
 
 
-def _write_groups(client: Any, writer: HashingWriter, result: GroupExportResult, since: str | None,
+def _write_groups(client: Any, writer: LineWriter, result: GroupExportResult, since: str | None,
                   limit: int | None) -> tuple[int | None, list[str]]:
     """Each group as one line; returns the newest `lastMembershipUpdated` (ms) and the groups to read, largest
     first (`expand=stats`): a group's pages follow one cursor, so a large group started last would be a tail that
@@ -163,7 +183,6 @@ def _write_groups(client: Any, writer: HashingWriter, result: GroupExportResult,
             lines.append(_encode(group).encode("utf-8") + b"\n")
         writer.write_lines(lines)
         result.groups += len(lines)
-    result.groups_sha256 = writer.sha256.hexdigest()
     to_read.sort(key=lambda counted: -counted[0])  # stable: equal sizes keep the listing's order
     return newest, [group_id for _, group_id in to_read]
 
@@ -216,9 +235,29 @@ def _membership_line(group_id: str, user: Any) -> bytes:
     return b'{"group_id":"%s","user_id":"%s"}\n' % (group_id.encode(), user_id.encode())
 
 
+def read_groups_read(lines: Iterable[bytes]) -> Iterable[str]:
+    """The group id of each line of a groups_read file; `WarehouseLoadError` naming the line otherwise."""
+    for number, line in enumerate(lines, 1):
+        try:
+            group_id = json.loads(line)["group_id"]
+        except (ValueError, KeyError, TypeError):
+            raise WarehouseLoadError(f"groups_read line {number}: not a {{group_id}} object") from None
+        if not isinstance(group_id, str) or not _OKTA_ID.match(group_id):
+            raise WarehouseLoadError(f"groups_read line {number}: group_id must be an Okta id")
+        yield group_id
+
+
+# The exact line `_membership_line` writes; any other spelling of the same object goes through json.loads.
+_MEMBERSHIP_LINE = re.compile(rb'\{"group_id":"([A-Za-z0-9]{1,64})","user_id":"([A-Za-z0-9]{1,64})"\}\n?')
+
+
 def read_memberships(lines: Iterable[bytes]) -> Iterable[tuple[str, str]]:
     """(group_id, user_id) of each line of a memberships file; `WarehouseLoadError` naming the line otherwise."""
     for number, line in enumerate(lines, 1):
+        exact = _MEMBERSHIP_LINE.fullmatch(line)
+        if exact is not None:
+            yield exact.group(1).decode("ascii"), exact.group(2).decode("ascii")
+            continue
         try:
             row = json.loads(line)
             group_id, user_id = row["group_id"], row["user_id"]
@@ -228,3 +267,4 @@ def read_memberships(lines: Iterable[bytes]) -> Iterable[tuple[str, str]]:
                 and _OKTA_ID.match(user_id)):
             raise WarehouseLoadError(f"memberships line {number}: group_id and user_id must be Okta ids")
         yield group_id, user_id
+

@@ -6,29 +6,31 @@ loader (`okta_sync.sync.warehouse`, whose `SqlFlavour` it shares):
     okta_group_loads     the exports loaded (one row per manifest, written in the load's own transaction)
 
 One export is one transaction, set-based (memory stays flat however many memberships): the memberships of the groups
-read are staged in a temporary table, then each read group's open memberships are compared with it in SQL: who is no
+read are staged in a temporary table (with COPY on PostgreSQL), then each read group's open memberships are compared with it in SQL: who is no
 longer listed gets `valid_to`, who is new gets a period from `valid_from`. Both are the group's
 `lastMembershipUpdated` as listed in the export (when Okta says the membership last changed); a group's members at
 its first load are known from then on, not before. A group missing from the listing gets `deleted_at` (the export's
 time) and its open memberships close then.
 
-Each file is checked against the manifest (line count, SHA-256 of its lines) while it is read; a mismatch rolls the
-whole load back. An export older than what is stored for a group (loaded late) changes nothing of that group.
+Each file is checked against the export's manifest (`okta_sync.sync.manifest`: content SHA-256 and length) in the
+pass that reads it; a mismatch rolls the whole load back. An export older than what is stored for a group (loaded
+late) changes nothing of that group.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 from okta_sync.errors import WarehouseLoadError
-from okta_sync.sync.group_export import MANIFEST_VERSION, read_memberships
+from okta_sync.sync.group_export import check_groups_manifest, read_groups_read, read_memberships
+from okta_sync.sync.manifest import Manifest
 from okta_sync.sync.warehouse import MAX_PATH_LENGTH, SqlFlavour
 from okta_sync.timestamps import okta_timestamp
 
@@ -39,12 +41,10 @@ STAGED_TABLE = "okta_group_members_staged"  # temporary: this export's membershi
 READ_TABLE = "okta_group_read"  # temporary: the groups whose members this export read, with their as-of time
 SEEN_TABLE = "okta_group_seen"  # temporary: the groups this export listed
 BATCH_SIZE = 2000
-MAX_MANIFEST_BYTES = 16 * 1024 * 1024  # 100,000 group ids are ~2.5 MB
-MAX_GROUPS = 500_000
+MAX_GROUPS_READ = 1_000_000  # group ids held at once while loading (an org's groups)
 FULL, INCREMENTAL = "full", "incremental"
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 _OKTA_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 GROUP_COLUMNS = ("id", "name", "description", "type", "source_app_id", "created", "last_updated",
                  "last_membership_updated", "profile", "deleted_at", "members_as_of", "last_seen_at")
 
@@ -77,55 +77,12 @@ class GroupExportRef:
         return self.exported_at, self.event_id
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    path: str
-    lines: int
-    sha256: str
+class CheckedLines(Protocol):
+    """A file's lines, checked against its manifest entry: `okta_sync.sync.manifest.DigestReader`."""
 
+    def __iter__(self): ...
 
-@dataclass(frozen=True)
-class GroupManifest:
-    kind: str
-    exported_at: str
-    watermark: str | None
-    groups: FileEntry
-    memberships: FileEntry
-    groups_read: tuple[str, ...]
-
-    @classmethod
-    def parse(cls, data: bytes, where: str) -> "GroupManifest":
-        """The manifest file (untrusted: written where other people can write); errors name the field only."""
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise WarehouseLoadError(f"{where}: larger than {MAX_MANIFEST_BYTES} bytes")
-        try:
-            raw = json.loads(data)
-        except ValueError:
-            raise WarehouseLoadError(f"{where}: not JSON") from None
-        if not isinstance(raw, dict) or raw.get("version") != MANIFEST_VERSION:
-            raise WarehouseLoadError(f"{where}: not a version {MANIFEST_VERSION} membership export manifest")
-        if raw.get("kind") not in (FULL, INCREMENTAL):
-            raise WarehouseLoadError(f"{where}: kind is not full or incremental")
-        for name in ("exported_at", "watermark"):
-            value = raw.get(name)
-            if not (value is None and name == "watermark") and not (isinstance(value, str) and _TIMESTAMP.match(value)):
-                raise WarehouseLoadError(f"{where}: {name} is not an Okta timestamp")
-        files = raw.get("files")
-        entries = {}
-        for name in ("groups", "memberships"):
-            entry = files.get(name) if isinstance(files, dict) else None
-            if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
-                    and 0 < len(entry["path"]) <= MAX_PATH_LENGTH and isinstance(entry.get("lines"), int)
-                    and not isinstance(entry.get("lines"), bool) and entry["lines"] >= 0
-                    and isinstance(entry.get("sha256"), str) and _SHA256.match(entry["sha256"])):
-                raise WarehouseLoadError(f"{where}: files.{name} needs a path, a line count and a sha256")
-            entries[name] = FileEntry(entry["path"], entry["lines"], entry["sha256"])
-        read = raw.get("groups_read")
-        if not isinstance(read, list) or len(read) > MAX_GROUPS or not all(
-                isinstance(g, str) and _OKTA_ID.match(g) for g in read):
-            raise WarehouseLoadError(f"{where}: groups_read is not a list of Okta group ids")
-        return cls(raw["kind"], raw["exported_at"], raw.get("watermark"), entries["groups"], entries["memberships"],
-                   tuple(read))
+    def verify(self) -> None: ...
 
 
 @dataclass
@@ -148,6 +105,10 @@ class GroupLoadResult:
 
 def schema_statements(flavour: SqlFlavour) -> list[str]:
     text, ts, js = flavour.text_type, flavour.timestamp_type, flavour.json_type
+    # SQLite answers the anti-joins below through an index on the staged rows; PostgreSQL hashes them (an index
+    # would only slow the COPY down), given statistics (`ANALYZE` after staging: temporary tables get none).
+    staged_index = [] if flavour.name.startswith("postgres") else [
+        f"CREATE INDEX IF NOT EXISTS {STAGED_TABLE}_key ON {STAGED_TABLE} (group_id, user_id)"]
     return [
         f"CREATE TABLE IF NOT EXISTS {GROUPS_TABLE} (\n    id VARCHAR(64) NOT NULL PRIMARY KEY,\n    name {text},\n"
         f"    description {text},\n    type VARCHAR(32),\n    source_app_id VARCHAR(64),\n    created {ts},\n"
@@ -165,10 +126,10 @@ def schema_statements(flavour: SqlFlavour) -> list[str]:
         # No key: a member listed twice is staged twice and opened once (SELECT DISTINCT below).
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGED_TABLE} (group_id VARCHAR(64) NOT NULL, "
         f"user_id VARCHAR(64) NOT NULL)",
-        f"CREATE INDEX IF NOT EXISTS {STAGED_TABLE}_key ON {STAGED_TABLE} (group_id, user_id)",
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {READ_TABLE} (group_id VARCHAR(64) NOT NULL PRIMARY KEY, "
         f"as_of {ts} NOT NULL)",
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {SEEN_TABLE} (group_id VARCHAR(64) NOT NULL PRIMARY KEY)",
+        *staged_index,
     ]
 
 
@@ -201,26 +162,6 @@ def pending_group_exports(exports: Iterable[GroupExportRef], done: set[str]) -> 
         if export.manifest_path not in done:
             todo.setdefault(export.manifest_path, export)
     return list(todo.values())
-
-
-class CheckedLines:
-    """The lines of one export file, checked against its manifest entry once read to the end."""
-
-    def __init__(self, lines: Iterable[bytes], entry: FileEntry, name: str):
-        self._lines, self._entry, self._name = lines, entry, name
-        self.count = 0
-        self._sha256 = hashlib.sha256()
-
-    def __iter__(self) -> Iterator[bytes]:
-        for line in self._lines:
-            self._sha256.update(line)
-            self.count += 1
-            if self.count > self._entry.lines:
-                raise WarehouseLoadError(f"{self._name}: more lines than the manifest says ({self._entry.lines})")
-            yield line
-        if self.count != self._entry.lines or self._sha256.hexdigest() != self._entry.sha256:
-            raise WarehouseLoadError(f"{self._name}: does not match the manifest (lines or sha256): truncated or "
-                                     "edited; nothing of this export was loaded")
 
 
 class _Statements:
@@ -259,14 +200,16 @@ class _Statements:
                 f"WHERE id IN ({', '.join([self.p] * count)})")
 
 
-def load_group_export(connection: Any, flavour: SqlFlavour, export: GroupExportRef, manifest: GroupManifest,
-                      group_lines: Iterable[bytes], membership_lines: Iterable[bytes], *,
+def load_group_export(connection: Any, flavour: SqlFlavour, export: GroupExportRef, manifest: Manifest,
+                      groups: CheckedLines, memberships: CheckedLines, groups_read: CheckedLines, *,
                       batch_size: int = BATCH_SIZE, now: Callable[[], datetime] | None = None) -> GroupLoadResult:
-    """Load one membership export in one transaction (committed at the end, rolled back on any error).
+    """Load one membership export in one transaction (committed at the end, rolled back on any error, a file that
+    is not its manifest's included).
 
-    `group_lines` and `membership_lines` are the two files' lines (bytes, streamed). Call `ensure_group_schema`
-    first.
+    The three files' lines come streamed, each checked against the manifest as it is read (`DigestReader`). Call
+    `ensure_group_schema` first.
     """
+    check_groups_manifest(manifest)
     s = _Statements(flavour)
     result = GroupLoadResult(manifest_path=export.manifest_path, event_id=export.event_id, kind=manifest.kind)
     cursor = connection.cursor()
@@ -278,17 +221,25 @@ def load_group_export(connection: Any, flavour: SqlFlavour, export: GroupExportR
             return result
         for table in (STAGED_TABLE, READ_TABLE, SEEN_TABLE):
             cursor.execute(f"DELETE FROM {table}")
-        read = set(manifest.groups_read)
-        as_of = _load_groups(cursor, s, CheckedLines(group_lines, manifest.groups, "groups file"), read,
-                             manifest.exported_at, result, batch_size)
+        read = set()
+        for group_id in read_groups_read(groups_read):
+            read.add(group_id)
+            if len(read) > MAX_GROUPS_READ:
+                raise WarehouseLoadError(f"groups_read: more than {MAX_GROUPS_READ} groups")
+        groups_read.verify()
+        as_of = _load_groups(cursor, s, groups, read, manifest.exported_at, result, batch_size)
+        groups.verify()
         missing = read - set(as_of)
         if missing:
-            raise WarehouseLoadError(f"manifest: {len(missing)} group(s) in groups_read are not in the groups file")
+            raise WarehouseLoadError(f"groups_read: {len(missing)} group(s) are not in the groups file")
         fresh = {g: t for g, t in as_of.items() if t is not None}
         result.groups_read, result.stale_groups = len(fresh), len(as_of) - len(fresh)
         cursor.executemany(s.insert_read, list(fresh.items()))
-        _stage_memberships(cursor, s, CheckedLines(membership_lines, manifest.memberships, "memberships file"),
-                           read, set(fresh), result, batch_size)
+        postgres = flavour.name.startswith("postgres")
+        _stage_memberships(cursor, s, memberships, read, set(fresh), result, batch_size, copy=postgres)
+        memberships.verify()
+        if postgres:
+            cursor.execute(f"ANALYZE {STAGED_TABLE}")
         cursor.execute(s.close_left)
         result.closed = max(cursor.rowcount, 0)
         cursor.execute(s.open_new)
@@ -363,16 +314,31 @@ def _group_row(line: bytes, number: int, exported_at: str) -> tuple:
 
 
 def _stage_memberships(cursor: Any, s: _Statements, lines: Iterable[bytes], read: set[str], fresh: set[str],
-                       result: GroupLoadResult, batch_size: int) -> None:
+                       result: GroupLoadResult, batch_size: int, copy: bool) -> None:
     rows = iter(read_memberships(lines))
-    while chunk := list(islice(rows, batch_size)):
+    while chunk := list(islice(rows, batch_size * (10 if copy else 1))):
         for group_id, _ in chunk:
             if group_id not in read:
                 raise WarehouseLoadError("memberships file: a membership of a group the manifest does not list as read")
         result.memberships += len(chunk)
         kept = [row for row in chunk if row[0] in fresh]
-        if kept:
+        if kept and not (copy and copy_rows(cursor, STAGED_TABLE, ("group_id", "user_id"), kept)):
             cursor.executemany(s.insert_staged, kept)
+
+
+def copy_rows(cursor: Any, table: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> bool:
+    """Rows into `table` with PostgreSQL's COPY, in the cursor's own transaction (psycopg 2 or 3); False when the
+    driver has no COPY (the caller inserts them). The values are Okta ids (letters and digits): nothing to quote."""
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    if hasattr(cursor, "copy_expert"):  # psycopg2
+        cursor.copy_expert(statement, io.StringIO("".join("\t".join(row) + "\n" for row in rows)))
+        return True
+    if hasattr(cursor, "copy") and callable(cursor.copy):  # psycopg 3
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return True
+    return False
 
 
 def _text(value: Any) -> str | None:

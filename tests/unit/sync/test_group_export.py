@@ -33,8 +33,9 @@ def client_for(org) -> OktaClient:
 
 
 def run(client, watermark=None, **options):
-    groups, memberships = io.BytesIO(), io.BytesIO()
-    result = export_groups(client, groups, memberships, watermark=watermark, limit=7, **options)
+    groups, memberships, read = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    result = export_groups(client, groups, memberships, read, watermark=watermark, limit=7, **options)
+    assert [json.loads(line)["group_id"] for line in read.getvalue().splitlines()] == result.groups_read
     return result, groups.getvalue(), memberships.getvalue()
 
 
@@ -58,8 +59,10 @@ def test_first_export_reads_every_group_then_only_those_that_moved(org):
         read_order = [sizes[g] for g in first.groups_read]
         assert read_order == sorted(read_order, reverse=True)  # largest first: no single-cursor tail at the end
         assert first.memberships == sum(g["_dev"]["members"] for g in everything)
-        assert first.groups_sha256 == hashlib.sha256(groups).hexdigest()
-        assert first.memberships_sha256 == hashlib.sha256(memberships).hexdigest()
+        digests = {f.name: f for f in first.files}
+        assert digests["groups.jsonl.gz"].content_sha256 == hashlib.sha256(groups).hexdigest()
+        assert digests["memberships.jsonl.gz"].content_sha256 == hashlib.sha256(memberships).hexdigest()
+        assert digests["memberships.jsonl.gz"].content_bytes == len(memberships)
         assert first.watermark is not None
 
         okta_groups = [g for g in everything if g["type"] == "OKTA_GROUP" and 3 < g["_dev"]["members"] < 200]
@@ -149,6 +152,12 @@ def test_a_group_or_member_without_an_okta_id_fails_the_export(org):
         run(Fake([good], [{"id": "00u1"}, {"profile": {}}]))
     with pytest.raises(GroupExportError, match="twice"):
         run(Fake([good, good], []))
+
+
+def test_memberships_lines_read_the_same_however_they_are_spelled():
+    lines = [b'{"group_id":"00g1","user_id":"00u1"}\n', b'{"user_id": "00u2", "group_id": "00g1"}\n',
+             b'{"group_id":"00g2","user_id":"00u3"}', b'{"group_id":"\\u0030\\u0030g3","user_id":"00u4"}\n']
+    assert list(read_memberships(lines)) == [("00g1", "00u1"), ("00g1", "00u2"), ("00g2", "00u3"), ("00g3", "00u4")]
 
 
 def test_memberships_lines_are_checked_when_read(tmp_path):

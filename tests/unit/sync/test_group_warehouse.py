@@ -4,20 +4,21 @@ per export, one transaction, files checked against the manifest, and the README'
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sqlite3
 
 import pytest
 
-from okta_sync.errors import WarehouseLoadError
+from okta_sync.errors import ManifestError, WarehouseLoadError
 from okta_sync.sync.group_warehouse import (
     GroupExportRef,
-    GroupManifest,
     ensure_group_schema,
     load_group_export,
     loaded_group_exports,
     pending_group_exports,
 )
+from okta_sync.sync.manifest import DigestReader, FileDigest, Manifest, Producer, parse_manifest
 from okta_sync.sync.warehouse import SqlFlavour
 
 SQLITE = SqlFlavour("sqlite", "?", lambda table, columns, key: (
@@ -34,20 +35,27 @@ def group(n: int, moved: str, kind: str = "OKTA_GROUP") -> dict:
     return body
 
 
+def digest(name: str, data: bytes) -> FileDigest:
+    return FileDigest(name, hashlib.sha256(data).hexdigest(), len(data))
+
+
 def export(path: str, exported_at: str, groups: list[dict], members: dict[str, list[str]], kind="incremental",
            event_id=1, tamper=False):
-    group_lines = [json.dumps(g).encode() + b"\n" for g in groups]
-    member_lines = [json.dumps({"group_id": g, "user_id": u}).encode() + b"\n" for g, us in members.items() for u in us]
-    manifest = {"version": 1, "kind": kind, "exported_at": exported_at, "watermark": exported_at,
-                "files": {"groups": {"path": "g", "lines": len(group_lines),
-                                     "sha256": hashlib.sha256(b"".join(group_lines)).hexdigest()},
-                          "memberships": {"path": "m", "lines": len(member_lines),
-                                          "sha256": hashlib.sha256(b"".join(member_lines)).hexdigest()}},
-                "groups_read": list(members)}
+    """(ref, manifest, the three files' contents) of an export as okta_groups_sync writes it."""
+    data = {"groups.jsonl.gz": b"".join(json.dumps(g).encode() + b"\n" for g in groups),
+            "memberships.jsonl.gz": b"".join(json.dumps({"group_id": g, "user_id": u}).encode() + b"\n"
+                                             for g, us in members.items() for u in us),
+            "groups_read.jsonl.gz": b"".join(json.dumps({"group_id": g}).encode() + b"\n" for g in members)}
+    manifest = Manifest(dataset="groups", producer=Producer("okta_groups_sync", "manual__1", "export_groups"),
+                        kind=kind, exported_at=exported_at, finished_at=exported_at, watermark=exported_at,
+                        files=tuple(digest(name, content) for name, content in data.items()),
+                        counts={"groups": len(groups), "groups_read": len(members),
+                                "memberships": sum(map(len, members.values())), "group_pages": 1,
+                                "member_pages": len(members)})
     if tamper:
-        member_lines[-1] = member_lines[-1].replace(b"00u", b"00x")
+        data["memberships.jsonl.gz"] = data["memberships.jsonl.gz"].replace(b"00u6", b"00x6")
     ref = GroupExportRef(manifest_path=path, exported_at=exported_at, event_id=event_id)
-    return ref, GroupManifest.parse(json.dumps(manifest).encode(), path), group_lines, member_lines
+    return ref, parse_manifest(manifest.to_json()), data
 
 
 @pytest.fixture
@@ -58,9 +66,15 @@ def db(tmp_path):
     connection.close()
 
 
-def load(db, parts, batch_size=2):
-    ref, manifest, group_lines, member_lines = parts
-    return load_group_export(db, SQLITE, ref, manifest, iter(group_lines), iter(member_lines), batch_size=batch_size)
+def readers(manifest, data, **replaced):
+    data = {**data, **replaced}
+    return [DigestReader(io.BytesIO(data[name]), manifest.file(name))
+            for name in ("groups.jsonl.gz", "memberships.jsonl.gz", "groups_read.jsonl.gz")]
+
+
+def load(db, parts, batch_size=2, **replaced):
+    ref, manifest, data = parts
+    return load_group_export(db, SQLITE, ref, manifest, *readers(manifest, data, **replaced), batch_size=batch_size)
 
 
 def members_on(db, group_id: str, day: str) -> list[str]:
@@ -144,30 +158,25 @@ def test_an_export_loaded_late_changes_nothing_of_groups_stored_newer(db):
 def test_a_file_that_does_not_match_its_manifest_rolls_the_whole_load_back(db):
     load(db, first_export())
     before = snapshot(db)
-    with pytest.raises(WarehouseLoadError, match="memberships file: does not match the manifest"):
+    with pytest.raises(ManifestError, match="memberships.jsonl.gz: its SHA-256 is not the manifest's"):
         load(db, export("run2/manifest.json", T3, [group(1, T2)], {"00g00001": ["00u1", "00u5", "00u6"]},
                         event_id=2, tamper=True))
     assert snapshot(db) == before  # groups already upserted and deletions were rolled back with it
-    ref, manifest, group_lines, member_lines = export("run2/manifest.json", T3, [group(1, T2)],
-                                                      {"00g00001": ["00u1"]}, event_id=2)
-    with pytest.raises(WarehouseLoadError, match="groups file"):
-        load_group_export(db, SQLITE, ref, manifest, iter(group_lines[:0]), iter(member_lines))
+    parts = export("run2/manifest.json", T3, [group(1, T2)], {"00g00001": ["00u1"]}, event_id=2)
+    with pytest.raises(ManifestError, match="groups.jsonl.gz: shorter than its manifest says"):
+        load(db, parts, **{"groups.jsonl.gz": b""})
+    with pytest.raises(ManifestError, match="groups_read.jsonl.gz: longer"):
+        load(db, parts, **{"groups_read.jsonl.gz": parts[2]["groups_read.jsonl.gz"] * 2})
     assert snapshot(db) == before
 
 
-@pytest.mark.parametrize("manifest, field", [
-    (b"[]", "not a version 1"),
-    (json.dumps({"version": 1, "kind": "full", "exported_at": "yesterday"}).encode(), "exported_at"),
-    (json.dumps({"version": 1, "kind": "full", "exported_at": T1, "watermark": None,
-                 "files": {"groups": {"path": "g", "lines": 1, "sha256": "x"}}}).encode(), "files.groups"),
-    (json.dumps({"version": 1, "kind": "full", "exported_at": T1, "watermark": None,
-                 "files": {n: {"path": n, "lines": 0, "sha256": "0" * 64} for n in ("groups", "memberships")},
-                 "groups_read": ["../etc"]}).encode(), "groups_read"),
-])
-def test_a_manifest_is_untrusted_input(manifest, field):
-    with pytest.raises(WarehouseLoadError, match=field) as raised:
-        GroupManifest.parse(manifest, "m.json")
-    assert "../etc" not in str(raised.value) and "yesterday" not in str(raised.value)
+def test_a_manifest_of_another_dataset_is_refused(db):
+    ref, manifest, data = first_export()
+    users = Manifest(dataset="users", producer=manifest.producer, kind="full", exported_at=T1, finished_at=T1,
+                     files=manifest.files, counts=manifest.counts)
+    with pytest.raises(ManifestError, match="dataset is not groups"):
+        load_group_export(db, SQLITE, ref, users, *readers(manifest, data))
+    assert loaded_group_exports(db) == set()
 
 
 def test_event_extras_are_checked():
