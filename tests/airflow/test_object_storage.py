@@ -184,6 +184,25 @@ def test_a_local_output_root_with_remote_workers_fails_naming_the_variables(exec
     assert "okta_sync_output_uri" in str(failed.value) and "okta_sync_workers_share_disk" in str(failed.value)
 
 
+@pytest.mark.parametrize("dag_file", sorted(path.name for path in (ROOT / "dags").glob("*.py")))
+def test_every_task_of_every_dag_fails_at_once_on_a_local_root_with_remote_workers(dag_file, tmp_path, monkeypatch):
+    """Every shipped DAG reads or writes run folders: each of its tasks runs the check before its work (the
+    DAG's `pre_execute`, which Airflow's task runner calls first), so a Celery run fails naming the Variables."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
+    monkeypatch.setenv("AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI", tmp_path.as_uri())
+    bag = DagBag(dag_folder=str(ROOT / "dags" / dag_file))
+    assert bag.import_errors == {} and bag.dags
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            hook = task._pre_execute_hook  # what the task runner calls before execute()
+            assert hook is not None, f"{dag.dag_id}.{task.task_id} has no pre_execute"
+            with pytest.raises(AirflowFailException, match="okta_sync_workers_share_disk"):
+                hook({})
+
+
 @pytest.mark.parametrize("root", ["s3://aws_default:hunter2@okta-runs/okta", "s3://AKIA:hunter2@okta-runs/okta",
                                   "s3://okta-runs/okta/../hunter2", "relative/hunter2"])
 def test_an_output_root_with_a_password_or_dots_fails_the_first_task_without_echoing_it(root, monkeypatch):
