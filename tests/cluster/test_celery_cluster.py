@@ -162,9 +162,8 @@ def groups_sync(cluster, cluster_org):
     return result, before, cluster_org.admin.stats()
 
 
-def test_the_groups_export_goes_to_s3_only_with_tasks_on_both_workers_and_one_token(cluster, cluster_org,
-                                                                                     groups_sync,
-                                                                                     project_output_before):
+def test_the_groups_export_goes_to_s3_only_each_task_on_the_other_worker_with_one_token(
+        cluster, cluster_org, groups_sync, project_output_before):
     result, before, after = groups_sync
     assert result.state == "success", result.describe()
     hosts = hostnames(result)
