@@ -64,6 +64,7 @@ def okta_group_memberships():
         plan_uri="{{ ti.xcom_pull(task_ids='plan_changes')['path'] }}",
         report_uri=RUN_DIR + "/membership_report.csv",
         dry_run="{{ params.dry_run }}",
+        run_folder=RUN_DIR,  # the plan's path comes from an XCom: read only inside this run's folder
     )
     token >> plan >> push
 

@@ -310,6 +310,37 @@ def test_a_run_file_path_from_an_edited_xcom_is_not_read_outside_the_runs_folder
     assert not Path(mine.removeprefix("file://")).exists() or not any(Path(mine.removeprefix("file://")).iterdir())
 
 
+def test_a_membership_plan_path_from_an_edited_xcom_is_not_read_outside_the_runs_folder(tmp_path, monkeypatch):
+    """okta_group_memberships' push names its plan by the plan task's XCom: another run's plan (under the same
+    output root) or any other file is refused before anything is pushed."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from okta_sync import LocationError
+    from okta_sync.sync.membership_changes import MembershipEntry
+
+    root = (tmp_path / "output").as_uri()
+    monkeypatch.setenv("AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI", root)
+    dag = dag_named("okta_group_memberships")
+    task = dag.get_task("push_changes")
+    folder = task.report_uri.rpartition("/")[0]  # the DAG's run folder template
+    mine = _render(dag, folder, "manual__mine", root)
+    assert mine.startswith(root + "/okta_group_memberships/manual__mine-")
+    other = Path(_render(dag, folder, "manual__other", root).removeprefix("file://"))
+    other.mkdir(parents=True)
+    (other / "membership_plan.jsonl").write_text(MembershipEntry(
+        1, "Admins", "ann@x.com", "add", "planned", group_id="00g1", user_id="00u1").to_json() + "\n")
+    (tmp_path / "secret.jsonl").write_text("AKIA-secret\n")
+    for edited in ((other / "membership_plan.jsonl").as_uri(), (tmp_path / "secret.jsonl").as_uri(),
+                   f"{mine}/../../secret.jsonl", "/etc/passwd"):
+        task.run_folder, task.plan_uri = mine, edited  # an XCom edited by someone with the right role renders to this
+        task.report_uri, task.dry_run = f"{mine}/membership_report.csv", False
+        with pytest.raises(AirflowFailException) as refused:
+            task.execute({"dag_run": None, "dag": dag, "run_id": "manual__mine"})
+        assert isinstance(refused.value, LocationError) and "plan_uri" in str(refused.value)
+        assert "secret" not in str(refused.value) and "passwd" not in str(refused.value)
+    assert not Path(mine.removeprefix("file://")).exists() or not any(Path(mine.removeprefix("file://")).iterdir())
+
+
 # ---- okta_users_summary's run folders (issue 20 item 8) -----------------------------------------------------------
 
 def test_summary_run_folders_are_one_to_one_and_stay_inside_the_dags_folder(tmp_path):
