@@ -38,10 +38,15 @@ class StorageRun:
     def peak_mb(self) -> float:
         return max(self.peak_rss_mb)
 
+    def ratio_to(self, other: "StorageRun") -> float:
+        """The median of per-round ratios: each round's two exports ran one after the other."""
+        return statistics.median(mine / theirs for mine, theirs in zip(self.seconds, other.seconds))
+
 
 @dataclass
 class StorageResult:
     runs: list[StorageRun] = field(default_factory=list)
+    load: list[float] = field(default_factory=list)  # the machine's 1-minute load average before each size
 
     def run(self, users: int, target: str) -> StorageRun:
         return next(r for r in self.runs if r.users == users and r.target == target)
@@ -67,6 +72,7 @@ def run(sizes: tuple[int, ...], rounds: int = 3, log=print) -> StorageResult:
         s3.create_bucket(BUCKET)
         for users in sizes:
             with dev_org(f"storage-{users}", users=users, deprovisioned_fraction=0.0) as org:
+                result.load.append(os.getloadavg()[0])
                 connection = write_connection(org, OUTPUT / f"storage-{users}-connection.json")
                 local = StorageRun(users, "local")
                 remote = StorageRun(users, "s3")
