@@ -379,7 +379,7 @@ def test_the_push_journal_on_s3_replays_its_own_plan_only(s3_env):
     journal = PushJournal.for_report(report, plan)
     for n in range(250):
         journal.record(f"00u{n}", [ReportRow(f"00u{n}", "x@y.z", "department", "A", "B", ReportStatus.APPLIED)])
-    assert len(keys(s3_env, RUNS, "okta/journal-run/report.csv.journal/")) == 2  # full segments are written as they fill
+    assert len(keys(s3_env, RUNS, "okta/journal-run/report.csv.journal/")) == 2  # full segments go up as they fill
     journal.close()
     assert PushJournal.for_report(report, plan).replayable == 250  # a retry on another worker
     assert PushJournal.for_report(report, other).replayable == 0
