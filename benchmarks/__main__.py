@@ -1,7 +1,8 @@
 """`python3.11 scripts/dev.py bench [--quick] [--only listing,memory,partitioned,push,tokens,snapshot,paths,storage]`.
 
 `python3.11 scripts/dev.py bench warehouse [--users N]`: the warehouse loads (benchmarks/warehouse_load.py).
-`python3.11 scripts/dev.py bench rounds [--quick]`: the partitioned listing's round trips (benchmarks/rounds.py)."""
+`python3.11 scripts/dev.py bench rounds [--quick]`: the partitioned listing's round trips (benchmarks/rounds.py).
+`python3.11 scripts/dev.py bench groups [--quick]`: the membership export (benchmarks/groups.py)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,10 @@ def main(argv: list[str]) -> int:
         from benchmarks import warehouse_load
 
         return warehouse_load.main(argv[1:])
+    if argv[:1] == ["groups"]:  # its own command: `bench groups --help`
+        from benchmarks import groups
+
+        return groups.main(argv[1:])
     if argv[:1] == ["rounds"]:  # its own command: `bench rounds --help`
         from benchmarks import rounds
 
@@ -217,9 +222,9 @@ def main(argv: list[str]) -> int:
             profile = doc.read_text().split("## Hot path", 1)[1].split("```")[1]  # kept from the earlier run
         shown, details = keep_earlier_rows(doc, rows, details, ran=len(chosen) < len(SUITES))
         chart(shown, ROOT / "docs" / "benchmarks.png")
-        from benchmarks import rounds, warehouse_load
+        from benchmarks import groups, rounds, warehouse_load
 
-        kept = "".join("\n" + marked.kept(doc) for marked in (rounds.SECTION, warehouse_load.SECTION)
+        kept = "".join("\n" + marked.kept(doc) for marked in (rounds.SECTION, warehouse_load.SECTION, groups.SECTION)
                        if marked.kept(doc))
         doc.write_text(markdown(shown, command, "\n".join(details), profile or "(listing not run)", "benchmarks.png")
                        + ("\n" + snapshot_section.rstrip("\n") + "\n" if snapshot_section else "")

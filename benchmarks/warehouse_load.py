@@ -30,9 +30,17 @@ SECTION = MarkedSection("warehouse-load")
 DEPARTMENTS = ("Engineering", "Sales", "Finance", "Marketing", "Support", "Legal", "People", "Data")
 
 
-def write_export(path: Path, users: int, changed_every: int = 0) -> None:
-    """A users export like okta_user_sync's (gzip JSON Lines); every `changed_every`-th user has a newer version."""
-    with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as file:
+def write_export(path: Path, users: int, changed_every: int = 0, exported_at: str = "2026-01-02T00:00:00.000Z") -> None:
+    """A users export like okta_user_sync's (gzip JSON Lines) with its manifest beside it (the warehouse loads only
+    what a manifest describes); every `changed_every`-th user has a newer version. `path` lies in a run folder
+    named by `run_folder_uri(<output root>, "okta_user_sync", RUN_PREFIX + path.name)`."""
+    from okta_sync.sync.export import ExportResult, users_manifest
+    from okta_sync.sync.manifest import DigestWriter, Producer, manifest_name
+    from okta_sync.sync.sync_window import ALL_USERS_SEARCH
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wb", compresslevel=1) as file:
+        content = DigestWriter(file)  # the content's SHA-256, as the export operator writes it
         for n in range(users):
             changed = changed_every and n % changed_every == 0
             updated = "2026-02-01T00:00:00.000Z" if changed else "2026-01-01T00:00:00.000Z"
@@ -42,9 +50,25 @@ def write_export(path: Path, users: int, changed_every: int = 0) -> None:
                        "manager": f"manager{n % 997}@example.com", "managerId": f"00um{n % 997:07d}",
                        "employeeNumber": str(100000 + n), "organization": "Example", "costCenter": f"CC{n % 50}",
                        "mobilePhone": None, "city": "Zürich", "countryCode": "CH", "userType": "Employee"}
-            file.write(json.dumps({"id": f"00u{n:017d}", "status": "ACTIVE", "created": "2025-01-01T00:00:00.000Z",
-                                   "activated": "2025-01-01T00:00:00.000Z", "lastUpdated": updated,
-                                   "profile": profile}, separators=(",", ":")) + "\n")
+            line = (json.dumps({"id": f"00u{n:017d}", "status": "ACTIVE", "created": "2025-01-01T00:00:00.000Z",
+                                "activated": "2025-01-01T00:00:00.000Z", "lastUpdated": updated,
+                                "profile": profile}, separators=(",", ":")) + "\n").encode()
+            content.write(line)
+    result = ExportResult(users=users, pages=max(1, users // 200),
+                          max_last_updated="2026-02-01T00:00:00.000Z" if changed_every else "2026-01-01T00:00:00.000Z")
+    manifest = users_manifest(producer=Producer("okta_user_sync", RUN_PREFIX + path.name, "export_users"), kind="full",
+                              search=ALL_USERS_SEARCH, exported_at=exported_at, finished_at=exported_at, result=result,
+                              file=content.digest(path.name))
+    (path.parent / manifest_name(path.name)).write_bytes(manifest.to_json())
+
+
+RUN_PREFIX = "bench__"
+
+
+def export_path(root: Path, name: str) -> Path:
+    from okta_sync.airflow.storage import run_folder_uri
+
+    return Path(run_folder_uri(root.as_uri(), "okta_user_sync", RUN_PREFIX + name).removeprefix("file://")) / name
 
 
 @dataclass
@@ -57,13 +81,15 @@ class Measured:
     result: dict
 
 
-def probe(connection: dict, path: Path, event_id: int, exported_at: str) -> dict:
+def probe(connection: dict, root: Path, path: Path, event_id: int, exported_at: str) -> dict:
     """One load in a fresh process: `python -m benchmarks.warehouse_load --probe`."""
     env = dict(os.environ, AIRFLOW_CONN_OKTA_WAREHOUSE=json.dumps(connection),
                # the warehouse reads Asset-event paths only under the output root: the benchmark's folder is it here
-               AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI=path.parent.as_uri(),
+               AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI=root.as_uri(),
                PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins")]))
-    event = {"id": event_id, "extra": {"path": path.as_uri(), "kind": "full", "exported_at": exported_at}}
+    event = {"id": event_id, "extra": {"path": path.as_uri(), "kind": "full", "exported_at": exported_at,
+                                       "manifest": path.name.split(".", 1)[0] + ".manifest.json"},
+             "source_run_id": RUN_PREFIX + path.name}
     out = subprocess.run([sys.executable, "-m", "benchmarks.warehouse_load", "--probe", json.dumps(event)],
                          cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=7200)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -77,8 +103,9 @@ def run_probe(event_json: str) -> None:
 
     event = json.loads(event_json)
     began = time.perf_counter()
-    summary = load_new_exports("okta_warehouse", [namedtuple("Event", "id extra timestamp")(
-        event["id"], event["extra"], None)])
+    event_type = namedtuple("Event", "id extra timestamp source_dag_id source_task_id source_run_id")
+    summary = load_new_exports("okta_warehouse", [event_type(event["id"], event["extra"], None, "okta_user_sync",
+                                                             "export_users", event["source_run_id"])])
     seconds = time.perf_counter() - began
     loads = summary["loads"] or [{}]
     print(json.dumps({"seconds": seconds, "peak_rss_mb": own_peak_rss_mb(), "result": loads[0],
@@ -86,16 +113,17 @@ def run_probe(event_json: str) -> None:
 
 
 def measure(database: str, connection: dict, users: int, folder: Path, changed: float, log=print) -> list[Measured]:
-    first, second = folder / f"full-{users}.jsonl.gz", folder / f"full-{users}-changed.jsonl.gz"
+    first, second = export_path(folder, f"full-{users}.jsonl.gz"), export_path(folder, f"full-{users}-changed.jsonl.gz")
     if not first.exists():
-        write_export(first, users)
+        write_export(first, users, exported_at="2026-01-02T00:00:00.000Z")
     if not second.exists():
-        write_export(second, users, changed_every=max(1, round(1 / changed)) if changed else 0)
+        write_export(second, users, changed_every=max(1, round(1 / changed)) if changed else 0,
+                     exported_at="2026-02-02T00:00:00.000Z")
     rows = []
     for label, path, event_id, at in (("first load", first, 1, "2026-01-02T00:00:00.000Z"),
                                       (f"{changed:.0%} changed", second, 2, "2026-02-02T00:00:00.000Z"),
                                       ("same export again", second, 2, "2026-02-02T00:00:00.000Z")):
-        measured = probe(connection, path, event_id, at)
+        measured = probe(connection, folder, path, event_id, at)
         rows.append(Measured(database, users, label, measured["seconds"], measured["peak_rss_mb"], measured["result"]))
         counts = {k: v for k, v in measured["result"].items() if isinstance(v, int) and v and k != "event_id"}
         log(f"  {database} {users:,} users, {label}: {measured['seconds']:.1f} s, peak RSS "

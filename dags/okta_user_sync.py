@@ -20,6 +20,7 @@ from okta_sync import (
     OktaTokenOperator,
 )
 from okta_sync.airflow.storage import DEFAULT_OUTPUT_ROOT, require_shared_output_root, run_folder_uri
+from okta_sync.sync.manifest import manifest_uri
 from okta_sync.sync.sync_window import users_search
 
 USERS_EXPORT = Asset(name="okta_users_export", uri="okta://users/export")
@@ -27,6 +28,7 @@ CHANGE_REPORT = Asset(name="okta_profile_change_report", uri="okta://users/chang
 
 # One folder per run, named one-to-one from the dag id and the exact run id (okta_sync.airflow.storage.run_folder_uri).
 RUN_DIR = "{{ okta_run_folder(var.value.get('okta_sync_output_uri', '" + DEFAULT_OUTPUT_ROOT + "'), dag.dag_id, run_id) }}"
+EXPORT_URI = RUN_DIR + "/users.jsonl.gz"  # and its manifest beside it, users.manifest.json
 
 
 @dag(
@@ -62,8 +64,11 @@ def okta_user_sync():
 
     @task(inlets=[USERS_EXPORT])
     def select_users(params=None, asset_state_store=None) -> dict:
-        """Incremental from the watermark of the last successful run; everything on the first run or full_refresh."""
-        watermark = None if params["full_refresh"] else asset_state_store[USERS_EXPORT].get("watermark")
+        """Incremental from the watermark of the last successful run; everything on the first run or full_refresh
+        (or when the stored watermark cannot be used: the Asset state is writable over the REST API)."""
+        from okta_sync.airflow.watermark import read_watermark
+
+        watermark = None if params["full_refresh"] else read_watermark(asset_state_store[USERS_EXPORT])
         search = users_search(watermark=watermark, user_ids=params["user_ids"])
         mode = "user_ids" if params["user_ids"] else "incremental" if watermark else "full"
         # A full listing pages disjoint `created` windows concurrently (a single cursor is latency-bound); how many,
@@ -76,7 +81,7 @@ def okta_user_sync():
 
     export = OktaExportUsersOperator(
         task_id="export_users",
-        output_uri=RUN_DIR + "/users.jsonl.gz",
+        output_uri=EXPORT_URI,
         search="{{ ti.xcom_pull(task_ids='select_users')['search'] }}",
         partitions="{{ ti.xcom_pull(task_ids='select_users')['partitions'] }}",
         kind="{{ ti.xcom_pull(task_ids='select_users')['mode'] }}",
@@ -98,19 +103,23 @@ def okta_user_sync():
         outlets=[CHANGE_REPORT],
     )
 
-    @task(inlets=[USERS_EXPORT])
-    def commit_watermark(selection: dict, exported: dict, pushed: dict, params=None, asset_state_store=None) -> dict:
-        """Advance the watermark only after a complete, real hygiene run (not a dry run, feed or id-restricted run)."""
-        # pushed["dry_run"]: the push's own decision (scheduled runs are dry runs until okta_sync_write_mode=apply)
-        partial_run = pushed.get("dry_run", params["dry_run"]) or params["changes_uri"] or params["user_ids"]
-        new = exported.get("max_last_updated")
-        old = selection.get("watermark")
-        if partial_run or not new or (old and new <= old):
-            print(f"Watermark kept at {old} (partial run: {bool(partial_run)}, newest lastUpdated: {new})")
-            return {"watermark": old, "advanced": False}
-        asset_state_store[USERS_EXPORT].set("watermark", new)
-        print(f"Watermark advanced from {old} to {new}")
-        return {"watermark": new, "advanced": True}
+    @task(inlets=[USERS_EXPORT], templates_dict={"manifest_uri": manifest_uri(EXPORT_URI)})
+    def commit_watermark(pushed: dict, params=None, asset_state_store=None, templates_dict=None, dag=None,
+                         dag_run=None, run_id=None) -> dict:
+        """Advance the watermark only after a complete, real hygiene run (not a dry run, feed or id-restricted run),
+        to the watermark of the export's manifest (this run's folder), never to an XCom's value."""
+        from airflow.sdk import Variable
+
+        from okta_sync.airflow.operators import WRITE_MODE_VARIABLE, decide_write_mode
+        from okta_sync.airflow.watermark import commit_watermark as commit, was_dry_run
+
+        # the push's own decision (scheduled runs are dry runs until okta_sync_write_mode=apply), and the same
+        # decision taken here: an edited XCom can only keep the watermark
+        decided, _ = decide_write_mode(params["dry_run"], getattr(dag_run, "run_type", None),
+                                       Variable.get(WRITE_MODE_VARIABLE, default=None))
+        partial_run = was_dry_run(pushed, decided) or bool(params["changes_uri"]) or bool(params["user_ids"])
+        return commit(asset_state_store[USERS_EXPORT], templates_dict["manifest_uri"], dag_id=dag.dag_id,
+                      run_id=run_id, partial_run=partial_run)
 
     @task
     def remove_old_outputs(dag=None, run_id=None) -> dict:
@@ -119,7 +128,7 @@ def okta_user_sync():
 
         return remove_expired_run_folders(dag.dag_id, run_id)
 
-    committed = commit_watermark(selection, export.output, push.output)
+    committed = commit_watermark(push.output)
     token >> selection >> export >> plan >> push >> committed >> remove_old_outputs()
 
 

@@ -8,6 +8,11 @@ SQLite, PostgreSQL, ...):
     okta_users          one row per user ever seen; deleted_at is set when a full export no longer lists the user
     okta_user_history   one row per version (valid_from, valid_to null for the current one)
     okta_sync_loads     the exports loaded (the DAG's own progress, written in each load's transaction)
+    okta_sync_refused   the export events refused (not emitted by okta_user_sync.export_users, no manifest, a file
+                        that is not its manifest's, ...) or given up on (missing): reported once, then skipped
+
+What is loaded is what the export task wrote beside its file (users.manifest.json), not what an Asset event says:
+events can be posted over the REST API by anyone with the Op role.
 
 Wiring only: the logic lives in okta_sync.sync.warehouse (core) and okta_sync.airflow.warehouse.
 """
@@ -41,9 +46,15 @@ def okta_users_to_warehouse():
     @task(inlets=[USERS_EXPORT], outlets=[USERS_TABLE])
     def load_exports(inlet_events=None, outlet_events=None) -> dict:
         from okta_sync.airflow.warehouse import load_new_exports, newest_events
+        from okta_sync.sync.warehouse import Producers
 
-        summary = load_new_exports(WAREHOUSE_CONN_ID, newest_events(inlet_events[USERS_EXPORT]))
-        outlet_events[USERS_TABLE].extra = {"loaded": summary["loaded"], "users_read": summary["users_read"]}
+        PRODUCERS = Producers(dag_ids=("okta_user_sync",), task_ids=("export_users",))
+
+        # Only exports of okta_user_sync.export_users (Producers()) whose manifest holds up; the others are refused,
+        # logged and kept in okta_sync_refused (see okta_sync.airflow.warehouse)
+        summary = load_new_exports(WAREHOUSE_CONN_ID, newest_events(inlet_events[USERS_EXPORT]), producers=PRODUCERS)
+        outlet_events[USERS_TABLE].extra = {"loaded": summary["loaded"], "users_read": summary["users_read"],
+                                            "refused": summary["refused"], "waiting": len(summary["waiting_events"])}
         return summary
 
     load_exports()

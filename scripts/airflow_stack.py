@@ -138,6 +138,7 @@ class AirflowStack:
         self._jwt_secret = secrets.token_urlsafe(32)
         self._fernet_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
         self._processes: dict[str, subprocess.Popen] = {}
+        self._expected_exits: set[str] = set()  # components stopped on purpose (a killed worker): not a failure
         self._token: str | None = None
         self.timings: dict[str, float] = {}
         self._finalizer = weakref.finalize(self, _kill_marked_processes, self.marker, self.home)
@@ -162,7 +163,7 @@ class AirflowStack:
     def exited_component(self) -> tuple[str, int] | None:
         """(name, exit code) of a component that is no longer running, if any."""
         for name, popen in self._processes.items():
-            if popen.poll() is not None:
+            if popen.poll() is not None and name not in self._expected_exits:
                 return name, popen.returncode
         return None
 
@@ -283,14 +284,21 @@ class AirflowStack:
             raise AirflowStackError(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         self.setup_output = getattr(self, "setup_output", "") + done.stdout
 
-    def _spawn(self, component: str) -> None:
-        self._outputs = getattr(self, "_outputs", {})
-        out = self._outputs[component] = open(self.home / f"{component}.out", "ab")
+    def component_command(self, component: str) -> list[str]:
+        """The command line of one component (a subclass adds its own kinds, e.g. Celery workers)."""
         args = [str(AIRFLOW_BIN), component]
         if component == "api-server":
             args += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        return args
+
+    def _spawn(self, component: str) -> None:
+        self._outputs = getattr(self, "_outputs", {})
+        if component in self._outputs:
+            self._outputs[component].close()
+        out = self._outputs[component] = open(self.home / f"{component}.out", "ab")
         self._processes[component] = subprocess.Popen(
-            args, env=self._env, cwd=self.home, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            self.component_command(component), env=self._env, cwd=self.home, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def _airflow(self, *args: str, timeout: float) -> str:
@@ -309,7 +317,7 @@ class AirflowStack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, proc in self._processes.items():
-                if proc.poll() is not None:
+                if proc.poll() is not None and name not in self._expected_exits:
                     raise AirflowStackError(
                         f"{name} exited with {proc.returncode} while waiting for {what}:\n{self.component_output(name)}"
                     )
@@ -317,7 +325,7 @@ class AirflowStack:
             if value:
                 return value
             time.sleep(interval)
-        outputs = "\n".join(f"--- {name} ---\n{self.component_output(name, 1500)}" for name in self.components)
+        outputs = "\n".join(f"--- {name} ---\n{self.component_output(name, 1500)}" for name in self._processes)
         raise AirflowStackError(f"timed out after {timeout:.0f}s waiting for {what}\n{outputs}")
 
     def _api_ready(self) -> bool:
@@ -329,7 +337,7 @@ class AirflowStack:
 
     def _jobs_running(self) -> bool:
         health = self.api("GET", "/api/v2/monitor/health")
-        wanted = [name.replace("-", "_") for name in self.components if name != "api-server"]
+        wanted = [name.replace("-", "_") for name in self.components if name in ALL_COMPONENTS and name != "api-server"]
         return all((health.get(name) or {}).get("status") == "healthy" for name in wanted)
 
     # ---- REST API --------------------------------------------------------------------------------------------

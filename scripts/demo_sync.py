@@ -5,7 +5,8 @@
 It starts the dev org (seeded with messy profiles) on 127.0.0.1:8970, gives Airflow an isolated home in .airflow/,
 applies airflow_settings.yaml (the `okta_default` connection), runs the `okta_user_sync` DAG twice (the second
 run shows that a clean org gets no update), loads the exports into the `okta_warehouse` tables (a SQLite file under
-include/output/), and prints what happened, a few rows, and where the files are.
+include/output/), exports the groups and their members (`okta_groups_sync`) and loads them too
+(`okta_groups_to_warehouse`), and prints what happened, a few rows, and where the files are.
 """
 
 from __future__ import annotations
@@ -69,10 +70,10 @@ def task_output_to(log_path: Path):
             os.close(saved[1])
 
 
-def run_folder(output_root: Path, run_id: str) -> Path:
+def run_folder(output_root: Path, run_id: str, dag_id: str = "okta_user_sync") -> Path:
     from okta_sync.airflow.storage import run_folder_uri
 
-    return Path(run_folder_uri(str(output_root), "okta_user_sync", run_id))
+    return Path(run_folder_uri(str(output_root), dag_id, run_id))
 
 
 def summarise_run(folder: Path) -> dict:
@@ -159,7 +160,7 @@ def run_demo(args, org, normalizer) -> int:
         if args.dry_run:
             break
 
-    if show_warehouse(log_path) != 0:
+    if show_warehouse(log_path) != 0 or show_groups(log_path, org) != 0:
         return 1
     messy_after = sum(1 for u in org.admin.users() if normalizer.normalize_profile(u["profile"]) != u["profile"])
     print(f"Messy profiles in the org: {messy_before} before, {messy_after} after "
@@ -199,6 +200,44 @@ def show_warehouse(log_path: Path) -> int:
         print("   ", " | ".join(str(value) for value in row))
     print(f"  query it: sqlite3 {conn.host} 'SELECT status, COUNT(*) FROM okta_users GROUP BY 1'"
           " (README: Data-team tables)")
+    return 0
+
+
+def show_groups(log_path: Path, org) -> int:
+    """okta_groups_sync (full refresh) then okta_groups_to_warehouse; a few rows of okta_groups and memberships."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.connection import Connection
+
+    before = org.admin.stats()["requests"]
+    print("okta_groups_sync (full refresh): every group, and the members of each ...")
+    for dag_id, conf in (("okta_groups_sync", {"full_refresh": True}), ("okta_groups_to_warehouse", None)):
+        with task_output_to(log_path):
+            run = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py")).dags[dag_id].test(run_conf=conf)
+        if run.state != "success":
+            print(f"  {dag_id} ended {run.state}; task logs: {log_path}")
+            return 1
+        if dag_id == "okta_groups_sync":
+            folder = run_folder(ROOT / "include" / "output", run.run_id, dag_id)
+            after = org.admin.stats()["requests"]
+            reads = after.get("GET /api/v1/groups/{id}/users", 0) - before.get("GET /api/v1/groups/{id}/users", 0)
+            print(f"  {reads} member pages read; files: {(folder / 'groups.jsonl.gz').relative_to(ROOT)}, "
+                  f"memberships.jsonl.gz, groups_read.jsonl.gz, groups.manifest.json")
+    conn = Connection.get_connection_from_secrets("okta_warehouse")
+    if conn.conn_type != "sqlite":
+        print(f"  loaded into the {conn.conn_type} database of okta_warehouse; README: Groups")
+        return 0
+    with contextlib.closing(sqlite3.connect(ROOT / conn.host)) as db:
+        rows = db.execute(
+            "SELECT g.name, g.type, COUNT(m.user_id) FROM okta_groups g LEFT JOIN okta_group_members m "
+            "ON m.group_id = g.id AND m.valid_to IS NULL WHERE g.deleted_at IS NULL GROUP BY g.id, g.name, g.type "
+            "ORDER BY COUNT(m.user_id) DESC LIMIT 5").fetchall()
+        groups, memberships = db.execute(
+            "SELECT (SELECT COUNT(*) FROM okta_groups), (SELECT COUNT(*) FROM okta_group_members "
+            "WHERE valid_to IS NULL)").fetchone()
+    print(f"  okta_groups: {groups} groups, okta_group_members: {memberships} open memberships; the largest:")
+    for row in rows:
+        print("   ", " | ".join(str(value) for value in row))
+    print("  members of a group on a date, groups per user: README, Groups")
     return 0
 
 

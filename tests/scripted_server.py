@@ -42,6 +42,7 @@ class Reply:
     truncate: bool = False  # announce a longer Content-Length than sent, then close
     delay: float = 0.0
     trickle: float = 0.0  # send the body one byte at a time, this many seconds apart (a slowloris server)
+    trickle_head: float = 0.0  # send the status line and headers that way instead
     stream: Callable[[], Iterator[bytes]] | None = None  # a body produced on the fly, sent chunked (no length)
 
 
@@ -78,6 +79,11 @@ class ScriptedServer:
                     payload = payload.encode()
                 elif payload is None:
                     payload = b""
+                if reply.trickle_head:
+                    self._send_trickled(b"HTTP/1.1 %d OK\r\n%sContent-Length: %d\r\n\r\n%s" % (
+                        reply.status, b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in reply.headers.items()),
+                        len(payload), payload), reply.trickle_head)
+                    return
                 self.send_response_only(reply.status)
                 headers = {"Content-Type": "application/json", "Date": formatdate(usegmt=True), **reply.headers}
                 for name, value in headers.items():

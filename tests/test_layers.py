@@ -1,6 +1,7 @@
 """The layers are physical: the core imports without Airflow, and imports point one way only.
 
-Dependencies point down: config and errors <- http <- auth <- users <- sync <- airflow; never up.
+Dependencies point down: config and errors <- http <- auth <- users <- groups <- sync <- airflow; never up
+(groups reuses the users' paging pool and page decoder; users knows nothing of groups).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "plugins" / "okta_sync"
 
 # layer -> the layers it must not import (its own layer and those below it are fine)
 FORBIDDEN = {
-    "http": {"auth", "users", "sync", "airflow", "client"},
-    "auth": {"users", "sync", "airflow", "client"},
-    "users": {"sync", "airflow", "client"},
+    "http": {"auth", "users", "groups", "sync", "airflow", "client"},
+    "auth": {"users", "groups", "sync", "airflow", "client"},
+    "users": {"groups", "sync", "airflow", "client"},
+    "groups": {"sync", "airflow", "client"},
     "sync": {"airflow", "client"},
-    "": {"auth", "http", "users", "sync", "airflow"},  # errors, config, metrics, timestamps, version
+    "": {"auth", "http", "users", "groups", "sync", "airflow"},  # errors, config, metrics, timestamps, version
 }
 
 

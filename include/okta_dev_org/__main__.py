@@ -18,6 +18,10 @@ def parse_args(argv: list[str] | None = None) -> DevOrgOptions:
     p.add_argument("--port", type=int, default=d.port, help="port; 0 picks a free one (default %(default)s)")
     p.add_argument("--state-dir", default=str(d.state_dir), help="keys, certificates, connection.json, ready.json")
     p.add_argument("--users", type=int, default=d.users, help="number of seeded users (default %(default)s)")
+    p.add_argument("--groups", type=int, default=d.groups,
+                   help="number of seeded groups, Everyone included (default %(default)s)")
+    p.add_argument("--group-memberships", type=int, default=None,
+                   help="total seeded memberships outside Everyone (default: realistic group sizes)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed for users and faults (default %(default)s)")
     p.add_argument("--messy-fraction", type=float, default=d.messy_fraction,
                    help="fraction of users with values a conservative normaliser would fix")
@@ -58,7 +62,8 @@ def parse_args(argv: list[str] | None = None) -> DevOrgOptions:
     a = p.parse_args(argv)
     rate_limits = {b: getattr(a, f"rate_limit_{b}") for b in BUCKETS if getattr(a, f"rate_limit_{b}") is not None}
     return DevOrgOptions(
-        host=a.host, port=a.port, state_dir=a.state_dir, users=a.users, seed=a.seed,
+        host=a.host, port=a.port, state_dir=a.state_dir, users=a.users, seed=a.seed, groups=a.groups,
+        group_memberships=a.group_memberships,
         messy_fraction=a.messy_fraction, deprovisioned_fraction=a.deprovisioned_fraction,
         other_status_fraction=a.other_status_fraction, latency_ms=a.latency_ms, rate_limit=a.rate_limit,
         rate_limits=rate_limits, concurrency_limit=a.concurrency_limit, fail_rate=a.fail_rate,

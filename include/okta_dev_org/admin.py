@@ -75,5 +75,31 @@ class AdminClient:
     def add_user(self, profile: dict, status: str = "ACTIVE") -> dict:
         return self._call("POST", "/users", {"profile": profile, "status": status})
 
+    # ---- groups (as an admin, an app import or a group rule changes them; any type) ---------------------------
+    def groups(self) -> list[dict]:
+        """Every group, with `_embedded.stats` and a `_dev` block (members)."""
+        return self._call("GET", "/groups")
+
+    def group(self, group_id: str) -> dict:
+        return self._call("GET", f"/groups/{group_id}")
+
+    def create_group(self, name: str, description: str = "", type: str = "OKTA_GROUP", **profile) -> dict:
+        return self._call("POST", "/groups", {"profile": {"name": name, "description": description, **profile},
+                                              "type": type})
+
+    def delete_group(self, group_id: str) -> None:
+        self._call("DELETE", f"/groups/{group_id}")
+
+    def group_members(self, group_id: str) -> list[str]:
+        """The member user ids, in id order."""
+        return self._call("GET", f"/groups/{group_id}/members")
+
+    def change_members(self, group_id: str, add=(), remove=()) -> dict:
+        """Add and remove members (user ids); `lastMembershipUpdated` moves once per actual change."""
+        return self._call("POST", f"/groups/{group_id}/members", {"add": list(add), "remove": list(remove)})
+
+    def update_group_profile(self, group_id: str, **profile) -> dict:
+        return self._call("POST", f"/groups/{group_id}/profile", {"profile": profile})
+
     def close(self) -> None:
         self.session.close()

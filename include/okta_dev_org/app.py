@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, unquote_plus
 
-from . import admin_api, errors, users_api
+from . import admin_api, errors, groups_api, users_api
 from .dpop import DPoPVerifier
 from .errors import OAuthRefusal
 from .faults import Fault, FaultInjector, FaultSettings
@@ -17,9 +17,14 @@ from .ratelimits import RateLimiter, Verdict
 from .responses import REASONS, Response, request_id
 from .stats import Stats
 from .tokens import CUSTOM_SERVERS, AuthorizationServer
+from .groups import GroupStore
 from .users import UserStore
 
 USER_PATH = re.compile(r"^/api/v1/users/([^/]+)$")
+USER_GROUPS_PATH = re.compile(r"^/api/v1/users/([^/]+)/groups$")
+GROUP_PATH = re.compile(r"^/api/v1/groups/([^/]+)$")
+GROUP_USERS_PATH = re.compile(r"^/api/v1/groups/([^/]+)/users$")
+GROUP_USER_PATH = re.compile(r"^/api/v1/groups/([^/]+)/users/([^/]+)$")
 CUSTOM_TOKEN_PATH = re.compile(r"^/oauth2/([^/]+)/v1/token$")
 UNLIMITED_HEADER = 1_000_000  # what X-Rate-Limit-Limit says when a bucket is unlimited
 
@@ -69,6 +74,7 @@ class DevOrgApp:
         self.population = Population(options.seed, options.messy_fraction, options.deprovisioned_fraction,
                                      options.other_status_fraction, options.created_distribution)
         self.store = UserStore(self.population, options.users, org_url, options.json_cache_limit)
+        self.groups = GroupStore(self.store, options.groups, options.group_memberships, options.seed, org_url)
         self.dpop = DPoPVerifier()
         self.auth = AuthorizationServer(org_url, self.dpop)
         self.auth.register_client(default_client["client_id"], [default_client["jwk"]], options.granted_scopes,
@@ -98,6 +104,9 @@ class DevOrgApp:
                 return Route(f"{method} /api/v1/users/{{id}}", "user_update", "api", users_api.update_user,
                              (match.group(1), method == "PUT"))
             return Route(f"{method} /api/v1/users/{{id}}", "user_update", "api", _method_not_allowed)
+        group_route = self._group_route(method, path)
+        if group_route is not None:
+            return group_route
         if path == "/oauth2/v1/token":
             return Route(f"{method} /oauth2/v1/token", "token", "token", self.token_endpoint, ("org",))
         match = CUSTOM_TOKEN_PATH.match(path)
@@ -105,6 +114,28 @@ class DevOrgApp:
             return Route(f"{method} /oauth2/{{authServerId}}/v1/token", "token", "token", self.token_endpoint,
                          (match.group(1),))
         return Route("other", "other", "other", _path_not_found)
+
+    @staticmethod
+    def _group_route(method: str, path: str) -> Route | None:
+        if path == "/api/v1/groups":
+            handler = groups_api.list_groups if method == "GET" else _method_not_allowed
+            return Route(f"{method} /api/v1/groups", "groups_list", "api", handler)
+        if match := GROUP_PATH.match(path):
+            handler = groups_api.get_group if method == "GET" else _method_not_allowed
+            return Route(f"{method} /api/v1/groups/{{id}}", "group_read", "api", handler, (match.group(1),))
+        if match := GROUP_USERS_PATH.match(path):
+            handler = groups_api.list_members if method == "GET" else _method_not_allowed
+            return Route(f"{method} /api/v1/groups/{{id}}/users", "group_members", "api", handler, (match.group(1),))
+        if match := GROUP_USER_PATH.match(path):
+            key = f"{method} /api/v1/groups/{{id}}/users/{{userId}}"
+            if method not in ("PUT", "DELETE"):
+                return Route(key, "group_member_update", "api", _method_not_allowed)
+            return Route(key, "group_member_update", "api", groups_api.change_membership,
+                         (match.group(1), match.group(2), method == "PUT"))
+        if match := USER_GROUPS_PATH.match(path):
+            handler = groups_api.list_user_groups if method == "GET" else _method_not_allowed
+            return Route(f"{method} /api/v1/users/{{id}}/groups", "user_groups", "api", handler, (match.group(1),))
+        return None
 
     # ---- pipeline -------------------------------------------------------------------------------------------
     def handle(self, request: Request) -> Outcome:
@@ -206,6 +237,8 @@ class DevOrgApp:
         snapshot["settings"] = self.settings()
         snapshot["users"] = {"count": self.store.count, "visible": self.store.visible_count,
                              "serialised": self.store.warmed, "cache_limit": self.store.cache_limit}
+        snapshot["groups"] = {"count": len(self.groups.groups),
+                              "memberships": sum(self.groups.member_count(g) for g in self.groups.groups)}
         snapshot["time"] = time.time()
         return snapshot
 

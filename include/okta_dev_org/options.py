@@ -5,8 +5,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BUCKETS = ("token", "users_list", "user_read", "user_update")
-DEFAULT_SCOPES = ("okta.users.read", "okta.users.manage")
+# Named like the client's buckets (okta_sync.users.api, okta_sync.groups.api): one per endpoint family.
+BUCKETS = ("token", "users_list", "user_read", "user_update", "groups_list", "group_read", "group_members",
+           "group_member_update", "user_groups")
+DEFAULT_SCOPES = ("okta.users.read", "okta.users.manage", "okta.groups.read", "okta.groups.manage")
 FAIL_STATUSES = (500, 502, 503, 504)
 # How the seeded users' `created` spreads: evenly over six years, mostly recent, 60% on one import day, or
 # sign-ups that stopped years ago (benchmarks and tests of partitioned listing use the skewed shapes).
@@ -19,6 +21,8 @@ class DevOrgOptions:
     port: int = 0
     state_dir: str | Path = ".devorg"
     users: int = 1000
+    groups: int = 40  # seeded groups, Everyone (BUILT_IN) included; about 30 % of the others are APP_GROUPs
+    group_memberships: int | None = None  # total seeded memberships outside Everyone (None: realistic sizes)
     seed: int = 42
     messy_fraction: float = 0.1
     deprovisioned_fraction: float = 0.05
@@ -65,7 +69,7 @@ class DevOrgOptions:
         """The CLI arguments that reproduce these options (for DevOrgProcess)."""
         argv = [
             "--host", self.host, "--port", str(self.port), "--state-dir", str(Path(self.state_dir).resolve()),
-            "--users", str(self.users), "--seed", str(self.seed),
+            "--users", str(self.users), "--seed", str(self.seed), "--groups", str(self.groups),
             "--messy-fraction", repr(self.messy_fraction),
             "--deprovisioned-fraction", repr(self.deprovisioned_fraction),
             "--other-status-fraction", repr(self.other_status_fraction),
@@ -81,6 +85,8 @@ class DevOrgOptions:
         ]
         for bucket, limit in self.rate_limits.items():
             argv += [f"--rate-limit-{bucket.replace('_', '-')}", str(limit)]
+        if self.group_memberships is not None:
+            argv += ["--group-memberships", str(self.group_memberships)]
         if self.tls:
             argv.append("--tls")
         if self.search_cap is not None:

@@ -37,9 +37,11 @@ REASONS = {200: "OK", 204: "No Content", 304: "Not Modified", 400: "Bad Request"
 def encode(response: Response, extra: list[tuple[str, str]], close: bool, content_length: int | None = None) -> bytes:
     """Status line and headers, ready to send before the body."""
     length = len(response.body) if content_length is None else content_length
-    lines = [f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Unknown')}",
-             f"Date: {http_date()}", f"Content-Type: {response.content_type}", f"Content-Length: {length}",
-             "Cache-Control: no-cache, no-store", "Pragma: no-cache", "Expires: 0",
+    # A 204 has no content, so neither a Content-Type nor a Content-Length (RFC 9110 8.6; the Okta SDK decodes any
+    # application/json body, an empty one too).
+    content = [] if response.status == 204 else [f"Content-Type: {response.content_type}", f"Content-Length: {length}"]
+    lines = [f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Unknown')}", f"Date: {http_date()}",
+             *content, "Cache-Control: no-cache, no-store", "Pragma: no-cache", "Expires: 0",
              f"Connection: {'close' if close else 'keep-alive'}"]
     lines.extend(f"{name}: {value}" for name, value in extra)
     lines.extend(f"{name}: {value}" for name, value in response.headers)

@@ -28,6 +28,7 @@ class Stats:
             self.rate_limited = Counter()  # "rate_limit" / "concurrency"
             self.rate_limited_by_bucket = Counter()
             self.faults = Counter()
+            self.membership_changes = defaultdict(Counter)  # group id -> {"PUT": n, "DELETE": n} (changes made)
 
     def request(self, route: str, bucket: str | None) -> None:
         with self.lock:
@@ -58,6 +59,10 @@ class Stats:
             if len(self.update_times) < UPDATE_TIMESTAMPS_KEPT:
                 self.update_times.append(time.time())
 
+    def membership(self, group_id: str, method: str) -> None:
+        with self.lock:
+            self.membership_changes[group_id][method] += 1
+
     def limited(self, reason: str, bucket: str) -> None:
         with self.lock:
             self.rate_limited[reason] += 1
@@ -85,6 +90,7 @@ class Stats:
                                  "concurrency": self.rate_limited["concurrency"],
                                  "by_bucket": dict(self.rate_limited_by_bucket)},
                 "faults": dict(self.faults),
+                "membership_changes": {gid: dict(c) for gid, c in self.membership_changes.items()},
                 "peak_concurrency": peak_concurrency,
                 "in_flight": in_flight,
             }

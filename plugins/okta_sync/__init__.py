@@ -21,6 +21,7 @@ from okta_sync.auth.keys import SigningKey, load_signing_key
 from okta_sync.auth.tokens import AccessToken, TokenProvider
 from okta_sync.http.transport import RetryPolicy
 from okta_sync.metrics import Metrics
+from okta_sync.groups.members import MemberPage
 from okta_sync.users.api import UserListing, UserVersion
 from okta_sync.users.pages import UserPage
 from okta_sync.users.partitions import PartitionedUserListing
@@ -29,6 +30,7 @@ from okta_sync.errors import (
     ChangesFeedError,
     CircuitOpenError,
     ConfigurationError,
+    GroupExportError,
     InputFileError,
     InputTooLargeError,
     InvalidClientError,
@@ -36,6 +38,7 @@ from okta_sync.errors import (
     InvalidScopeError,
     LinkHeaderError,
     LocationError,
+    ManifestError,
     MissingAdminRoleError,
     MissingScopeError,
     NormalizerConfigError,
@@ -61,6 +64,7 @@ from okta_sync.errors import (
     TokenRequestError,
     UnsafeUrlError,
     UnsortedListingError,
+    UntrustedValueError,
     WarehouseLoadError,
 )
 from okta_sync.sync.change_plan import NoChange, Skipped, plan_changes_feed, plan_hygiene
@@ -79,6 +83,9 @@ _AIRFLOW_LAYER = {
     "OktaExportUsersOperator": "okta_sync.airflow.operators",
     "OktaPlanProfileChangesOperator": "okta_sync.airflow.operators",
     "OktaPushProfileChangesOperator": "okta_sync.airflow.operators",
+    "OktaExportGroupsOperator": "okta_sync.airflow.group_operators",
+    "OktaPlanMembershipChangesOperator": "okta_sync.airflow.group_operators",
+    "OktaPushMembershipChangesOperator": "okta_sync.airflow.group_operators",
 }
 
 
@@ -98,6 +105,7 @@ __all__ = [
     "CircuitOpenError",
     "Clock",
     "ConfigurationError",
+    "GroupExportError",
     "DEFAULT_SCOPES",
     "InputFileError",
     "InputTooLargeError",
@@ -107,7 +115,9 @@ __all__ = [
     "LinkHeaderError",
     "LocationError",
     "MANAGE_SCOPE",
+    "ManifestError",
     "Metrics",
+    "MemberPage",
     "MissingAdminRoleError",
     "MissingScopeError",
     "NoChange",
@@ -148,6 +158,7 @@ __all__ = [
     "TokenRequestError",
     "UnsafeUrlError",
     "UnsortedListingError",
+    "UntrustedValueError",
     "UserListing",
     "UserPage",
     "UserVersion",

@@ -26,6 +26,8 @@ from okta_sync.auth.tokens import (
 )
 from okta_sync.http.authorized import AuthorizedSession
 from okta_sync.http.transport import RetryPolicy, Transport, build_session
+from okta_sync.groups.api import GROUP_BUCKETS, GroupsClient, Listing
+from okta_sync.groups.members import MemberPage, read_members
 from okta_sync.users.api import BUCKET_USER_READ, UserListing, UsersClient, UserVersion
 from okta_sync.users.partitions import DEFAULT_SPLIT_AT, PartitionedUserListing, Window
 
@@ -89,7 +91,9 @@ class OktaClient:
             self.token_endpoint.fetch, refresh_margin=config.token_refresh_margin, on_new_token=on_new_token,
             metrics=self.metrics, provider=token_provider, clock=clock,
         )
-        self.users = UsersClient(AuthorizedSession(self.transport, self.tokens), page_size=config.page_size)
+        session = AuthorizedSession(self.transport, self.tokens)
+        self.users = UsersClient(session, page_size=config.page_size)
+        self.groups = GroupsClient(session, page_size=config.page_size)
 
     def __repr__(self) -> str:
         return f"OktaClient(org_url={self.config.org_url!r}, client_id={self.config.client_id!r}, key={self.signing_key})"
@@ -168,10 +172,41 @@ class OktaClient:
     def replace_profile(self, user_id: str, profile: Mapping[str, Any]) -> dict[str, Any]:
         return self.users.replace_profile(user_id, profile)
 
+    # -- groups -------------------------------------------------------------------------------------------------
+    def list_groups(self, *, search: str | None = None, filter: str | None = None, q: str | None = None,
+                    expand: str | None = None, limit: int | None = None, sort_by: str | None = None,
+                    sort_order: str | None = None) -> Listing:
+        """The groups matching the query as a value: iterate it for groups, `.pages()` for pages (needs
+        `okta.groups.read`). See `GroupsClient.list_groups` for the arguments."""
+        return self.groups.list_groups(search=search, filter=filter, q=q, expand=expand, limit=limit,
+                                       sort_by=sort_by, sort_order=sort_order)
+
+    def list_group_members(self, group_id: str, *, limit: int | None = None) -> Listing:
+        """The group's members (user objects), paged (needs `okta.groups.read`)."""
+        return self.groups.list_group_members(group_id, limit=limit)
+
+    def read_group_members(self, group_ids: Iterable[str], *, max_workers: int | None = None,
+                           limit: int | None = None) -> Iterator[MemberPage]:
+        """Every page of these groups' members, `max_workers` groups at a time (default `max_concurrency`),
+        within the `group_members` rate-limit bucket; see `okta_sync.groups.members.read_members`."""
+        return read_members(self.groups, group_ids, workers=max_workers or self.config.max_concurrency, limit=limit)
+
+    def list_user_groups(self, user_id: str) -> Listing:
+        """The groups a user is a member of (`GET /api/v1/users/{id}/groups`, needs `okta.users.read`)."""
+        return self.groups.list_user_groups(user_id)
+
+    def add_group_member(self, group_id: str, user_id: str) -> None:
+        """Add a user to an `OKTA_GROUP` (idempotent; needs `okta.groups.manage`)."""
+        self.groups.add_group_member(group_id, user_id)
+
+    def remove_group_member(self, group_id: str, user_id: str) -> None:
+        """Remove a user from an `OKTA_GROUP` (idempotent; needs `okta.groups.manage`)."""
+        self.groups.remove_group_member(group_id, user_id)
+
     def rate_limit_headroom(self) -> dict[str, Any]:
         """The last seen `X-Rate-Limit-*` state per bucket, for progress logs."""
         buckets = {}
-        for bucket in (BUCKET_TOKEN, "users_list", BUCKET_USER_READ, "user_update"):
+        for bucket in (BUCKET_TOKEN, "users_list", BUCKET_USER_READ, "user_update", *GROUP_BUCKETS):
             snap = self.rate_limiter.snapshot(bucket)
             if snap is not None:
                 buckets[bucket] = {"limit": snap.limit, "remaining": snap.remaining, "reset": snap.reset}

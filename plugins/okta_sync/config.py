@@ -138,8 +138,8 @@ class OktaConfig:
                     "backend hold it; with `client_auth` `client_secret_basic` the password is `client_secret` instead")
     private_key_path: str | None = setting(
         None, label="Private key path", connection_only=True,
-        description="a PEM (PKCS#8, PKCS#1, EC, encrypted) or JWK file readable only by Airflow; warned about if "
-                    "group/other readable")
+        description="a PEM (PKCS#8, PKCS#1, EC, encrypted) or JWK file (regular, at most 64 KiB) readable only "
+                    "by Airflow; warned about if group/other readable")
     private_key_passphrase: str | None = setting(
         None, label="Key passphrase", sensitive=True, connection_only=True, description="for an encrypted PEM")
     key_id: str | None = setting(
@@ -211,8 +211,8 @@ class OktaConfig:
     # Bounds on what a server may make a task do (see docs/reliability.md, "Hostile inputs tried").
     request_deadline: float = setting(
         120.0, label="Request deadline (s)", form=False,
-        description="seconds one request may take from connect to its last body byte (a server trickling its body "
-                    "never trips the read timeout)")
+        description="seconds one request may take from connect to its last body byte (a server trickling its "
+                    "headers or body never trips the read timeout)")
     max_response_bytes: int = setting(
         10 * 1024 * 1024, label="Max response bytes", form=False, schema={"minimum": 64 * 1024},
         default_shown="`10485760` (10 MiB)",

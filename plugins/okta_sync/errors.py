@@ -2,7 +2,9 @@
 
 Every error carries the fields a person needs to act (HTTP status, Okta's errorCode/errorSummary/errorCauses/errorId,
 the request id, method and path) and a hint for the known causes. None of them ever holds a header, a token, an
-assertion or key material, nor echoes a value it refused.
+assertion or key material, nor echoes a value it refused. What the server wrote (Okta's error fields, OAuth's
+`error`/`error_description`, the request id, a scope from `WWW-Authenticate`) is held and shown escaped
+(`okta_sync.server_text`): a newline or an ANSI escape in it never starts or colours a log line.
 
     OktaSyncError                      retryable  meaning
       ConfigurationError (ValueError)    no       a setting is missing or wrong (`field` names it)
@@ -39,8 +41,13 @@ assertion or key material, nor echoes a value it refused.
         LocationError                             a location outside the allowed roots, or bad roots
         InputTooLargeError                        a non-seekable input longer than the spool allows
         WarehouseLoadError                        an export or its Asset event that cannot be loaded
+        ManifestError                             a manifest (what a task wrote, beside its files), or a file
+                                                  that does not match its manifest
+      UntrustedValueError (ValueError) no       a value read from XCom, an Asset event or Asset state that
+                                                  cannot be used (`field` names it)
       SealedTokenError                   no       a sealed run token cannot be opened (a new one is minted)
       PartitionTooLargeError             no       a created-window that cannot be narrowed further
+      GroupExportError                   no       a listed group or member without a usable Okta id
 
 `retryable` says whether running the same work again can succeed; the Airflow layer ends a task at once (no
 retries) on an error whose `retryable` is False.
@@ -50,6 +57,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import ClassVar
+
+from okta_sync.server_text import server_text, server_texts
 
 
 class OktaSyncError(Exception):
@@ -94,11 +103,11 @@ class OktaApiError(OktaSyncError):
         self.status = status
         self.method = method
         self.path = path
-        self.error_code = error_code
-        self.error_summary = error_summary
-        self.error_causes = list(error_causes)
-        self.error_id = error_id
-        self.request_id = request_id
+        self.error_code = server_text(error_code)
+        self.error_summary = server_text(error_summary)
+        self.error_causes = server_texts(error_causes)
+        self.error_id = server_text(error_id)
+        self.request_id = server_text(request_id)
         self.hint = hint
         super().__init__(self._message())
 
@@ -133,7 +142,7 @@ class MissingScopeError(PermissionDeniedError):
     (`ScopeNotConfiguredError`). `scope` names it when Okta or the call says which."""
 
     def __init__(self, *, scope: str | None = None, **fields):
-        self.scope = scope
+        self.scope = server_text(scope)  # may come from the server's WWW-Authenticate
         super().__init__(**fields)
 
 
@@ -237,6 +246,7 @@ class TokenRequestError(OktaApiError):
         request_id: str | None = None,
         hint: str | None = None,
     ):
+        error, error_description, request_id = map(server_text, (error, error_description, request_id))
         self.status = status
         self.method = "POST"
         self.path = token_url
@@ -363,7 +373,26 @@ class InputTooLargeError(InputFileError):
 
 
 class WarehouseLoadError(InputFileError):
-    """An export or its Asset event cannot be loaded; names the field and never echoes the refused value."""
+    """An export or its Asset event cannot be loaded; names the field and never echoes the refused value.
+    `reason` is a short code for the load log of refusals (`okta_sync_refused`)."""
+
+    def __init__(self, message: str, *, reason: str = "unreadable"):
+        self.reason = reason
+        super().__init__(message)
+
+
+class ManifestError(InputFileError):
+    """A manifest that cannot be used (missing, too large, not the schema), or a file that does not match the
+    manifest written beside it (SHA-256, size). Names the field; never echoes a value."""
+
+
+class UntrustedValueError(OktaSyncError, ValueError):
+    """A value someone other than our tasks may have written (XCom, an Asset event's extra, Asset state) that cannot
+    be used: of the wrong type, too large, or in the future. `field` names where it was read."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
 
 
 class SealedTokenError(OktaSyncError):
@@ -376,3 +405,8 @@ class PartitionTooLargeError(OktaSyncError):
 
 class UnsortedListingError(OktaSyncError):
     """The server returned a `created`-sorted listing out of order: splitting it could lose or repeat users."""
+
+
+class GroupExportError(OktaSyncError):
+    """Okta sent a group or member the membership export cannot use (no id, an id that is not an Okta id, a group
+    listed twice); names the field, never the value. Running again reads the same data: a person must look."""

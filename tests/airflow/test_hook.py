@@ -93,6 +93,21 @@ def test_unreadable_key_path_is_named_at_first_use(okta_conn, tmp_path):
     assert raised.value.field == "private_key_path" and "missing.pem" in str(raised.value)
 
 
+def test_the_test_button_is_no_file_existence_oracle(okta_conn, tmp_path):
+    """Whoever may edit a connection must not learn from Test whether a file exists or what it holds."""
+    from okta_sync import OktaHook
+
+    (tmp_path / "shadow").write_text("root:$6$salt$hash:19000:0:99999:7:::\n")
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    for name in ("missing", "shadow", "dir", "fifo"):  # the FIFO last: on a blocking open it would hang there
+        okta_conn(private_key_path=str(tmp_path / name))
+        ok, message = OktaHook().test_connection()
+        assert (ok, message.replace(repr(str(tmp_path / name)), "<path>")) == (False, (
+            "private_key_path: <path> cannot be used: it must be a regular file of at most 64 KiB, readable by the "
+            "worker, holding a PEM or JWK private key (every unusable file gets this same message)")), name
+
+
 def test_inline_key_in_the_password_field(monkeypatch, org):
     from okta_sync import OktaHook
 

@@ -1,4 +1,4 @@
-"""The dev org's User and Error bodies validate against Okta's published OpenAPI schemas."""
+"""The dev org's User, Group and Error bodies validate against Okta's published OpenAPI schemas."""
 from __future__ import annotations
 
 import re
@@ -36,7 +36,7 @@ def validators(okta_reference):
         schema = {"$ref": f"#/components/schemas/{name}", **components}
         return jsonschema.Draft202012Validator(schema)
 
-    return {"User": validator("User"), "Error": validator("Error")}
+    return {"User": validator("User"), "Error": validator("Error"), "Group": validator("Group")}
 
 
 def check(validator, instance) -> None:
@@ -82,3 +82,21 @@ def test_error_bodies_validate(fresh_org, validators):
     for body in bodies:
         check(validators["Error"], body)
         assert list(body) == ["errorCode", "errorSummary", "errorLink", "errorId", "errorCauses"]
+
+
+def test_listed_groups_with_stats_members_and_user_groups_validate(fresh_org, validators):
+    org = fresh_org(users=80, groups=20)
+    api = OrgClient(org).api("okta.groups.read okta.users.read")
+    groups = api.get(f"{org.url}/api/v1/groups?expand=stats").json()
+    assert {g["type"] for g in groups} == {"OKTA_GROUP", "APP_GROUP", "BUILT_IN"}
+    for group in groups:
+        check(validators["Group"], group)
+        for name in ("created", "lastUpdated", "lastMembershipUpdated"):
+            assert DATE_TIME.match(group[name])
+        for member in api.get(f"{org.url}/api/v1/groups/{group['id']}/users?limit=200").json():
+            check(validators["User"], member)
+    user = org.admin.users()[0]["id"]
+    for group in api.get(f"{org.url}/api/v1/users/{user}/groups").json():
+        check(validators["Group"], group)
+    missing = api.get(f"{org.url}/api/v1/groups/00gMissing0000000000/users").json()
+    check(validators["Error"], missing)

@@ -54,7 +54,7 @@ def test_a_reused_jti_is_refused(devorg, client):
 
 def test_a_jti_is_consumed_even_when_the_request_then_fails_on_scope(devorg, client):
     assertion = client.assertion()
-    refused(devorg, client.request_token("okta.groups.manage", assertion=assertion), 400, "invalid_scope",
+    refused(devorg, client.request_token("okta.apps.manage", assertion=assertion), 400, "invalid_scope",
             "scope_not_granted")
     refused(devorg, client.request_token(assertion=assertion), 401, "invalid_client", "jti_reused")
 

@@ -17,10 +17,11 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator
 
 from okta_sync.sync.change_plan import Skipped, plan_changes_feed, plan_hygiene
-from okta_sync.sync.changes_feed import read_changes_feed
+from okta_sync.sync.changes_feed import MAX_FEED_BYTES, read_changes_feed
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
 from okta_sync.errors import ConfigurationError, LocationError, PushFailedError
-from okta_sync.sync.export import read_users_jsonl, write_users_jsonl
+from okta_sync.sync.export import INCREMENTAL, check_export_kind, read_users_jsonl, users_manifest, write_users_jsonl
+from okta_sync.sync.manifest import MAX_SEARCH_LENGTH, DigestWriter, Producer, manifest_name, manifest_uri
 from okta_sync.airflow.hooks import DEFAULT_TOKEN_TASK_ID, OktaHook, fail_fast
 from okta_sync.sync.plan_file import PlanWriter, read_plan
 from okta_sync.sync.profile_rules import Normalizer
@@ -128,9 +129,14 @@ class OktaExportUsersOperator(_OktaOperator):
         not with `filter`. With `"auto"`, a complete export leaves a `created` hint (quantiles of the users'
         `created`, and their count) in its first outlet Asset's state under `created_hint`; the next `"auto"`
         export of the same `search` starts its lanes there at once instead of after a probe round trip.
-    :param kind: what the export holds, for the Asset event's consumers: `full` (every user of every status: it
-        defines the population, so users missing from it were deleted), `incremental` (changed users only, the
-        default) or `user_ids`; templated.
+    :param kind: what the export holds, for its readers: `full` (every user of every status: it defines the
+        population, so users missing from it were deleted; only with `search=ALL_USERS_SEARCH` and no filter, else
+        the task fails at once), `incremental` (changed users only, the default) or `user_ids`; templated.
+
+    Once the export file is complete, a manifest is written beside it (`users.jsonl.gz` -> `users.manifest.json`,
+    see okta_sync.sync.manifest): this task instance, kind, search, exported_at, finished_at, watermark, counts
+    and the SHA-256 and length of the file's content. Readers believe the manifest, not the XCom or the Asset
+    event's extra, which people can write too.
     """
 
     template_fields: Sequence[str] = ("output_uri", "search", "filter", "partitions", "kind")
@@ -148,15 +154,18 @@ class OktaExportUsersOperator(_OktaOperator):
 
     @fail_fast
     def execute(self, context: Any) -> dict[str, Any]:
-        hook = self.okta_hook(context)
+        # search, partitions and kind are rendered from select_users' XCom, which people can edit: checked first
         search, filter_ = _optional(self.search), _optional(self.filter)
+        for name, value in (("search", search), ("filter", filter_)):
+            if value is not None and (not isinstance(value, str) or len(value) > MAX_SEARCH_LENGTH):
+                raise ConfigurationError(name, f"must be text of at most {MAX_SEARCH_LENGTH} characters")
         partitions = _optional(self.partitions)
         partitions = _check_partitions(partitions, filter_) if partitions is not None else None
+        kind = _optional(self.kind) or INCREMENTAL
+        check_export_kind(kind, search, filter_)  # `full` only for the listing of every user
+        hook = self.okta_hook(context)
         self.log.info("Exporting users to %s (search=%r, filter=%r, partitions=%s)", self.output_uri, search, filter_,
                       partitions)
-        kind = _optional(self.kind) or "incremental"
-        if kind not in ("full", "incremental", "user_ids"):
-            raise ConfigurationError("kind", "must be full, incremental or user_ids")
         exported_at = okta_timestamp(datetime.now(timezone.utc))  # before the first page: the snapshot's time
         progress = Progress("export", logger=self.log, headroom=lambda: hook.client.rate_limit_headroom())
         hint_store = self._hint_store(context) if partitions == AUTO_PARTITIONS else None
@@ -168,14 +177,23 @@ class OktaExportUsersOperator(_OktaOperator):
             users = hook.list_users(search=search, filter=filter_)
         # the progress log hears of rate-limit waits while they last
         with open_for_write(self.output_uri) as file, hook.client.metrics.subscribed(progress):
-            result = write_users_jsonl(users, file, progress=progress)
-        summary = {"path": self.output_uri, **result.as_dict()}
-        self.log.info("Exported %d users in %d pages to %s", result.users, result.pages, self.output_uri)
+            content = DigestWriter(file)  # the content's SHA-256, in the pass that writes it
+            result = write_users_jsonl(users, content, progress=progress)
+        # The manifest last, once the export is in place: the facts readers believe (not an XCom or an event's extra)
+        manifest = users_manifest(producer=_producer(context), kind=kind, search=search, exported_at=exported_at,
+                                  finished_at=okta_timestamp(datetime.now(timezone.utc)), result=result,
+                                  file=content.digest(self.output_uri.rpartition("/")[2]))
+        with open_for_write(manifest_uri(self.output_uri)) as file:
+            file.write(manifest.to_json())
+        summary = {"path": self.output_uri, "manifest": manifest_uri(self.output_uri), **result.as_dict()}
+        self.log.info("Exported %d users in %d pages to %s (content SHA-256 %s)", result.users, result.pages,
+                      self.output_uri, manifest.files[0].content_sha256)
         if hint_store is not None:
             self._write_hint(hint_store, search, users.created_hint)
         self._set_outlet_extra(context, {"users": result.users, "path": self.output_uri, "kind": kind,
                                          "exported_at": exported_at, "watermark": result.max_last_updated,
-                                         "pages": result.pages, "by_status": dict(result.by_status)})
+                                         "pages": result.pages, "by_status": dict(result.by_status),
+                                         "manifest": manifest_name(self.output_uri.rpartition("/")[2])})
         return summary
 
 
@@ -219,7 +237,15 @@ class OktaExportUsersOperator(_OktaOperator):
 
 
 AUTO_PARTITIONS = "auto"
+MAX_PARTITIONS = 1000
 HINT_STATE_KEY = "created_hint"
+
+
+def _producer(context: Any) -> Producer:
+    """This task instance, as the manifest names it (readers match it against the Asset event's source)."""
+    ti = context["ti"]
+    return Producer(dag_id=ti.dag_id, run_id=context["run_id"], task_id=ti.task_id,
+                    try_number=int(getattr(ti, "try_number", None) or 1))
 
 
 def _is_template(value: Any) -> bool:
@@ -232,8 +258,8 @@ def _check_partitions(partitions: int | str, filter_: str | None) -> int | str:
             partitions = int(partitions)
         except (TypeError, ValueError):
             raise ConfigurationError("partitions", 'must be "auto" or a whole number') from None
-        if partitions < 1:
-            raise ConfigurationError("partitions", "must be at least 1")
+        if not 1 <= partitions <= MAX_PARTITIONS:  # each window costs requests; an edited XCom may say 10**9
+            raise ConfigurationError("partitions", f"must be from 1 to {MAX_PARTITIONS}")
     if filter_ is not None:
         raise ConfigurationError("partitions", "page `search` windows; they cannot combine with a `filter`")
     return partitions
@@ -253,6 +279,8 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
         at once, without retries.
     :param feed_lookup: how a changes feed's rows find their users: "per_row" (one read each), "listing" (one
         listing of the org, joined on disk) or "auto" (by cost: large feeds such as full snapshots list).
+    :param max_feed_bytes: a changes feed larger than this is refused, before reading when its size is known
+        (default 1 GiB).
     :param run_folder: this run's folder (`okta_run_folder(...)`); templated. When set, `users_uri` is read only
         inside it: set it whenever `users_uri` comes from an XCom, which people with the right role can edit.
     """
@@ -262,9 +290,10 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
 
     def __init__(self, *, plan_uri: str, users_uri: str | None = None, changes_uri: str | None = None,
                  user_ids: Any = None, normalization: Any = None, changes_format: str | None = None,
-                 feed_roots: Any = None, feed_lookup: str = AUTO, run_folder: str | None = None,
-                 **kwargs: Any) -> None:
+                 feed_roots: Any = None, feed_lookup: str = AUTO, max_feed_bytes: int = MAX_FEED_BYTES,
+                 run_folder: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.max_feed_bytes = max_feed_bytes
         self.run_folder = run_folder
         if feed_lookup not in STRATEGIES:
             raise ConfigurationError("feed_lookup", f"must be one of {', '.join(STRATEGIES)}")
@@ -293,7 +322,8 @@ class OktaPlanProfileChangesOperator(_OktaOperator):
                     changes_uri, feed_roots(self.feed_roots), what="changes_uri", setting=FEED_ROOTS_VARIABLE))
                 fmt = self.changes_format or ("jsonl" if ".jsonl" in changes_uri or ".ndjson" in changes_uri else
                                              "csv" if ".csv" in changes_uri else None)
-                feed = read_changes_feed(feed_file, format=fmt, normalizer=normalizer)
+                feed = read_changes_feed(feed_file, format=fmt, normalizer=normalizer,
+                                         max_feed_bytes=self.max_feed_bytes)
                 hook = self.okta_hook(context)
                 # A large feed (a full snapshot) is planned from one listing, a small one row by row: by cost.
                 found = stack.enter_context(feed_lookup(hook.client, feed.rows, strategy=self.feed_lookup))

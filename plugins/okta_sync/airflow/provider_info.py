@@ -25,7 +25,8 @@ def get_provider_info() -> dict[str, Any]:
         "versions": [__version__],
         "integrations": [{"integration-name": "Okta", "external-doc-url": "https://developer.okta.com/docs/guides/implement-oauth-for-okta-serviceapp/main/", "tags": ["service"]}],
         "hooks": [{"integration-name": "Okta", "python-modules": ["okta_sync.airflow.hooks"]}],
-        "operators": [{"integration-name": "Okta", "python-modules": ["okta_sync.airflow.operators"]}],
+        "operators": [{"integration-name": "Okta", "python-modules": ["okta_sync.airflow.operators",
+                                                                     "okta_sync.airflow.group_operators"]}],
         "connection-types": [
             {
                 "connection-type": "okta",

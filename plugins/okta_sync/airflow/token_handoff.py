@@ -47,8 +47,14 @@ def seal_token(token: AccessToken, signing_key: SigningKey, context: str) -> str
     return f"{VERSION}.{base64.urlsafe_b64encode(nonce + ciphertext).decode()}"
 
 
+MAX_SEALED_LENGTH = 64 * 1024  # a token and its DPoP key seal to a few KB; the XCom is writable by people
+
+
 def open_sealed_token(sealed: str, signing_key: SigningKey, context: str) -> AccessToken:
-    prefix, _, body = str(sealed).partition(".")
+    if not isinstance(sealed, str) or len(sealed) > MAX_SEALED_LENGTH:
+        raise SealedTokenError(f"the run token XCom is not a sealed token (text of at most {MAX_SEALED_LENGTH} "
+                               "characters)")
+    prefix, _, body = sealed.partition(".")
     if prefix != VERSION or not body:
         raise SealedTokenError(f"not a sealed token of format {VERSION}")
     try:

@@ -1,29 +1,49 @@
 """The Airflow side of the warehouse loads (core: okta_sync.sync.warehouse): the SQL database of a connection through
-its common.sql `DbApiHook` and dialect, the export Asset's events, and the export files (ObjectStoragePath).
+its common.sql `DbApiHook` and dialect, the export Asset's events, and the export files and their manifests
+(ObjectStoragePath, only under the output root).
 
-    load_new_exports("okta_warehouse", context["inlet_events"][USERS_EXPORT])
+    load_new_exports("okta_warehouse", newest_events(context["inlet_events"][USERS_EXPORT]))
+
+An event is loaded only when Airflow says the export task of `okta_user_sync` emitted it, its file lies in that
+run's own folder and the manifest beside it (written by that task instance) describes it; the load believes the
+manifest. Anything else is refused: logged at ERROR with the event id and the field, counted in the task's return
+value and its outlet's extra, and kept in `okta_sync_refused` so that later runs skip it. An export whose file is
+missing is looked for again for `MISSING_GRACE` after its event (a store's listing may lag), then given up on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import logging
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow.sdk import BaseHook
 
-from okta_sync.airflow.hooks import fail_fast
+from okta_sync.airflow.hooks import AirflowStatsMetrics, fail_fast
+from okta_sync.errors import LocationError, ManifestError
 from okta_sync.sync.export import read_users_jsonl
+from okta_sync.sync.manifest import DigestReader, Manifest, read_manifest
 from okta_sync.sync.warehouse import (
+    EVENT_CLOCK_SKEW,
     FULL,
+    MISSING_GRACE,
+    ExportEvent,
     ExportRef,
+    Producers,
     SqlFlavour,
     WarehouseLoadError,
+    check_claimed_time,
+    check_source,
     ensure_schema,
+    file_name_in_folder,
     load_export,
     loaded_exports,
-    pending_exports,
+    record_refusal,
+    refused_events,
+    vet_export,
 )
 
 WAREHOUSE_CONN_ID = "okta_warehouse"
@@ -58,21 +78,12 @@ def flavour_for(hook: Any) -> SqlFlavour:
     return SqlFlavour(name, hook.placeholder, replace_sql)
 
 
-def exports_from_events(events: Iterable[Any]) -> tuple[list[ExportRef], list[int]]:
-    """Export references from Asset events (id, timestamp, extra); the ids of events refused, each logged."""
-    exports, refused = [], []
-    for event in events:
-        try:
-            exports.append(ExportRef.from_event(event.id, event.extra, getattr(event, "timestamp", None)))
-        except WarehouseLoadError as error:
-            log.error("%s", error)
-            refused.append(event.id)
-    return exports, refused
-
-
-def _superseded(export: ExportRef, exports: list[ExportRef]) -> bool:
-    """A newer full export describes the whole population: an older export adds history, not the current state."""
-    return any(other.kind == FULL and other.order > export.order for other in exports)
+def export_event(event: Any) -> ExportEvent:
+    """The fields of an Airflow Asset event (`AssetEventResult`) the loads use."""
+    return ExportEvent(id=int(event.id), timestamp=getattr(event, "timestamp", None), extra=getattr(event, "extra", None),
+                       source_dag_id=getattr(event, "source_dag_id", None),
+                       source_task_id=getattr(event, "source_task_id", None),
+                       source_run_id=getattr(event, "source_run_id", None))
 
 
 def newest_events(accessor: Any, limit: int = MAX_EVENTS) -> Any:
@@ -82,49 +93,142 @@ def newest_events(accessor: Any, limit: int = MAX_EVENTS) -> Any:
     return list(accessor)[-limit:]
 
 
+class _Run:
+    """One warehouse run's bookkeeping: what was refused, what waits for its file, what a newer full export
+    supersedes."""
+
+    def __init__(self, connection: Any, flavour: SqlFlavour, now: datetime):
+        self.connection, self.flavour, self.now = connection, flavour, now
+        self.refused: list[int] = []
+        self.waiting: list[int] = []
+        self.superseded: list[int] = []
+
+    def refuse(self, event: ExportEvent, path: str | None, error: Exception, reason: str | None = None) -> None:
+        reason = reason or getattr(error, "reason", "unreadable")
+        log.error("Asset event %d refused (%s): %s", event.id, reason, error)
+        AirflowStatsMetrics().incr("warehouse.events_refused")  # something to alert on
+        record_refusal(self.connection, self.flavour, event, path, reason, str(error), now=lambda: self.now)
+        self.refused.append(event.id)
+
+    def missing(self, event: ExportEvent, claim: ExportRef, vetted: list[ExportRef]) -> None:
+        """A newer full export supersedes it; else it is waited for within the grace, then given up on."""
+        if any(other.kind == FULL and other.order > claim.order for other in vetted):
+            log.warning("Export of asset event %d is gone; a newer full export supersedes it: not loaded", event.id)
+            record_refusal(self.connection, self.flavour, event, claim.path, "superseded_missing",
+                           "the export is gone; a newer full export supersedes it", now=lambda: self.now)
+            self.superseded.append(event.id)
+        elif event.timestamp is not None and self.now - event.timestamp < MISSING_GRACE:
+            log.warning("Export of asset event %d is not there (yet); looked for again by the next run until %s",
+                        event.id, event.timestamp + MISSING_GRACE)
+            self.waiting.append(event.id)
+        else:
+            self.refuse(event, claim.path, WarehouseLoadError(
+                f"asset event {event.id}: the export or its manifest is gone and no newer full export supersedes "
+                f"it (looked for during {MISSING_GRACE} after the event); restore both files and delete the event's "
+                "row from okta_sync_refused, or run okta_user_sync with full_refresh", reason="missing"))
+
+
+def _read_export_manifest(claim: ExportRef, roots: Any) -> Manifest | None:
+    """The manifest beside the export (only under the output root); None when it is not there (yet)."""
+    from okta_sync.airflow.storage import OUTPUT_ROOT_VARIABLE, open_within
+
+    folder = claim.path.rpartition("/")[0]
+    try:
+        with open_within(f"{folder}/{claim.manifest}", roots, what=f"asset event {claim.event_id} manifest",
+                         setting=OUTPUT_ROOT_VARIABLE) as file:
+            return read_manifest(file)
+    except FileNotFoundError:
+        return None
+
+
 @fail_fast
-def load_new_exports(conn_id: str, events: Iterable[Any]) -> dict[str, Any]:
+def load_new_exports(conn_id: str, events: Iterable[Any], *, producers: Producers = Producers(),
+                     now: datetime | None = None) -> dict[str, Any]:
     """Load every export named by `events` and not in the load log yet, oldest snapshot first, one transaction
-    each. Events that cannot be read are reported (and fail the task) after the others are loaded."""
-    from okta_sync.sync.locations import LocationError
-    from okta_sync.airflow.storage import OUTPUT_ROOT_VARIABLE, open_within, output_root
+    each, when its event and manifest hold up (see the module); refuse, record and report the others. Only what
+    Airflow itself may retry (the database, the store) fails the task."""
+    from okta_sync.airflow.storage import OUTPUT_ROOT_VARIABLE, open_within, output_root, run_folder_uri
     from okta_sync.sync.locations import parse_roots
 
-    roots = parse_roots([output_root() + "/"], setting=OUTPUT_ROOT_VARIABLE)
-
+    root = output_root()
+    roots = parse_roots([root + "/"], setting=OUTPUT_ROOT_VARIABLE)
+    now = now or datetime.now(timezone.utc)
     hook = warehouse_hook(conn_id)
     flavour = flavour_for(hook)
-    exports, refused = exports_from_events(events)
-    loads, gone = [], []
+    loads: list[dict[str, Any]] = []
     with contextlib.closing(hook.get_conn()) as connection:
         ensure_schema(connection, flavour)
-        todo = pending_exports(exports, loaded_exports(connection))
-        log.info("%d export event(s), %d not loaded yet, into %s (%s)", len(exports), len(todo), conn_id, flavour.name)
-        for export in todo:
+        run = _Run(connection, flavour, now)
+        done, skipped = loaded_exports(connection), refused_events(connection)
+        candidates, seen, before = [], 0, 0
+        for raw in events:
+            event = export_event(raw)
+            seen += 1
+            if event.key in skipped:
+                before += 1
+                continue
             try:
-                # an event's extra["path"] is read only under the output root, never through a symlink out of it
+                claim = ExportRef.from_event(event.id, event.extra, event.timestamp)
+            except WarehouseLoadError as error:
+                run.refuse(event, None, error, "bad_extra")
+                continue
+            if (claim.path, claim.event_id) not in done:
+                candidates.append((event, claim))
+        vetted, missing = [], []
+        for event, claim in candidates:
+            try:
+                check_source(event, producers)
+                if claim.manifest is None:
+                    raise WarehouseLoadError(
+                        f"asset event {event.id}: extra.manifest is missing (an export from before manifests); it "
+                        "is never loaded: run okta_user_sync with full_refresh to load the current users",
+                        reason="no_manifest")
+                file_name_in_folder(claim, run_folder_uri(root, event.source_dag_id, event.source_run_id))
+                check_claimed_time(event, claim, EVENT_CLOCK_SKEW)
+                manifest = _read_export_manifest(claim, roots)
+                if manifest is None:
+                    missing.append((event, claim))
+                else:
+                    vetted.append((event, vet_export(event, claim, manifest)))
+            except (WarehouseLoadError, LocationError) as error:
+                run.refuse(event, claim.path, error, "outside_output_root" if isinstance(error, LocationError) else None)
+            except ManifestError as error:
+                run.refuse(event, claim.path, WarehouseLoadError(f"asset event {event.id}: {error}"), "bad_manifest")
+        exports = [export for _, export in vetted]
+        for event, claim in missing:
+            run.missing(event, claim, exports)
+        todo = sorted(vetted, key=lambda pair: pair[1].order)
+        log.info("%d export event(s) looked at, %d to load, %d refused before, into %s (%s)", seen, len(todo), before,
+                 conn_id, flavour.name)
+        for event, export in todo:
+            try:
+                # read only under the output root, never through a symlink out of it; checked against its manifest
                 with open_within(export.path, roots, what=f'asset event {export.event_id} extra["path"]',
                                  setting=OUTPUT_ROOT_VARIABLE) as file:
-                    result = load_export(connection, flavour, export, read_users_jsonl(file))
-            except LocationError as error:
-                log.error("Asset event %d refused: %s", export.event_id, error)
-                refused.append(export.event_id)
-                continue
+                    content = DigestReader(file, export.file)
+                    result = load_export(connection, flavour, export, read_users_jsonl(content), verify=content.verify)
             except FileNotFoundError:
-                if not _superseded(export, exports):
-                    raise WarehouseLoadError(f"asset event {export.event_id}: the export {export.path} is gone and "
-                                             "no newer full export supersedes it; restore the file or run "
-                                             "okta_user_sync with full_refresh") from None
-                log.warning("Export %s (event %d) is gone; a newer full export supersedes it: not loaded",
-                            export.path, export.event_id)
-                gone.append(export.event_id)
+                run.missing(event, export, exports)
+                continue
+            except LocationError as error:
+                run.refuse(event, export.path, error, "outside_output_root")
+                continue
+            except (ManifestError, WarehouseLoadError, ValueError, EOFError, gzip.BadGzipFile) as error:
+                # the file is not what its manifest says (or not an export): the load was rolled back
+                run.refuse(event, export.path, WarehouseLoadError(
+                    f"asset event {event.id}: {_content_error(error)}; the load was rolled back"),
+                    "content_not_the_manifest" if isinstance(error, ManifestError) else "unreadable")
                 continue
             log.info("Loaded %s (%s, event %d): %s", export.path, export.kind, export.event_id, result.as_dict())
             loads.append(result.as_dict())
-    summary = {"loaded": len([r for r in loads if not r["skipped"]]), "loads": loads[-100:],  # XCom: bounded
-               "refused_events": refused, "superseded_missing_events": gone,
-               "users_read": sum(r["read"] for r in loads)}
-    if refused:
-        raise WarehouseLoadError(f"{len(refused)} export event(s) could not be loaded (ids {refused[:20]}); "
-                                 "the others were loaded, see the log for each event's field")
-    return summary
+    return {"loaded": len([r for r in loads if not r["skipped"]]), "loads": loads[-100:],  # XCom: bounded
+            "refused": len(run.refused), "refused_events": run.refused[:100], "refused_before": before,
+            "waiting_events": run.waiting[:100], "superseded_missing_events": run.superseded[:100],
+            "users_read": sum(r["read"] for r in loads)}
+
+
+def _content_error(error: Exception) -> str:
+    """Our own errors name the line or the field; a decompressor's or parser's text is not repeated."""
+    if isinstance(error, (ManifestError, WarehouseLoadError)) or str(error).startswith("users export line"):
+        return str(error)
+    return f"the export file cannot be read ({type(error).__name__})"

@@ -71,37 +71,89 @@ def load_signing_key(
     key_id: str | None = None,
     algorithm: str | None = None,
 ) -> SigningKey:
-    """Load the key from inline text or a file, pick the algorithm and the kid, and refuse unusable keys."""
+    """Load the key from inline text or a file, pick the algorithm and the kid, and refuse unusable keys.
+
+    A key file that cannot be used (missing, not a regular file, larger than 64 KiB, unreadable, not a PEM or JWK
+    private key) always gets the same message, so that whoever may edit a connection cannot use its Test button to
+    learn whether a file exists or what it holds. Once a file holds a private key, what is wrong with the key
+    (encrypted, wrong passphrase, too short, wrong curve) is said, as for an inline key.
+    """
     if private_key:
-        text, source = private_key, "inline private key"
+        text, source, mode = private_key, "inline private key", None
     elif private_key_path:
-        text, source = _read_key_file(Path(private_key_path)), f"file {private_key_path}"
+        path = Path(private_key_path)
+        text, mode = _read_key_file(path)
+        source = f"file {private_key_path}"
     else:
         raise PrivateKeyError("private_key", "no private key given (inline text or private_key_path)")
 
     stripped = text.strip()
-    if stripped.startswith("{"):
-        key, jwk_kid = _parse_jwk(stripped, source)
-    else:
-        key, jwk_kid = _parse_pem(stripped, passphrase, source), None
+    try:
+        if stripped.startswith("{"):
+            key, jwk_kid = _parse_jwk(stripped, source)
+        else:
+            key, jwk_kid = _parse_pem(stripped, passphrase, source), None
+    except _NotAKey as refused:
+        if mode is not None:
+            raise _unusable_key_file(path) from None
+        raise PrivateKeyError("private_key", refused.message) from None
     chosen_algorithm = _algorithm_for(key, algorithm, source)
+    if mode is not None:
+        warn_if_key_file_is_exposed(path, mode)
     return SigningKey(key=key, algorithm=chosen_algorithm, key_id=key_id or jwk_kid, source=source)
 
 
-def _read_key_file(path: Path) -> str:
+MAX_KEY_FILE_BYTES = 64 * 1024
+
+
+class _NotAKey(Exception):
+    """The text is no PEM or JWK private key: said in full for inline text, as the one message for a file."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def _unusable_key_file(path: Path) -> PrivateKeyError:
+    return PrivateKeyError(
+        "private_key_path",
+        f"{str(path)!r} cannot be used: it must be a regular file of at most {MAX_KEY_FILE_BYTES // 1024} KiB, readable "
+        f"by the worker, holding a PEM or JWK private key (every unusable file gets this same message)",
+    )
+
+
+def _read_key_file(path: Path) -> tuple[str, int]:
+    """The file's text and mode. Never blocks (a FIFO), never reads more than the cap (/dev/zero)."""
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PrivateKeyError("private_key_path", f"{path} does not exist") from None
-    except PermissionError:
-        raise PrivateKeyError("private_key_path", f"{path} is not readable by this process (check its owner and mode)") from None
-    except UnicodeDecodeError:
-        raise PrivateKeyError("private_key_path", f"{path} is not a text PEM or JWK file (DER is not supported)") from None
-    except OSError as exc:
-        raise PrivateKeyError("private_key_path", f"{path} cannot be read: {exc.strerror}") from None
-    warn_if_key_file_is_exposed(path, mode)
-    return text
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a device or FIFO is not even opened
+            raise _unusable_key_file(path)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        raise _unusable_key_file(path) from None
+    try:
+        status = os.fstat(descriptor)  # what was opened, not what was checked
+        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_KEY_FILE_BYTES:
+            raise _unusable_key_file(path)
+        data = _read_at_most(descriptor, MAX_KEY_FILE_BYTES + 1)
+    except OSError:
+        raise _unusable_key_file(path) from None
+    finally:
+        os.close(descriptor)
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise _unusable_key_file(path)
+    try:
+        return data.decode("utf-8"), status.st_mode
+    except UnicodeDecodeError:  # DER, or not a key at all
+        raise _unusable_key_file(path) from None
+
+
+def _read_at_most(descriptor: int, limit: int) -> bytes:
+    chunks = []
+    size = 0
+    while size < limit and (chunk := os.read(descriptor, limit - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def warn_if_key_file_is_exposed(path: Path, mode: int | None = None) -> bool:
@@ -121,7 +173,7 @@ def warn_if_key_file_is_exposed(path: Path, mode: int | None = None) -> bool:
 
 def _parse_pem(text: str, passphrase: str | None, source: str) -> Any:
     if "-----BEGIN" not in text:
-        raise PrivateKeyError("private_key", f"{source} is neither a PEM block nor a JWK (JSON)")
+        raise _NotAKey(f"{source} is neither a PEM block nor a JWK (JSON)")
     password = passphrase.encode() if passphrase else None
     try:
         return serialization.load_pem_private_key(text.encode(), password=password)
@@ -136,22 +188,22 @@ def _parse_pem(text: str, passphrase: str | None, source: str) -> Any:
     except ValueError:
         if password is not None and "ENCRYPTED" in text:
             raise PrivateKeyError("private_key_passphrase", f"wrong passphrase for {source}") from None
-        raise PrivateKeyError("private_key", f"{source} is not a valid PEM private key") from None
+        raise _NotAKey(f"{source} is not a valid PEM private key") from None
     except Exception as exc:  # cryptography raises UnsupportedAlgorithm for DSA-in-odd-containers etc.
-        raise PrivateKeyError("private_key", f"{source} cannot be loaded: {type(exc).__name__}") from None
+        raise _NotAKey(f"{source} cannot be loaded: {type(exc).__name__}") from None
 
 
 def _parse_jwk(text: str, source: str) -> tuple[Any, str | None]:
     try:
         jwk = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PrivateKeyError("private_key", f"{source} looks like JSON but does not parse (line {exc.lineno})") from None
+        raise _NotAKey(f"{source} looks like JSON but does not parse (line {exc.lineno})") from None
     if isinstance(jwk, dict) and "keys" in jwk:
-        raise PrivateKeyError("private_key", f"{source} is a JWKS (a key set); give the single private JWK")
+        raise _NotAKey(f"{source} is a JWKS (a key set); give the single private JWK")
     if not isinstance(jwk, dict) or "kty" not in jwk:
-        raise PrivateKeyError("private_key", f"{source} is not a JWK (no 'kty')")
+        raise _NotAKey(f"{source} is not a JWK (no 'kty')")
     if "d" not in jwk:
-        raise PrivateKeyError("private_key", f"{source} is a public JWK (no 'd'); the private key is needed to sign")
+        raise _NotAKey(f"{source} is a public JWK (no 'd'); the private key is needed to sign")
     kty = jwk["kty"]
     try:
         if kty == "RSA":
@@ -159,11 +211,11 @@ def _parse_jwk(text: str, source: str) -> tuple[Any, str | None]:
         elif kty == "EC":
             key = ECAlgorithm.from_jwk(jwk)
         else:
-            raise PrivateKeyError("private_key", f"{source}: JWK key type {kty!r} is not supported; use RSA or EC")
-    except PrivateKeyError:
+            raise _NotAKey(f"{source}: JWK key type {kty!r} is not supported; use RSA or EC")
+    except _NotAKey:
         raise
     except Exception:
-        raise PrivateKeyError("private_key", f"{source} is not a valid {kty} private JWK") from None
+        raise _NotAKey(f"{source} is not a valid {kty} private JWK") from None
     return key, jwk.get("kid")
 
 

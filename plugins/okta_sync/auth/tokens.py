@@ -30,6 +30,7 @@ from okta_sync.errors import TokenRequestError
 from okta_sync.http.api_errors import token_error
 from okta_sync.http.transport import RetryPolicy, Transport
 from okta_sync.metrics import Metrics, NoMetrics
+from okta_sync.server_text import server_text
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ class TokenEndpoint:
         if not isinstance(token_type, str) or token_type.lower() not in ("bearer", "dpop"):
             raise self._invalid_response(response, "token_type is neither Bearer nor DPoP")
         expires_in = self._lifetime(response, body.get("expires_in", MAX_TOKEN_LIFETIME))
-        granted = tuple(str(body.get("scope") or " ".join(requested)).split())
+        granted = tuple(map(server_text, str(body.get("scope") or " ".join(requested)).split()))  # shown by Test
         if token_type.lower() == "dpop" and dpop_key is None:
             raise token_error(
                 status=200, error="unexpected_dpop", token_url=self.token_url,
@@ -282,7 +283,7 @@ def _dpop_required(error: dict) -> bool:
 
 
 def _non_json_description(response: requests.Response) -> str:
-    kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+    kind = server_text(response.headers.get("Content-Type", "no content type").split(";")[0][:100])
     return f"HTTP {response.status_code} with a {kind} body, not an OAuth error (a proxy or load balancer answered?)"
 
 

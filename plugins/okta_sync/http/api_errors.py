@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from okta_sync.config import MANAGE_SCOPE, READ_SCOPE
+from okta_sync.server_text import server_text
 from okta_sync.errors import (
     AuthenticationError,
     InvalidClientError,
@@ -45,7 +46,7 @@ def parse_error_body(content: bytes, content_type: str | None) -> dict[str, Any]
         }
     if isinstance(body, dict) and "error" in body:  # OAuth-style body
         return {"error_code": _text(body.get("error")), "error_summary": _text(body.get("error_description"))}
-    kind = (content_type or "no content type").split(";")[0].strip()
+    kind = server_text((content_type or "no content type").split(";")[0].strip()[:100])
     size = len(content or b"")
     return {"error_summary": f"the response is not an Okta error ({kind}, {size} bytes): a proxy or gateway answered?"}
 
@@ -60,7 +61,7 @@ def _text(value: Any) -> str | None:
 
 
 def www_authenticate_params(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in _WWW_AUTH_PARAM.findall(headers.get("WWW-Authenticate", ""))}
+    return {k.lower(): server_text(v) for k, v in _WWW_AUTH_PARAM.findall(headers.get("WWW-Authenticate", ""))}
 
 
 def scope_needed(method: str, path: str) -> str:

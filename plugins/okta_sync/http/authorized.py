@@ -21,6 +21,7 @@ from okta_sync.config import OktaConfig
 from okta_sync.errors import OktaConnectionError, ResponseLimitError
 from okta_sync.http.api_errors import api_error, www_authenticate_params
 from okta_sync.http.credentials import Credential, TokenSource
+from okta_sync.server_text import server_text
 from okta_sync.http.links import cursor_of, next_page_url, parse_link_header
 from okta_sync.http.transport import TransientFailure, Transport
 from okta_sync.metrics import Metrics
@@ -39,7 +40,7 @@ class ApiResponse:
 
     @property
     def request_id(self) -> str | None:
-        return self.headers.get("X-Okta-Request-Id")
+        return server_text(self.headers.get("X-Okta-Request-Id"))
 
     def link(self, rel: str) -> str | None:
         return parse_link_header(self.headers.get("Link")).get(rel)
@@ -74,12 +75,16 @@ class AuthorizedSession:
         json_body: Any = None,
         decode: Callable[[bytes], Any] = json.loads,
         headers: Mapping[str, str] | None = None,
+        resend: bool | None = None,
     ) -> ApiResponse:
-        """`headers` adds request headers (e.g. `If-Match`); Authorization and DPoP are always the token's."""
+        """`headers` adds request headers (e.g. `If-Match`); Authorization and DPoP are always the token's.
+        `resend`: whether a request that may have reached Okta can be sent again (default: GET, HEAD, OPTIONS
+        only; an idempotent write such as a membership PUT or DELETE passes True)."""
         url = self.transport.url_for(path_or_url)
         body = json.dumps(json_body, separators=(",", ":")).encode() if json_body is not None else None
         return self.transport.call(
-            method, url, lambda: self._send_with_token(method, url, bucket, scopes, params, body, decode, headers))
+            method, url, lambda: self._send_with_token(method, url, bucket, scopes, params, body, decode, headers),
+            resend=resend)
 
     def _send_with_token(self, method, url, bucket, scopes, params, body, decode, extra_headers) -> ApiResponse:
         token = self.tokens.get(scopes)

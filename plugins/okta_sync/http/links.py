@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from urllib.parse import parse_qs, urlsplit
 
 from okta_sync.errors import LinkHeaderError, UnsafeUrlError
+from okta_sync.server_text import server_text
 from okta_sync.urls import RFC3986_URL as _RFC3986, origin_of
 
 # RFC 3986 URI characters (unreserved, reserved, and % only as the start of a %XX escape).
@@ -48,7 +49,8 @@ def _parse_one(value: str, links: dict[str, str]) -> None:
     while position < len(text):
         match = _LINK_VALUE.match(text, position)
         if match is None or match.end() == position:
-            raise LinkHeaderError(f"cannot parse Link header at character {position}: {_excerpt(text, position)!r}")
+            raise LinkHeaderError(f"cannot parse Link header at character {position}: "
+                                  f"{server_text(_excerpt(text, position))!r}")
         for param in _PARAM.finditer(match.group("params")):
             if param.group("name").lower() != "rel":
                 continue

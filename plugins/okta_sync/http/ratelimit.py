@@ -81,6 +81,11 @@ class ServerClock:
                 self._offset = offset
                 self._sampled_at = local
 
+    @property
+    def observed(self) -> bool:
+        """Whether a `Date` was ever read: before that, `now` is the local clock."""
+        return self._offset is not None
+
     def now(self) -> float:
         return self._clock() + (self._offset or 0.0)
 

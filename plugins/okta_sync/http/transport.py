@@ -40,6 +40,7 @@ from okta_sync.errors import (
     TLSVerificationError,
     UnsafeUrlError,
 )
+from okta_sync.http.deadline import DeadlineAdapter, HeadersDeadline, watching_headers
 from okta_sync.http.links import origin_of
 from okta_sync.metrics import Instruments, Metrics
 from okta_sync.http.ratelimit import RateLimiter
@@ -110,7 +111,7 @@ def build_session(config: OktaConfig) -> requests.Session:
     session.verify = verify_setting(config.ca_bundle)
     session.proxies = proxies_for(config)
     session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-    adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=max(config.max_concurrency, 4), max_retries=0)
+    adapter = DeadlineAdapter(pool_connections=2, pool_maxsize=max(config.max_concurrency, 4), max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
@@ -274,14 +275,18 @@ class Transport:
         response_headers = None
         started = self.clock.monotonic()
         deadline = started + self.config.request_deadline
+        headers_cut = HeadersDeadline.after(self.config.request_deadline)  # the watchdog's, on the real clock
         refused_header = False
         try:
-            response = self.session.request(
-                method, url, params=params, data=data, headers=headers, timeout=self._timeout,
-                allow_redirects=False, stream=True,
-            )
+            with watching_headers(headers_cut):
+                response = self.session.request(
+                    method, url, params=params, data=data, headers=headers, timeout=self._timeout,
+                    allow_redirects=False, stream=True,
+                )
             response_headers = response.headers
             try:  # read here so a truncated body is one more retryable failure
+                if headers_cut.passed:  # the socket was shut mid-headers: what was parsed is not the response
+                    raise requests.exceptions.ReadTimeout("request deadline passed while reading the headers")
                 content = read_body(response, deadline=deadline,
                                     max_bytes=self.config.max_response_bytes if max_bytes is None else max_bytes,
                                     read_timeout=self.config.read_timeout, monotonic=self.clock.monotonic)
@@ -298,7 +303,7 @@ class Transport:
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as exc:
             reason = type(exc).__name__
-            if self.clock.monotonic() >= deadline:
+            if headers_cut.passed or self.clock.monotonic() >= deadline:
                 reason = f"no complete response within request_deadline ({self.config.request_deadline:g} s)"
             record(False, probe=probe, what=f"{method} {path}: {reason}")
             self.metrics.incr(f"{kind}.connection_errors")
@@ -387,9 +392,10 @@ def _request_was_sent(exc: requests.exceptions.RequestException) -> bool:
 
 
 def _log_api_failure(error: OktaApiError) -> None:
-    """One line a person can act on, with Okta's identifiers; never a header, token or body."""
+    """One line a person can act on, with Okta's identifiers (escaped by the error: `server_text`); never a header,
+    token or body."""
     log.warning(
-        "Okta API failure: %s %s -> HTTP %s errorCode=%s errorSummary=%r errorId=%s X-Okta-Request-Id=%s",
+        "Okta API failure: %s %s -> HTTP %s errorCode=%s errorSummary=\"%s\" errorId=%s X-Okta-Request-Id=%s",
         error.method, error.path, error.status, error.error_code, error.error_summary, error.error_id, error.request_id,
     )
 

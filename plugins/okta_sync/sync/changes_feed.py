@@ -16,7 +16,11 @@ Semantics of a value:
 
 Bounds, and what is never repeated: a line longer than `max_line_bytes` (default 1 MiB) is never held in memory:
 in JSON Lines that row is refused by its line number; in CSV (where a line may be part of a quoted cell) the file
-is refused. A value longer than `max_value_chars` (default 16,384) refuses its row. Errors and row issues name
+is refused at that line, without reading the rest. A feed larger than `max_feed_bytes` (default 1 GiB) is refused
+as a whole: before reading when the file's size is known (`os.fstat`), else once that much has been read. A CSV
+header of more than `max_attributes` (default 500) columns besides the key refuses the file; a JSON object with more
+members than that refuses its row (Okta profiles have far fewer attributes; every check is linear in the line).
+A value longer than `max_value_chars` (default 16,384) refuses its row. Errors and row issues name
 line numbers and attribute names (a name that does not look like one is named by its position), never a value
 or a line of the file; a refused row keeps the names of its attributes but not their values (`values` maps each
 name to None), so no refused value reaches a plan or a report.
@@ -29,7 +33,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -46,6 +52,8 @@ KEY_KINDS = ("id", "login")
 
 MAX_LINE_BYTES = 1024 * 1024
 MAX_VALUE_CHARS = 16_384
+MAX_ATTRIBUTES = 500
+MAX_FEED_BYTES = 1024 ** 3
 _DRAIN_CHUNK = 64 * 1024
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}")
 
@@ -106,6 +114,8 @@ def read_changes_feed(
     max_line_bytes: int = MAX_LINE_BYTES,
     max_value_chars: int = MAX_VALUE_CHARS,
     max_spool_bytes: int = MAX_SPOOL_BYTES,
+    max_attributes: int = MAX_ATTRIBUTES,
+    max_feed_bytes: int = MAX_FEED_BYTES,
 ) -> ChangesFeed:
     """Validate a changes feed read from a text or binary file object and return it, ready to iterate.
 
@@ -114,29 +124,33 @@ def read_changes_feed(
     normalizer: the rules applied to every value; default `Normalizer.default()`.
     key: "id" or "login" to insist on one key; None finds it (CSV: the first column if it is `id` or `login`,
       else the one column so named; JSON Lines: `id` if the first keyed object has one, else `login`).
-    max_line_bytes, max_value_chars: the bounds described in the module docstring.
+    max_line_bytes, max_value_chars, max_attributes, max_feed_bytes: the bounds described in the module docstring.
     max_spool_bytes: how much of a non-seekable input (a pipe) may be copied aside to be read twice.
     """
     if format is not None and format not in FORMATS:
         raise ChangesFeedError(f"unknown format {format!r}; use one of {FORMATS}")
     if key is not None and key not in KEY_KINDS:
         raise ChangesFeedError(f"unknown key {key!r}; use one of {KEY_KINDS}")
+    _refuse_a_file_larger_than(file, max_feed_bytes)
     try:
-        source = Rewindable(file, max_spool_bytes=max_spool_bytes)
+        source = Rewindable(file, max_spool_bytes=min(max_spool_bytes, max_feed_bytes))
     except UnicodeDecodeError as exc:
         raise ChangesFeedError(f"not valid UTF-8 ({exc.reason}); save the file as UTF-8") from None
     except InputTooLargeError as exc:
+        if exc.limit == max_feed_bytes:
+            raise _too_large(max_feed_bytes) from None
         raise ChangesFeedError(str(exc)) from None
     known = frozenset(OKTA_BASE_ATTRIBUTES if known_attributes is None else known_attributes)
     values = _Values(known, allow_clear, normalizer or Normalizer.default(), max_value_chars)
-    fmt = format or _detect_format(_lines(source, max_line_bytes))
+    bounds = _Bounds(max_line_bytes, max_feed_bytes)
+    fmt = format or _detect_format(_lines(source, bounds, drain=False))  # reads up to the first line, no further
     if fmt == CSV:
-        parser: _Parser = _CsvParser(values.without_clear(), key, delimiter)
+        parser: _Parser = _CsvParser(values.without_clear(), key, max_attributes, delimiter)
     else:
-        parser = _JsonLinesParser(values, key)
+        parser = _JsonLinesParser(values, key, max_attributes)
 
     def lines() -> Iterator[str]:
-        return _lines(source, max_line_bytes, refuse_file=fmt == CSV)
+        return _lines(source, bounds, refuse=fmt == CSV)
 
     duplicates, rows = _find_duplicates(parser.rows(lines()))
 
@@ -199,37 +213,77 @@ class _TooLong(str):
     limit: int = MAX_LINE_BYTES
 
 
+def _too_large(max_feed_bytes: int) -> ChangesFeedError:
+    return ChangesFeedError(f"the feed is larger than max_feed_bytes ({max_feed_bytes} bytes); it is not read "
+                            f"(split it, or raise max_feed_bytes)")
+
+
+def _refuse_a_file_larger_than(file: IO[Any], max_feed_bytes: int) -> None:
+    """Refuse a file whose size is known and over the cap before reading a byte of it: a regular file's `fstat`,
+    or the object size an fsspec file (S3, GCS) reports."""
+    try:
+        status = os.fstat(file.fileno())
+    except (AttributeError, OSError, ValueError):  # no descriptor (io.BytesIO, a remote file): counted as read
+        size = getattr(file, "size", None)
+        if isinstance(size, int) and size > max_feed_bytes:
+            raise _too_large(max_feed_bytes) from None
+        return
+    if stat.S_ISREG(status.st_mode) and status.st_size > max_feed_bytes:
+        raise _too_large(max_feed_bytes)
+
+
 # --- lines: decoding with the position of any bad byte -------------------------------------------------------
 
-def _lines(source: Rewindable, max_line: int, *, refuse_file: bool = False) -> Iterator[str]:
+@dataclass(frozen=True)
+class _Bounds:
+    max_line: int
+    max_total: int
+
+
+def _lines(source: Rewindable, bounds: _Bounds, *, drain: bool = True, refuse: bool = False) -> Iterator[str]:
+    """The file's lines, decoded. An over-long line is a `_TooLong`, drained in chunks first when `drain` (JSON
+    Lines: that row is refused, the next one is read). With `refuse` it ends the reading at once: the file is
+    refused at that line (CSV, where a line may be half a quoted cell), the rest of it never read."""
     file = source.rewind()
-    lines = _decoded_lines(file, max_line) if source.is_binary else _text_lines(file, max_line)
+    raw = _bounded_lines(file, bounds, drain=drain and not refuse)
+    lines = _decoded_lines(raw) if source.is_binary else _text_lines(raw)
     for number, text in enumerate(lines, start=1):
-        if refuse_file and isinstance(text, _TooLong):
-            raise ChangesFeedError(f"the line is longer than {max_line} bytes; the file is not read", line=number)
+        if refuse and isinstance(text, _TooLong):
+            raise ChangesFeedError(f"the line is longer than {bounds.max_line} bytes; the file is not read",
+                                   line=number)
         yield text
 
 
-def _bounded_lines(file: IO[Any], max_line: int) -> Iterator[Any]:
-    """Lines of at most `max_line` (+ newline); a longer one is drained in chunks and yielded as None."""
+def _bounded_lines(file: IO[Any], bounds: _Bounds, *, drain: bool) -> Iterator[Any]:
+    """Lines of at most `max_line` (+ newline); a longer one is yielded as a `_TooLong`, drained in chunks first
+    when `drain`. More than `max_total` bytes (characters, for a text stream) in all refuse the feed."""
+    total = 0
     while True:
-        line = file.readline(max_line + 1)
+        line = file.readline(bounds.max_line + 1)
         if not line:
             return
+        total += len(line)
+        if total > bounds.max_total:
+            raise _too_large(bounds.max_total)
         newline = b"\n" if isinstance(line, bytes) else "\n"
-        if len(line) > max_line and not line.endswith(newline):
-            while (rest := file.readline(_DRAIN_CHUNK)) and not rest.endswith(newline):
-                pass
-            too_long = _TooLong(line[:8].decode("utf-8", "ignore") if isinstance(line, bytes) else line[:8])
-            too_long.limit = max_line
-            yield too_long
+        if len(line) <= bounds.max_line or line.endswith(newline):
+            yield line
             continue
-        yield line
+        if drain:
+            while rest := file.readline(_DRAIN_CHUNK):
+                total += len(rest)
+                if total > bounds.max_total:
+                    raise _too_large(bounds.max_total)
+                if rest.endswith(newline):
+                    break
+        too_long = _TooLong(line[:8].decode("utf-8", "ignore") if isinstance(line, bytes) else line[:8])
+        too_long.limit = bounds.max_line
+        yield too_long
 
 
-def _decoded_lines(file: IO[bytes], max_line: int) -> Iterator[str]:
+def _decoded_lines(raw_lines: Iterator[Any]) -> Iterator[str]:
     offset = 0
-    for number, raw in enumerate(_bounded_lines(file, max_line), start=1):
+    for number, raw in enumerate(raw_lines, start=1):
         if isinstance(raw, _TooLong):
             offset = -1  # byte offsets past an oversized line are not tracked
             yield raw
@@ -253,10 +307,10 @@ def _decoded_lines(file: IO[bytes], max_line: int) -> Iterator[str]:
         yield text
 
 
-def _text_lines(file: IO[str], max_line: int) -> Iterator[str]:
+def _text_lines(raw_lines: Iterator[Any]) -> Iterator[str]:
     number = 0
     try:
-        for number, text in enumerate(_bounded_lines(file, max_line), start=1):
+        for number, text in enumerate(raw_lines, start=1):
             yield text.removeprefix("\ufeff") if number == 1 and not isinstance(text, _TooLong) else text
     except UnicodeDecodeError as exc:
         raise ChangesFeedError(
@@ -336,18 +390,19 @@ class _Parser:
     key_kind: str | None = None
     columns: tuple[str, ...] | None = None
 
-    def __init__(self, values: _Values, key: str | None):
+    def __init__(self, values: _Values, key: str | None, max_attributes: int = MAX_ATTRIBUTES):
         self.values = values
         self.known = values.known
         self.key_kind = key
+        self.max_attributes = max_attributes
 
     def rows(self, lines: Iterator[str]) -> Iterator[FeedRow]:
         raise NotImplementedError
 
 
 class _CsvParser(_Parser):
-    def __init__(self, values: _Values, key: str | None, delimiter: str):
-        super().__init__(values, key)
+    def __init__(self, values: _Values, key: str | None, max_attributes: int, delimiter: str):
+        super().__init__(values, key, max_attributes)
         self.delimiter = delimiter
 
     def rows(self, lines: Iterator[str]) -> Iterator[FeedRow]:
@@ -374,11 +429,15 @@ class _CsvParser(_Parser):
                 yield start, cells
 
     def _read_header(self, header: list[str], line: int) -> None:
+        if len(header) > self.max_attributes + 1:
+            raise ChangesFeedError(f"the header has {len(header)} columns, more than max_attributes "
+                                   f"({self.max_attributes}) and the key; Okta profiles have fewer attributes",
+                                   line=line)
         names = [name.strip() for name in header]
         for position, name in enumerate(names, start=1):
             if not name:
                 raise ChangesFeedError(f"header column {position} has no name", line=line)
-        repeated = [position for position, name in enumerate(names, start=1) if names.index(name) + 1 != position]
+        repeated = _repeated_positions(names)
         if repeated:
             labels = [attribute_label(names[p - 1], p) for p in repeated]
             raise ChangesFeedError(f"header repeats columns {labels}", line=line, column=_column(names[repeated[0] - 1]))
@@ -452,6 +511,10 @@ class _JsonLinesParser(_Parser):
 
     def _row(self, line: int, members: list[tuple[str, Any]]) -> FeedRow:
         kind = self.key_kind or "id"
+        if len(members) > self.max_attributes + 1:
+            issue = RowIssue(line, None, None, f"the object has {len(members)} members, more than max_attributes "
+                                               f"({self.max_attributes}) and the key; the row is not read")
+            return FeedRow(line, kind, None, {}, (issue,))
         names = [name for name, _ in members]
         raw_key = dict(members).get(kind)
         key = (raw_key.strip() or None) if isinstance(raw_key, str) else None
@@ -463,13 +526,27 @@ class _JsonLinesParser(_Parser):
             issues.append(RowIssue(line, None, kind, f"{kind} must be a string"))
         elif key is None:
             issues.append(RowIssue(line, None, None, f"no {kind} in this object"))
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        issues += [RowIssue(line, key, _column(name), f"{attribute_label(name, names.index(name) + 1, 'member')} "
+        first_positions = {}
+        for position, name in enumerate(names, start=1):
+            first_positions.setdefault(name, position)
+        repeated = sorted({names[position - 1] for position in _repeated_positions(names)})
+        issues += [RowIssue(line, key, _column(name), f"{attribute_label(name, first_positions[name], 'member')} "
                                                       f"appears more than once in the object") for name in repeated]
         pairs = [(name, value) for name, value in members if name != kind]
         values, value_issues = self.values.collect(line, kind, key, pairs, what="member")
         issues += value_issues
         return FeedRow(line, kind, key, _withheld(values) if issues else values, tuple(issues))
+
+
+def _repeated_positions(names: list[str]) -> list[int]:
+    """The 1-based positions of names seen before in the list, in one pass (a long header must not cost n²)."""
+    seen: set[str] = set()
+    repeated = []
+    for position, name in enumerate(names, start=1):
+        if name in seen:
+            repeated.append(position)
+        seen.add(name)
+    return repeated
 
 
 def _column(name: str) -> str | None:

@@ -1,4 +1,5 @@
-"""Streaming users to JSON Lines: one user per line, one page in memory at a time."""
+"""Streaming users to JSON Lines: one user per line, one page in memory at a time; and the export's manifest
+(okta_sync.sync.manifest): what kind of listing it is, when, its counts and its file's SHA-256."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import IO, Any, Protocol
 
+from okta_sync.errors import ConfigurationError, ManifestError
+from okta_sync.sync.manifest import FileDigest, Manifest, Producer
 from okta_sync.sync.progress import Progress
+from okta_sync.sync.sync_window import ALL_USERS_SEARCH
 from okta_sync.users.pages import UserPage
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -97,3 +101,45 @@ def read_users_jsonl(file: IO[bytes]) -> Iterable[dict[str, Any]]:
                 yield json.loads(line)
             except ValueError:
                 raise ValueError(f"users export line {number} is not valid JSON (a truncated file?)") from None
+
+
+USERS_DATASET = "users"
+FULL, INCREMENTAL, USER_IDS = "full", "incremental", "user_ids"
+EXPORT_KINDS = (FULL, INCREMENTAL, USER_IDS)  # only a full export says who no longer exists
+
+
+def check_export_kind(kind: str, search: str | None, filter: str | None) -> None:
+    """A `full` export defines the population (users it does not list are deleted downstream), so it must be the
+    listing of every user of every status: `ALL_USERS_SEARCH`, no filter. Anything narrower is not full, whatever
+    rendered the `kind` (an edited XCom, a hand-made trigger)."""
+    if kind not in EXPORT_KINDS:
+        raise ConfigurationError("kind", f"must be one of {', '.join(EXPORT_KINDS)}")
+    if kind == FULL and (search != ALL_USERS_SEARCH or filter is not None):
+        raise ConfigurationError("kind", "full needs the search of every status (okta_sync.sync.sync_window."
+                                         "ALL_USERS_SEARCH) and no filter; a narrower listing is incremental")
+
+
+def users_manifest(*, producer: Producer, kind: str, search: str | None, exported_at: str, finished_at: str,
+                   result: ExportResult, file: FileDigest) -> Manifest:
+    """The manifest of a users export, written beside it once the export file is complete."""
+    manifest = Manifest(dataset=USERS_DATASET, producer=producer, kind=kind, search=search, exported_at=exported_at,
+                        finished_at=finished_at, watermark=result.max_last_updated,
+                        counts={"users": result.users, "pages": result.pages},
+                        by_status={str(k): v for k, v in result.by_status.items() if isinstance(k, str)},
+                        files=(file,))
+    check_users_manifest(manifest)
+    return manifest
+
+
+def check_users_manifest(manifest: Manifest) -> None:
+    """What a users export's manifest must say beyond the generic format: ManifestError naming the member."""
+    if manifest.dataset != USERS_DATASET:
+        raise ManifestError(f"manifest: dataset is not {USERS_DATASET}")
+    if manifest.kind not in EXPORT_KINDS:
+        raise ManifestError(f"manifest: kind is not one of {', '.join(EXPORT_KINDS)}")
+    if manifest.kind == FULL and manifest.search != ALL_USERS_SEARCH:
+        raise ManifestError("manifest: kind is full but search is not the listing of every status")
+    if set(manifest.counts) != {"users", "pages"}:
+        raise ManifestError("manifest: counts is not {users, pages}")
+    if len(manifest.files) != 1:
+        raise ManifestError("manifest: files does not name exactly one export file")

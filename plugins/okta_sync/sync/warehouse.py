@@ -4,6 +4,14 @@
 Plain Python over a DB-API connection: the SQL that differs between databases (placeholders, column types, the
 upsert statement) comes in a `SqlFlavour`, which the Airflow layer builds from a `DbApiHook` and its dialect.
 
+Which exports are loaded at all is decided by what nobody but the export task can write (`vet_export`): the Asset
+event's source (Airflow sets `source_dag_id`/`source_task_id`/`source_run_id`; an event posted over the REST API
+has none), the export's place in that source run's own folder, and the manifest the export task wrote beside the
+file (okta_sync.sync.manifest). Kind, exported_at, watermark and counts come from the manifest; the event's extra
+may only repeat them. The file's content must match the manifest's SHA-256, checked in the pass that loads it;
+otherwise the load's transaction is rolled back. Refusals are kept in `okta_sync_refused`, so one bad event is
+reported once and never blocks the others.
+
 One export is one transaction: users are read from the export in batches, each batch is compared with the rows
 already stored (by `lastUpdated` and a hash of status, login and profile), and only what changed is written. A
 full export defines the population: users it does not name get `deleted_at` and their current version closed.
@@ -17,21 +25,27 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from itertools import islice
 from typing import Any
 
-from okta_sync.errors import WarehouseLoadError
-from okta_sync.timestamps import okta_timestamp
+from okta_sync.errors import ManifestError, WarehouseLoadError
+from okta_sync.sync.export import EXPORT_KINDS, FULL, INCREMENTAL, check_users_manifest
+from okta_sync.sync.manifest import FileDigest, Manifest, check_times, manifest_name
+from okta_sync.timestamps import okta_timestamp, parse_okta_timestamp
 
 USERS_TABLE = "okta_users"
 HISTORY_TABLE = "okta_user_history"
 LOADS_TABLE = "okta_sync_loads"
+REFUSED_TABLE = "okta_sync_refused"  # events refused (or given up on): never looked at again
 SEEN_TABLE = "okta_sync_seen"  # a temporary table: the ids a full export names, for the deletions
 BATCH_SIZE = 1000  # users per round trip; bounded so IN lists stay within every database's limits
-FULL, INCREMENTAL = "full", "incremental"
-EXPORT_KINDS = (FULL, INCREMENTAL, "user_ids")  # only a full export says who no longer exists
 MAX_PATH_LENGTH = 2048
+MAX_DETAIL = 1000  # our own message naming the field, never a value read from the event
+EVENT_CLOCK_SKEW = timedelta(minutes=5)  # the worker's clock (manifest) against the API server's (event timestamp)
+MISSING_GRACE = timedelta(hours=2)  # how long after its event a missing export is looked for again
+DEFAULT_PRODUCER_DAG_IDS = ("okta_user_sync",)
+DEFAULT_PRODUCER_TASK_IDS = ("export_users",)
 _OKTA_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 _USER_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
 
@@ -63,7 +77,8 @@ class SqlFlavour:
 
 @dataclass(frozen=True)
 class ExportRef:
-    """One export to load, from its Asset event (or given by hand): what it is and where it is."""
+    """One export to load: what it is and where it is. From `vet_export` (its manifest), or given by hand;
+    `ExportRef.from_event` alone only reads what an event's extra claims."""
 
     path: str
     kind: str
@@ -71,6 +86,8 @@ class ExportRef:
     event_id: int = 0
     watermark: str | None = None  # the newest lastUpdated in the export
     users: int | None = None
+    manifest: str | None = None  # the manifest's file name the event names (events from before manifests: None)
+    file: FileDigest | None = None  # the content's SHA-256 and length, from the manifest
 
     @classmethod
     def from_event(cls, event_id: int, extra: Any, timestamp: datetime | None) -> ExportRef:
@@ -97,12 +114,100 @@ class ExportRef:
         users = extra.get("users")
         if users is not None and (not isinstance(users, int) or isinstance(users, bool) or users < 0):
             raise WarehouseLoadError(f"asset event {event_id}: extra.users is not a count")
+        manifest = extra.get("manifest")
+        if manifest is not None and manifest != manifest_name(path.rpartition("/")[2]):
+            raise WarehouseLoadError(f"asset event {event_id}: extra.manifest is not the manifest beside extra.path")
         return cls(path=path, kind=kind, exported_at=exported_at, event_id=int(event_id), watermark=watermark,
-                   users=users)
+                   users=users, manifest=manifest)
 
     @property
     def order(self) -> tuple[str, int]:
         return self.exported_at, self.event_id
+
+
+@dataclass(frozen=True)
+class ExportEvent:
+    """An Asset event of the export Asset as Airflow keeps it: `source_*` are Airflow's own record of the task
+    instance that emitted it (None for an event posted over the REST API); `extra` is anyone's."""
+
+    id: int
+    timestamp: datetime | None
+    extra: Any
+    source_dag_id: str | None = None
+    source_task_id: str | None = None
+    source_run_id: str | None = None
+
+    @property
+    def key(self) -> tuple[int, str]:
+        """What `okta_sync_refused` keys a refusal by: the id, and the time (ids repeat after a metadata DB reset)."""
+        return int(self.id), okta_timestamp(self.timestamp) if self.timestamp is not None else ""
+
+
+@dataclass(frozen=True)
+class Producers:
+    """The tasks whose export events are loaded: DAG code decides (not a Variable a UI user could widen)."""
+
+    dag_ids: tuple[str, ...] = DEFAULT_PRODUCER_DAG_IDS
+    task_ids: tuple[str, ...] = DEFAULT_PRODUCER_TASK_IDS
+
+
+def check_source(event: ExportEvent, producers: Producers) -> None:
+    """Refuse an event not emitted by an allowed export task (posted over the REST API, or by another DAG)."""
+    if event.source_dag_id not in producers.dag_ids or event.source_task_id not in producers.task_ids \
+            or not isinstance(event.source_run_id, str) or not event.source_run_id:
+        allowed = ", ".join(f"{d}.{t}" for d in producers.dag_ids for t in producers.task_ids)
+        raise WarehouseLoadError(
+            f"asset event {event.id}: source_dag_id/source_task_id is not an export task allowed to produce it "
+            f"({allowed}); events posted through the REST API or emitted by other DAGs are not loaded",
+            reason="not_the_export_task")
+
+
+def file_name_in_folder(claim: ExportRef, folder: str) -> str:
+    """The export's file name, when extra.path lies directly in `folder` (the source run's own folder)."""
+    prefix = folder.rstrip("/") + "/"
+    name = claim.path[len(prefix):] if claim.path.startswith(prefix) else ""
+    if not name or "/" in name or name.startswith("."):
+        raise WarehouseLoadError(f"asset event {claim.event_id}: extra.path is not in the folder of the run that "
+                                 "emitted the event", reason="outside_run_folder")
+    return name
+
+
+def check_claimed_time(event: ExportEvent, claim: ExportRef, skew: timedelta = EVENT_CLOCK_SKEW) -> None:
+    """An export cannot begin after the event that announces it (a `9999-...` exported_at)."""
+    if event.timestamp is not None and parse_okta_timestamp(claim.exported_at) > event.timestamp + skew:
+        raise WarehouseLoadError(f"asset event {event.id}: extra.exported_at is later than the event itself",
+                                 reason="in_the_future")
+
+
+def vet_export(event: ExportEvent, claim: ExportRef, manifest: Manifest, *,
+               skew: timedelta = EVENT_CLOCK_SKEW) -> ExportRef:
+    """The export to load, as its manifest describes it, when the manifest is the export's and the event's: written
+    by the task instance that emitted the event, naming the file, with times not after the event; whatever the
+    event's extra says must agree with it. WarehouseLoadError (its `reason` a code) otherwise."""
+    where = f"asset event {event.id}"
+    try:
+        check_users_manifest(manifest)
+        check_times(manifest, not_after=event.timestamp or datetime.now(timezone.utc), skew=skew,
+                    what="the event that announced it")
+        file = manifest.file(claim.path.rpartition("/")[2])
+    except ManifestError as error:
+        raise WarehouseLoadError(f"{where}: {error}", reason="bad_manifest") from None
+    producer = manifest.producer
+    if (producer.dag_id, producer.task_id, producer.run_id) != \
+            (event.source_dag_id, event.source_task_id, event.source_run_id):
+        raise WarehouseLoadError(f"{where}: the manifest's producer is not the event's source (source_dag_id, "
+                                 "source_task_id, source_run_id)", reason="not_the_events_export")
+    claimed = {"kind": claim.kind, "exported_at": claim.exported_at, "watermark": claim.watermark,
+               "users": claim.users}
+    described = {"kind": manifest.kind, "exported_at": manifest.exported_at, "watermark": manifest.watermark,
+                 "users": manifest.counts["users"]}
+    for name in ("kind", "exported_at", "watermark", "users"):
+        present = name in ("kind", "exported_at") or claimed[name] is not None
+        if present and claimed[name] != described[name]:
+            raise WarehouseLoadError(f"{where}: extra.{name} is not what the export's manifest says",
+                                     reason="extra_not_the_manifest")
+    return ExportRef(path=claim.path, kind=manifest.kind, exported_at=manifest.exported_at, event_id=claim.event_id,
+                     watermark=manifest.watermark, users=manifest.counts["users"], manifest=claim.manifest, file=file)
 
 
 @dataclass
@@ -139,6 +244,10 @@ def schema_statements(flavour: SqlFlavour) -> list[str]:
         f"    watermark {ts},\n    loaded_at {ts} NOT NULL,\n    users_read BIGINT NOT NULL,\n"
         f"    inserted BIGINT NOT NULL,\n    changed BIGINT NOT NULL,\n    deleted BIGINT NOT NULL,\n"
         f"    PRIMARY KEY (export_path, event_id)\n)",
+        f"CREATE TABLE IF NOT EXISTS {REFUSED_TABLE} (\n    event_id BIGINT NOT NULL,\n"
+        f"    event_time VARCHAR(32) NOT NULL,\n    export_path VARCHAR({MAX_PATH_LENGTH}),\n"
+        f"    reason VARCHAR(32) NOT NULL,\n    detail VARCHAR({MAX_DETAIL}) NOT NULL,\n    refused_at {ts} NOT NULL,\n"
+        f"    PRIMARY KEY (event_id, event_time)\n)",
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {SEEN_TABLE} (id VARCHAR(64) NOT NULL PRIMARY KEY)",
     ]
 
@@ -164,6 +273,37 @@ def loaded_exports(connection: Any) -> set[tuple[str, int]]:
         cursor.close()
     connection.commit()
     return done
+
+
+def refused_events(connection: Any) -> set[tuple[int, str]]:
+    """(event id, event time) of every event refused or given up on: not looked at again."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute(f"SELECT event_id, event_time FROM {REFUSED_TABLE}")
+        refused = {(int(event_id), event_time) for event_id, event_time in cursor.fetchall()}
+    finally:
+        cursor.close()
+    connection.commit()
+    return refused
+
+
+def record_refusal(connection: Any, flavour: SqlFlavour, event: ExportEvent, path: str | None, reason: str,
+                   detail: str, *, now: Callable[[], datetime] | None = None) -> None:
+    """Keep a refusal (its own transaction): the event is reported once, then skipped by every later run."""
+    columns = ("event_id", "event_time", "export_path", "reason", "detail", "refused_at")
+    event_id, event_time = event.key
+    path = path if isinstance(path, str) and len(path) <= MAX_PATH_LENGTH else None
+    cursor = connection.cursor()
+    try:
+        cursor.execute(flavour.replace_sql(REFUSED_TABLE, columns, ("event_id", "event_time")),
+                       (event_id, event_time, path, reason[:32], detail[:MAX_DETAIL],
+                        okta_timestamp((now or _utc_now)())))
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    finally:
+        cursor.close()
 
 
 def pending_exports(exports: Iterable[ExportRef], done: set[tuple[str, int]]) -> list[ExportRef]:
@@ -307,10 +447,13 @@ class _Statements:
 
 
 def load_export(connection: Any, flavour: SqlFlavour, export: ExportRef, users: Iterable[Any], *,
-                batch_size: int = BATCH_SIZE, now: Callable[[], datetime] | None = None) -> LoadResult:
+                batch_size: int = BATCH_SIZE, now: Callable[[], datetime] | None = None,
+                verify: Callable[[], None] | None = None) -> LoadResult:
     """Load one export in one transaction (committed at the end, rolled back on any error).
 
-    `users` is the export's users, streamed (one batch in memory). Call `ensure_schema` once first.
+    `users` is the export's users, streamed (one batch in memory). `verify` is called once every user was read and
+    before anything is deleted or committed (a `DigestReader.verify`: the content is the manifest's); its error
+    rolls the load back. Call `ensure_schema` once first.
     """
     statements = _Statements(flavour)
     result = LoadResult(path=export.path, event_id=export.event_id, kind=export.kind)
@@ -325,6 +468,8 @@ def load_export(connection: Any, flavour: SqlFlavour, export: ExportRef, users: 
         for rows in _batches(users, batch_size):
             result.read += len(rows)
             _load_batch(cursor, statements, rows, result, full=export.kind == FULL)
+        if verify is not None:
+            verify()
         if export.kind == FULL:
             result.deleted = _delete_missing(cursor, statements, export.exported_at)
             cursor.execute(f"DELETE FROM {SEEN_TABLE}")

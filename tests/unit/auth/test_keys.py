@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import threading
+from pathlib import Path
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from okta_sync import OktaConfig, PrivateKeyError, load_signing_key
 from okta_sync.auth.assertion import PrivateKeyJWT
@@ -107,11 +112,85 @@ def test_unusable_keys_are_refused_clearly(make_pem, message):
     assert "BEGIN" not in str(raised.value)
 
 
-def test_missing_and_unreadable_key_files_name_the_field(tmp_path):
+def _unusable_file_message(path) -> str:
+    return (f"private_key_path: {str(path)!r} cannot be used: it must be a regular file of at most 64 KiB, readable by the "
+            f"worker, holding a PEM or JWK private key (every unusable file gets this same message)")
+
+
+def _fifo(tmp_path):
+    os.mkfifo(tmp_path / "fifo.pem")  # nobody writes: a blocking open would wait forever
+    return tmp_path / "fifo.pem"
+
+
+def _shadow_like(tmp_path):
+    path = tmp_path / "shadow"
+    path.write_text("root:$6$saltsalt$hashhashhash:19000:0:99999:7:::\n")
+    return path
+
+
+def _too_big(tmp_path):
+    pem = keys.pkcs8_pem(keys.rsa_key())  # a real key, padded past 64 KiB
+    return keys.write_key(tmp_path / "big.pem", pem + "\n" * (64 * 1024), mode=0o600)
+
+
+def _directory(tmp_path):
+    (tmp_path / "dir.pem").mkdir()
+    return tmp_path / "dir.pem"
+
+
+def _der(tmp_path):
+    path = tmp_path / "key.der"
+    path.write_bytes(keys.rsa_key().private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    return path
+
+
+def _public_jwk(tmp_path):
+    path = tmp_path / "public.json"
+    public = load_signing_key(private_key=keys.pkcs8_pem(keys.rsa_key()), key_id="k").public_jwk()
+    path.write_text(json.dumps(public))
+    return path
+
+
+@pytest.mark.parametrize("make_path", [
+    lambda tmp_path: tmp_path / "missing.pem", _fifo, lambda tmp_path: Path("/dev/zero"), _directory, _shadow_like,
+    _too_big, _der, _public_jwk,
+], ids=["missing", "fifo", "dev-zero", "directory", "not-a-key", "over-64-KiB", "der", "public-jwk"])
+def test_every_unusable_key_file_gets_the_same_message_at_once(tmp_path, make_path, caplog):
+    path = make_path(tmp_path)
+    outcome = {}
+
+    def load():
+        try:
+            load_signing_key(private_key_path=path)
+        except PrivateKeyError as exc:
+            outcome["error"] = exc
+
+    reader = threading.Thread(target=load, daemon=True)  # a blocking open of the FIFO must not hang the suite
+    with caplog.at_level(logging.WARNING, logger="okta_sync.auth.keys"):
+        reader.start()
+        reader.join(timeout=30)
+    assert not reader.is_alive(), f"reading {path} did not return"
+    assert str(outcome["error"]) == _unusable_file_message(path)
+    assert outcome["error"].field == "private_key_path"
+    assert caplog.text == ""  # the loose-mode warning is for key files only: it would tell a file's mode
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file of mode 000")
+def test_an_unreadable_key_file_gets_the_same_message(tmp_path):
+    path = keys.write_key(tmp_path / "locked.pem", keys.pkcs8_pem(keys.rsa_key()), mode=0o000)
     with pytest.raises(PrivateKeyError) as raised:
-        load_signing_key(private_key_path=tmp_path / "nope.pem")
-    assert raised.value.field == "private_key_path"
-    assert "does not exist" in str(raised.value)
+        load_signing_key(private_key_path=path)
+    assert str(raised.value) == _unusable_file_message(path)
+
+
+def test_a_key_file_that_is_a_key_still_says_what_is_wrong_with_the_key(tmp_path):
+    weak = keys.write_key(tmp_path / "weak.pem", keys.pkcs8_pem(keys.rsa_key(1024)), mode=0o600)
+    with pytest.raises(PrivateKeyError, match="at least 2048"):
+        load_signing_key(private_key_path=weak)
+    link = tmp_path / "linked.pem"  # Kubernetes mounts secrets through symlinks
+    link.symlink_to(keys.write_key(tmp_path / "real.pem", keys.pkcs8_pem(keys.rsa_key()), mode=0o600))
+    assert load_signing_key(private_key_path=link, key_id="k").algorithm == "RS256"
 
 
 def test_group_readable_key_file_draws_a_warning_naming_the_file_and_fix(tmp_path, caplog):

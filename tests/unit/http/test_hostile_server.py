@@ -11,7 +11,10 @@ import dataclasses
 import gzip
 import itertools
 import json
+import logging
+import os
 import pickle
+import threading
 import time
 
 import pytest
@@ -344,3 +347,121 @@ def test_scopes_that_are_not_plain_scope_names_are_refused(scopes):
     with pytest.raises(ConfigurationError) as raised:
         OktaConfig(org_url="https://acme.okta.com", client_id="c", private_key="k", scopes=scopes)
     assert raised.value.field == "scopes"
+
+
+# -- issue 20, item 7: server text never forges a log line -------------------------------------------------------
+_FORGING = "\n2026-12-07 INFO okta_sync FORGED \x1b[31mred\x1b[0m \u202eevil\r"
+
+
+def _assert_one_line_each(texts) -> None:
+    for text in texts:
+        first, _, hint = text.partition("\nHint: ")  # our own hint is the message's second line
+        for line in (first, hint):
+            assert "\n" not in line and "\r" not in line and "\x1b" not in line and "\u202e" not in line, repr(text)
+        assert "FORGED" not in hint
+
+
+def test_okta_error_fields_with_newlines_and_ansi_escapes_stay_on_one_escaped_line(server, rsa_pem, caplog):
+    server.route("GET", f"{USERS}/00u1", Reply(403, {
+        "errorCode": "E0000006" + _FORGING, "errorSummary": "You do not have permission" + _FORGING,
+        "errorId": "oae1" + _FORGING, "errorCauses": [{"errorSummary": "cause" + _FORGING}] * 50,
+    }, headers={"X-Okta-Request-Id": "req-9\x1b[2K\x1b[1Gforged"}))
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(OktaSyncError) as raised:
+            make_client(server, rsa_pem).get_user("00u1")
+    error = raised.value
+    _assert_one_line_each([str(error), *(record.getMessage() for record in caplog.records)])
+    assert "You do not have permission\\n2026-12-07 INFO okta_sync FORGED \\x1b[31mred" in str(error)
+    assert error.error_summary.endswith("\\u202eevil\\r") and error.request_id == "req-9\\x1b[2K\\x1b[1Gforged"
+    assert len(error.error_causes) == 21 and error.error_causes[-1] == "... and 30 more"
+    assert any("Okta API failure" in record.getMessage() and "FORGED" in record.getMessage()
+               for record in caplog.records)
+
+
+def test_token_endpoint_error_fields_and_a_link_parse_error_are_escaped_too(server, rsa_pem, caplog):
+    server.route("POST", TOKEN, Reply(400, {"error": "invalid_client" + _FORGING,
+                                            "error_description": "bad assertion" + _FORGING * 2000}))
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(TokenRequestError) as raised:
+            make_client(server, rsa_pem).get_user("00u1")
+    assert len(raised.value.error_description) < 1100  # a 140 KB description is cut
+    server.route("POST", TOKEN, token_reply())
+    server.route("GET", USERS, Reply(200, [user(1)], headers={"Link": "<bad>; rel=\x1b[31m\"next\" FORGED"}))
+    with pytest.raises(OktaSyncError) as link_error:
+        list(make_client(server, rsa_pem).iter_users())
+    _assert_one_line_each([str(raised.value), str(link_error.value), *(r.getMessage() for r in caplog.records)])
+    assert "\x1b" not in repr(link_error.value).encode().decode("unicode_escape")
+
+
+# -- issue 20, item 6: request_deadline holds while the status line and headers trickle in -----------------------
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _deadline_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "okta-sync-request-deadline"]
+
+
+def _eventually(condition, seconds: float = 15.0) -> bool:
+    ends = time.monotonic() + seconds
+    while not condition() and time.monotonic() < ends:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_status_line_and_headers_trickled_a_byte_at_a_time_hit_the_request_deadline(rsa_pem):
+    # 400 bytes of head, one every 0.1 s (each read well inside read_timeout): 40 s on main, ~2 s now.
+    padding = {f"X-Pad-{i}": "p" * 20 for i in range(12)}
+    descriptors = _open_descriptors()
+    with ScriptedServer() as server:
+        server.route("POST", TOKEN, token_reply())
+        server.route("GET", f"{USERS}/00u1", Reply(200, user(1), headers=padding, trickle_head=0.1))
+        with make_client(server, rsa_pem, max_attempts=1, read_timeout=1, request_deadline=2) as client:
+            client.get_token()
+            started = time.monotonic()
+            with pytest.raises(RequestDeadlineError, match=r"request_deadline \(2 s\)"):
+                client.get_user("00u1")
+            elapsed = time.monotonic() - started
+    assert elapsed < 10, f"the call took {elapsed:.1f} s with request_deadline=2"
+    assert _eventually(lambda: not _deadline_threads()), "the watchdog thread outlived its work"
+    assert _eventually(lambda: _open_descriptors() <= descriptors), "a socket was left open"
+
+
+def test_a_prompt_server_is_not_cut_and_the_connection_is_kept_alive(server, rsa_pem):
+    server.route("GET", f"{USERS}/00u1", Reply(200, user(1)))
+    with make_client(server, rsa_pem, request_deadline=0.5) as client:
+        for _ in range(3):
+            assert client.get_user("00u1")["id"] == user(1)["id"]
+        time.sleep(1.0)  # past the deadline of every earlier request: nothing fires on a pooled connection
+        assert client.get_user("00u1")["id"] == user(1)["id"]
+
+
+def test_a_forked_child_gets_its_own_watchdog(rsa_pem):
+    import multiprocessing
+
+    with ScriptedServer() as server:
+        server.route("POST", TOKEN, token_reply())
+        padding = {f"X-Pad-{i}": "p" * 20 for i in range(12)}  # a 40 s head
+        server.route("GET", f"{USERS}/00u1", Reply(200, user(1), headers=padding, trickle_head=0.1))
+        with make_client(server, rsa_pem, max_attempts=1, read_timeout=1, request_deadline=1) as client:
+            with pytest.raises(RequestDeadlineError):  # the parent's watchdog thread is running when it forks
+                client.get_user("00u1")
+            child = multiprocessing.get_context("fork").Process(target=_trickled_call_in_child,
+                                                                 args=(server.url, rsa_pem))
+            child.start()
+            child.join(timeout=30)
+            exit_code = child.exitcode
+            if child.is_alive():
+                child.kill()
+    assert exit_code == 0, "the forked child's request was not cut at its deadline"
+
+
+def _trickled_call_in_child(url: str, rsa_pem: str) -> None:
+    config = OktaConfig(org_url=url, client_id="0oaclient", private_key=rsa_pem, key_id="kid-1", max_attempts=1,
+                        read_timeout=1, request_deadline=1)
+    started = time.monotonic()
+    try:
+        OktaClient(config).get_user("00u1")
+    except RequestDeadlineError:
+        os._exit(0 if time.monotonic() - started < 10 else 2)
+    os._exit(3)

@@ -168,7 +168,7 @@ def test_api_failures_are_logged_with_okta_ids_and_without_secrets(pem, caplog):
                 client_for(server, pem).get_user("00u1")
     failure = [r.getMessage() for r in caplog.records if "Okta API failure" in r.getMessage()]
     assert failure == ["Okta API failure: GET /api/v1/users/00u1 -> HTTP 403 errorCode=E0000006 "
-                       "errorSummary='You do not have permission' errorId=oae123 X-Okta-Request-Id=req-9"]
+                       "errorSummary=\"You do not have permission\" errorId=oae123 X-Okta-Request-Id=req-9"]
     assert "sekret-token-value" not in caplog.text and "client_assertion" not in caplog.text
     assert pem.splitlines()[1] not in caplog.text
 

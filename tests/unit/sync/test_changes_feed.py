@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import tracemalloc
 
 import pytest
@@ -348,3 +349,123 @@ def test_arbitrary_bytes_give_rows_or_a_typed_error(data, fmt):
             json.dumps(row.values, default=list)
     except ChangesFeedError:
         pass
+
+
+# --- bounded work: attributes per row, bytes per feed (issue 20, items 3 and 5) --------------------------------
+
+def _calls_to_list_scans(read) -> int:
+    """How many times `read()` calls list.count or list.index: each scans the whole list (n² over a header)."""
+    calls = 0
+
+    def profile(frame, event, arg):
+        nonlocal calls
+        if event == "c_call" and getattr(arg, "__name__", "") in ("count", "index") \
+                and isinstance(getattr(arg, "__self__", None), list):
+            calls += 1
+
+    sys.setprofile(profile)
+    try:
+        read()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def test_a_16000_member_object_is_refused_by_its_row_naming_the_limit_not_each_member():
+    members = {"id": "00u1", **{f"custom{i}": "x" for i in range(16_000)}}
+    data = json.dumps(members) + "\n" + json.dumps({"id": "00u2", "title": "B"}) + "\n"
+    huge, fine = rows(data)
+    assert not huge.ok and huge.values == {}
+    assert [issue.reason for issue in huge.issues] == [
+        "the object has 16001 members, more than max_attributes (500) and the key; the row is not read"]
+    assert (fine.ok, fine.values) == (True, {"title": "B"})
+
+
+def test_a_16000_column_header_refuses_the_file_naming_the_limit():
+    header = "id," + ",".join(f"custom{i}" for i in range(16_000))
+    with pytest.raises(ChangesFeedError) as refused:
+        read_changes_feed(io.StringIO(header + "\n00u1" + "," * 16_000 + "\n"))
+    assert str(refused.value) == ("changes feed: line 1: the header has 16001 columns, more than max_attributes (500) "
+                                  "and the key; Okta profiles have fewer attributes")
+    assert "custom1" not in str(refused.value)
+
+
+def test_repeated_names_are_found_in_one_pass_over_the_header_and_the_object():
+    names = [f"custom{i % 200}" for i in range(400)]  # within the cap: every name twice
+    known = [f"custom{i}" for i in range(200)]
+    csv_feed = "id," + ",".join(names) + "\n00u1" + ",x" * 400 + "\n"
+    scans = _calls_to_list_scans(lambda: pytest.raises(ChangesFeedError, read_changes_feed, io.StringIO(csv_feed),
+                                                       known_attributes=known))
+    assert scans <= 2, f"{scans} list scans for a 401-column header"
+    line = '{"id": "00u1", ' + ", ".join(f'"{name}": "x"' for name in names) + "}\n"
+    found = {}
+    scans = _calls_to_list_scans(lambda: found.update(rows=rows(line, known_attributes=known)))
+    row, = found["rows"]
+    assert len(row.issues) == 200 and row.issues[0].reason == "custom0 appears more than once in the object"
+    assert scans <= 2, f"{scans} list scans for an object of 401 members"
+
+
+class _CountingBytes(io.BytesIO):
+    """A seekable file that counts the bytes handed out."""
+
+    handed_out = 0
+
+    def read(self, size=-1):
+        chunk = super().read(size)
+        self.handed_out += len(chunk)
+        return chunk
+
+    def readline(self, size=-1):
+        line = super().readline(size)
+        self.handed_out += len(line)
+        return line
+
+
+def test_an_oversized_first_csv_line_is_refused_without_reading_the_rest_of_the_file():
+    data = _CountingBytes(b"id,title" + b"x" * (40 * 1024 * 1024))  # no newline: one 40 MiB line
+    with pytest.raises(ChangesFeedError) as refused:
+        read_changes_feed(data, max_line_bytes=1024 * 1024)
+    assert refused.value.line == 1 and "longer than 1048576 bytes" in str(refused.value)
+    assert data.handed_out <= 3 * 1024 * 1024, f"read {data.handed_out / 2**20:.0f} MiB of a refused file"
+
+
+def test_a_file_larger_than_max_feed_bytes_on_disk_is_refused_before_any_read(tmp_path):
+    sparse = tmp_path / "sparse.csv"
+    with open(sparse, "wb") as file:
+        file.truncate(2 * 1024 ** 3)  # 2 GiB of holes: nothing on disk, a lot to read
+    with open(sparse, "rb") as file:
+        with pytest.raises(ChangesFeedError) as refused:
+            read_changes_feed(file)
+        assert file.tell() == 0
+    assert str(refused.value) == ("changes feed: the feed is larger than max_feed_bytes (1073741824 bytes); it is "
+                                  "not read (split it, or raise max_feed_bytes)")
+
+
+@pytest.mark.parametrize("make", [
+    lambda data: io.BytesIO(data),  # no descriptor: counted as it is read
+    lambda data: io.BufferedReader(NonSeekable(data)),  # a pipe: the spool stops at the cap
+    lambda data: io.StringIO(data.decode()),
+], ids=["bytes", "pipe", "text"])
+def test_reading_stops_at_max_feed_bytes(make):
+    data = b"id,title\n" + b"".join(b"00u%d,T\n" % i for i in range(5_000))
+    with pytest.raises(ChangesFeedError, match=r"larger than max_feed_bytes \(20000 bytes\)"):
+        read_changes_feed(make(data), max_feed_bytes=20_000)
+    assert len(list(read_changes_feed(make(data), max_feed_bytes=len(data)))) == 5_000
+
+
+def test_an_oversized_json_line_is_drained_only_up_to_max_feed_bytes():
+    data = _CountingBytes(b'{"id": "00u1", "title": "' + b"x" * (8 * 1024 * 1024))
+    with pytest.raises(ChangesFeedError, match="max_feed_bytes"):
+        read_changes_feed(data, max_line_bytes=1024, max_feed_bytes=2 * 1024 * 1024)
+    assert data.handed_out <= 3 * 1024 * 1024
+
+
+def test_a_remote_file_that_reports_its_size_is_refused_before_any_read():
+    fsspec = pytest.importorskip("fsspec")
+    memory = fsspec.filesystem("memory")  # an fsspec file, as ObjectStoragePath opens s3:// or gs://
+    memory.pipe("/feeds/big.csv", b"id,title\n" + b"00u1,A\n" * 5_000)
+    with memory.open("/feeds/big.csv", "rb") as file:
+        with pytest.raises(ChangesFeedError, match=r"larger than max_feed_bytes \(20000 bytes\)"):
+            read_changes_feed(file, max_feed_bytes=20_000)
+        assert file.tell() == 0
+    memory.rm("/feeds/big.csv")

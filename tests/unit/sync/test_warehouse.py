@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import subprocess
@@ -10,6 +11,8 @@ from datetime import datetime, timezone
 
 import pytest
 
+from okta_sync.errors import ManifestError
+from okta_sync.sync.export import read_users_jsonl
 from okta_sync.sync.warehouse import (
     ExportRef,
     SqlFlavour,
@@ -174,3 +177,143 @@ def test_the_core_imports_no_airflow():
                "sys.meta_path.insert(0, Block())\nimport okta_sync.sync.warehouse\nprint('ok')")
     done = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+# --- what is loaded is what the export task wrote (issue 20, item 1) ---------------------------------------------
+
+from datetime import timedelta  # noqa: E402
+
+from okta_sync.sync.export import ExportResult, users_manifest  # noqa: E402
+from okta_sync.sync.manifest import DigestReader, DigestWriter, Producer  # noqa: E402
+from okta_sync.sync.sync_window import ALL_USERS_SEARCH  # noqa: E402
+from okta_sync.sync.warehouse import (  # noqa: E402
+    ExportEvent,
+    Producers,
+    check_claimed_time,
+    check_source,
+    file_name_in_folder,
+    record_refusal,
+    refused_events,
+    vet_export,
+)
+
+FOLDER = "file:///out/okta_user_sync/scheduled__2026-01-02-0123456789abcdef"
+RUN_ID = "scheduled__2026-01-02T00:00:00+00:00"
+EVENT_TIME = datetime(2026, 1, 2, 0, 5, tzinfo=timezone.utc)
+
+
+def export_content(users):
+    return b"".join(json.dumps(u).encode() + b"\n" for u in users)
+
+
+def manifest_for(content, kind="incremental", search='lastUpdated gt "2026-01-01T23:50:00.000Z"', users=2,
+                 watermark="2026-01-01T23:59:00.000Z", run_id=RUN_ID, task_id="export_users"):
+    sink = DigestWriter(io.BytesIO())
+    sink.write(content)
+    result = ExportResult(users=users, pages=1, max_last_updated=watermark)
+    return users_manifest(producer=Producer("okta_user_sync", run_id, task_id, 1), kind=kind, search=search,
+                          exported_at="2026-01-02T00:00:00.000Z", finished_at="2026-01-02T00:00:03.000Z",
+                          result=result, file=sink.digest("users.jsonl.gz"))
+
+
+def event(extra=None, **source):
+    extra = {"path": f"{FOLDER}/users.jsonl.gz", "manifest": "users.manifest.json", "kind": "incremental",
+             "exported_at": "2026-01-02T00:00:00.000Z", **(extra or {})}
+    fields = {"source_dag_id": "okta_user_sync", "source_task_id": "export_users", "source_run_id": RUN_ID, **source}
+    return ExportEvent(id=8, timestamp=EVENT_TIME, extra=extra, **fields)
+
+
+def vet(evt, manifest):
+    claim = ExportRef.from_event(evt.id, evt.extra, evt.timestamp)
+    check_source(evt, Producers())
+    file_name_in_folder(claim, FOLDER)
+    check_claimed_time(evt, claim)
+    return vet_export(evt, claim, manifest)
+
+
+def test_an_event_of_the_export_task_is_loaded_as_its_manifest_says():
+    content = export_content([user(1), user(2)])
+    export = vet(event(), manifest_for(content))
+    assert (export.kind, export.exported_at, export.users, export.watermark) == (
+        "incremental", "2026-01-02T00:00:00.000Z", 2, "2026-01-01T23:59:00.000Z")
+    assert export.file.content_bytes == len(content)
+
+
+@pytest.mark.parametrize("evt, reason, named", [
+    # the issue's attack: a real incremental export, posted over the REST API (no source) as full and dated 9999
+    (event({"kind": "full", "exported_at": "9999-12-31T23:59:59.000Z", "from_rest_api": True},
+           source_dag_id=None, source_task_id=None, source_run_id=None), "not_the_export_task", "source_dag_id"),
+    (event(source_dag_id="someone_elses_dag"), "not_the_export_task", "source_dag_id"),
+    (event(source_task_id="plan_changes"), "not_the_export_task", "source_task_id"),
+    (event(source_run_id="manual__other"), "not_the_events_export", "source_run_id"),
+    (event({"path": "file:///out/okta_user_sync/other-run-0123456789abcdef/users.jsonl.gz"}), "outside_run_folder",
+     "extra.path"),
+    (event({"exported_at": "9999-12-31T23:59:59.000Z"}), "in_the_future", "extra.exported_at"),
+    (event({"kind": "full"}), "extra_not_the_manifest", "extra.kind"),
+    (event({"watermark": "2026-01-01T23:59:59.000Z"}), "extra_not_the_manifest", "extra.watermark"),
+    (event({"users": 5}), "extra_not_the_manifest", "extra.users"),
+])
+def test_a_forged_or_relabelled_event_is_refused_naming_the_field(evt, reason, named):
+    content = export_content([user(1), user(2)])
+    with pytest.raises(WarehouseLoadError) as caught:
+        vet(evt, manifest_for(content))
+    assert caught.value.reason == reason and named in str(caught.value)
+    assert "9999" not in str(caught.value) and "someone_elses" not in str(caught.value)
+
+
+@pytest.mark.parametrize("manifest, reason", [
+    (manifest_for(b"x", run_id="scheduled__another-run"), "not_the_events_export"),
+    (manifest_for(b"x", task_id="export_users_again"), "not_the_events_export"),
+    (manifest_for(b"x", watermark="2026-01-03T00:00:00.000Z"), "bad_manifest"),  # after the export's own end
+])
+def test_a_manifest_that_is_not_the_events_export_is_refused(manifest, reason):
+    with pytest.raises(WarehouseLoadError) as caught:
+        vet(event(), manifest)
+    assert caught.value.reason == reason
+
+
+def test_full_is_only_the_listing_of_every_status():
+    from okta_sync.errors import ConfigurationError, ManifestError
+    from okta_sync.sync.export import check_export_kind
+
+    with pytest.raises(ManifestError, match="kind is full but search"):
+        manifest_for(b"x", kind="full", search='id eq "00u1"')
+    assert manifest_for(b"x", kind="full", search=ALL_USERS_SEARCH).kind == "full"
+    # what an edited select_users XCom renders: kind=full with a one-user search
+    with pytest.raises(ConfigurationError, match="kind: full needs the search of every status"):
+        check_export_kind("full", 'id eq "00u1"', None)
+    check_export_kind("full", ALL_USERS_SEARCH, None)
+
+
+def test_content_that_is_not_the_manifests_rolls_the_load_back(db):
+    load(db, "a.jsonl", [user(n) for n in range(4)], kind="full")
+    before = snapshot(db)
+    real = export_content([user(0), user(1)])
+    manifest = manifest_for(real, kind="full", search=ALL_USERS_SEARCH)
+    export = ExportRef(path="b.jsonl", kind="full", exported_at="2026-01-05T00:00:00.000Z", event_id=2,
+                       file=manifest.files[0])
+    swapped = export_content([user(0)]) + b"\n" * (len(real) - len(export_content([user(0)])))  # same length
+    reader = DigestReader(io.BytesIO(swapped), export.file)
+    with pytest.raises(ManifestError, match="SHA-256"):
+        load_export(db, SQLITE, export, read_users_jsonl(reader), verify=reader.verify, batch_size=3)
+    assert snapshot(db) == before and loaded_exports(db) == {("a.jsonl", 1)}  # nobody marked deleted
+    reader = DigestReader(io.BytesIO(real), export.file)
+    result = load_export(db, SQLITE, export, read_users_jsonl(reader), verify=reader.verify, batch_size=3)
+    assert result.deleted == 2
+
+
+def test_a_refusal_is_kept_once_per_event(db):
+    evt = event()
+    record_refusal(db, SQLITE, evt, "x" * 5000, "missing", "gone")
+    record_refusal(db, SQLITE, evt, None, "missing", "gone again")
+    assert refused_events(db) == {(8, "2026-01-02T00:05:00.000Z")}
+    assert rows(db, "SELECT export_path, reason, detail FROM okta_sync_refused") == [(None, "missing", "gone again")]
+    later = ExportEvent(id=8, timestamp=EVENT_TIME + timedelta(days=1), extra={})  # the id again, after a DB reset
+    assert later.key not in refused_events(db)
+
+
+def test_the_allowed_producers_are_the_dags_to_choose():
+    mine = event(source_dag_id="okta_user_sync_eu", source_task_id="export_eu_users")
+    with pytest.raises(WarehouseLoadError, match="okta_user_sync.export_users"):
+        check_source(mine, Producers())
+    check_source(mine, Producers(dag_ids=("okta_user_sync_eu",), task_ids=("export_eu_users",)))

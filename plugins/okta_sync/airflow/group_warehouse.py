@@ -1,0 +1,128 @@
+"""The Airflow side of the membership loads (core: okta_sync.sync.group_warehouse): the `okta_warehouse` connection's
+common.sql hook (as the users loads: `okta_sync.airflow.warehouse`), the `okta_groups_export` Asset's events, and the
+export files read only under the output root.
+
+    load_new_group_exports("okta_warehouse", newest_events(inlet_events[GROUPS_EXPORT]))
+
+As for users exports, an event is loaded only when Airflow says `okta_groups_sync.export_groups` emitted it, its
+manifest lies in that run's own folder, was written by that task instance and describes every file (each checked in
+the pass that reads it). Anything else is refused by event id and field, never by value, and fails the task once
+the others are loaded. (Unlike the users loads, refusals are not yet kept in a table: a refused event is looked at,
+and refused, again by each run.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from okta_sync.airflow.hooks import fail_fast
+from okta_sync.airflow.warehouse import export_event, flavour_for, warehouse_hook
+from okta_sync.errors import LocationError, ManifestError, WarehouseLoadError
+from okta_sync.sync.group_export import GROUPS_FILE, MEMBERSHIPS_FILE, READ_FILE, check_groups_manifest
+from okta_sync.sync.group_warehouse import (
+    GroupExportRef,
+    ensure_group_schema,
+    load_group_export,
+    loaded_group_exports,
+    pending_group_exports,
+)
+from okta_sync.sync.manifest import DigestReader, Manifest, check_times, read_manifest
+from okta_sync.sync.warehouse import EVENT_CLOCK_SKEW, ExportEvent, Producers, check_source
+
+GROUP_PRODUCERS = Producers(dag_ids=("okta_groups_sync",), task_ids=("export_groups",))
+
+log = logging.getLogger(__name__)
+
+
+def group_exports_from_events(events: Iterable[Any], root: str, producers: Producers = GROUP_PRODUCERS
+                              ) -> tuple[list[tuple[ExportEvent, GroupExportRef]], list[int]]:
+    """The events emitted by the export task, whose manifest lies in the emitting run's own folder; the ids of the
+    others (each logged with the field)."""
+    from okta_sync.airflow.storage import run_folder_uri
+
+    exports, refused = [], []
+    for raw in events:
+        event = export_event(raw)
+        try:
+            check_source(event, producers)
+            claim = GroupExportRef.from_event(event.id, event.extra)
+            folder = run_folder_uri(root, event.source_dag_id, event.source_run_id)
+            if claim.manifest_path.rpartition("/")[0] != folder.rstrip("/"):
+                raise WarehouseLoadError(f"asset event {event.id}: extra.paths.manifest is not in the folder of the "
+                                         "run that emitted the event")
+            exports.append((event, claim))
+        except WarehouseLoadError as error:
+            log.error("Asset event %d refused: %s", event.id, error)
+            refused.append(event.id)
+    return exports, refused
+
+
+def vet_manifest(event: ExportEvent, manifest: Manifest) -> None:
+    """The manifest is this event's export's: written by the task instance that emitted it, no time after it."""
+    check_groups_manifest(manifest)
+    check_times(manifest, not_after=event.timestamp or datetime.now(timezone.utc), skew=EVENT_CLOCK_SKEW,
+                what="the event that announced it")
+    producer = manifest.producer
+    if (producer.dag_id, producer.task_id, producer.run_id) != \
+            (event.source_dag_id, event.source_task_id, event.source_run_id):
+        raise ManifestError("manifest: its producer is not the event's source (source_dag_id, source_task_id, "
+                            "source_run_id)")
+
+
+@fail_fast
+def load_new_group_exports(conn_id: str, events: Iterable[Any]) -> dict[str, Any]:
+    """Load every membership export named by `events` and not in the load log yet, oldest first, one transaction
+    each. Events that cannot be read are reported (and fail the task) after the others are loaded."""
+    from okta_sync.airflow.storage import OUTPUT_ROOT_VARIABLE, open_within, output_root
+    from okta_sync.sync.locations import parse_roots
+
+    roots = parse_roots([output_root() + "/"], setting=OUTPUT_ROOT_VARIABLE)
+
+    def opened(path: str, what: str) -> Any:
+        # every path (the event's manifest, the manifest's files) is read only under the output root
+        return open_within(path, roots, what=what, setting=OUTPUT_ROOT_VARIABLE)
+
+    hook = warehouse_hook(conn_id)
+    flavour = flavour_for(hook)
+    pairs, refused = group_exports_from_events(events, output_root())
+    events_of = {claim.manifest_path: event for event, claim in pairs}
+    exports = [claim for _, claim in pairs]
+    loads = []
+    with contextlib.closing(hook.get_conn()) as connection:
+        ensure_group_schema(connection, flavour)
+        todo = pending_group_exports(exports, loaded_group_exports(connection))
+        log.info("%d membership export event(s), %d not loaded yet, into %s (%s)", len(exports), len(todo), conn_id,
+                 flavour.name)
+        for export in todo:
+            where = f'asset event {export.event_id} extra["paths"]["manifest"]'
+            folder = export.manifest_path.rpartition("/")[0]
+            try:
+                with opened(export.manifest_path, where) as file:
+                    manifest = read_manifest(file)
+                vet_manifest(events_of[export.manifest_path], manifest)
+                files = {name: manifest.file(name) for name in (GROUPS_FILE, MEMBERSHIPS_FILE, READ_FILE)}
+                with opened(f"{folder}/{GROUPS_FILE}", f"{where}: {GROUPS_FILE}") as groups, \
+                        opened(f"{folder}/{MEMBERSHIPS_FILE}", f"{where}: {MEMBERSHIPS_FILE}") as memberships, \
+                        opened(f"{folder}/{READ_FILE}", f"{where}: {READ_FILE}") as groups_read:
+                    result = load_group_export(
+                        connection, flavour, export, manifest, DigestReader(groups, files[GROUPS_FILE]),
+                        DigestReader(memberships, files[MEMBERSHIPS_FILE]), DigestReader(groups_read, files[READ_FILE]))
+            except (LocationError, WarehouseLoadError, ManifestError) as error:
+                log.error("Asset event %d refused: %s", export.event_id, error)
+                refused.append(export.event_id)
+                continue
+            except FileNotFoundError:
+                raise WarehouseLoadError(f"asset event {export.event_id}: a file of the export is gone; restore it "
+                                         "or run okta_groups_sync with full_refresh") from None
+            log.info("Loaded %s (event %d): %s", export.manifest_path, export.event_id, result.as_dict())
+            loads.append(result.as_dict())
+    summary = {"loaded": len([r for r in loads if not r["skipped"]]), "loads": loads[-100:],
+               "refused_events": refused, "memberships_read": sum(r["memberships"] for r in loads)}
+    if refused:
+        raise WarehouseLoadError(f"{len(refused)} membership export event(s) could not be loaded (ids "
+                                 f"{refused[:20]}); the others were loaded, see the log for each event's field")
+    return summary
