@@ -20,7 +20,7 @@ from airflow.sdk import Param, dag
 
 from okta_sync.airflow.group_operators import OktaPlanMembershipChangesOperator, OktaPushMembershipChangesOperator
 from okta_sync.airflow.operators import OktaTokenOperator
-from okta_sync.airflow.storage import DEFAULT_OUTPUT_ROOT, run_folder_uri
+from okta_sync.airflow.storage import DEFAULT_OUTPUT_ROOT, require_shared_output_root, run_folder_uri
 from okta_sync.config import READ_SCOPE
 from okta_sync.groups.api import GROUPS_READ_SCOPE
 
@@ -42,6 +42,7 @@ RUN_DIR = "{{ okta_run_folder(var.value.get('okta_sync_output_uri', '" + DEFAULT
         "retry_delay": timedelta(minutes=2),
         "retry_exponential_backoff": True,
         "execution_timeout": timedelta(hours=1),
+        "pre_execute": require_shared_output_root,  # a local output root with remote workers: fail at once
     },
     params={
         "changes_uri": Param(None, type=["null", "string"], minLength=1,
@@ -62,6 +63,7 @@ def okta_group_memberships():
         task_id="push_changes",
         plan_uri="{{ ti.xcom_pull(task_ids='plan_changes')['path'] }}",
         report_uri=RUN_DIR + "/membership_report.csv",
+        run_folder=RUN_DIR,  # the plan path comes from XCom: read only inside this run's folder
         dry_run="{{ params.dry_run }}",
     )
     token >> plan >> push

@@ -15,7 +15,7 @@ from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 
 from okta_sync.airflow.group_operators import OktaExportGroupsOperator
 from okta_sync.airflow.operators import OktaTokenOperator
-from okta_sync.airflow.storage import DEFAULT_OUTPUT_ROOT, run_folder_uri
+from okta_sync.airflow.storage import DEFAULT_OUTPUT_ROOT, require_shared_output_root, run_folder_uri
 from okta_sync.groups.api import GROUPS_READ_SCOPE
 from okta_sync.sync.group_export import MANIFEST_FILE
 
@@ -39,6 +39,7 @@ RUN_DIR = "{{ okta_run_folder(var.value.get('okta_sync_output_uri', '" + DEFAULT
         "retry_delay": timedelta(minutes=2),
         "retry_exponential_backoff": True,
         "execution_timeout": timedelta(hours=2),
+        "pre_execute": require_shared_output_root,  # a local output root with remote workers: fail at once
     },
     params={
         "full_refresh": Param(False, type="boolean",

@@ -17,6 +17,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, dag, task
 
+from okta_sync.airflow.storage import require_shared_output_root
+
 GROUPS_EXPORT = Asset(name="okta_groups_export", uri="okta://groups/export")
 GROUPS_TABLES = Asset(name="okta_group_members_table", uri="okta://warehouse/okta_group_members")
 WAREHOUSE_CONN_ID = "okta_warehouse"
@@ -28,7 +30,8 @@ WAREHOUSE_CONN_ID = "okta_warehouse"
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "execution_timeout": timedelta(hours=2)},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "execution_timeout": timedelta(hours=2),
+                  "pre_execute": require_shared_output_root},  # exports on a worker's local disk: fail at once
     tags=["okta", "warehouse"],
     doc_md=__doc__,
 )

@@ -291,6 +291,35 @@ def test_a_run_file_path_from_an_edited_xcom_is_not_read_outside_the_runs_folder
     assert not Path(mine.removeprefix("file://")).exists() or not any(Path(mine.removeprefix("file://")).iterdir())
 
 
+def test_a_membership_plan_path_from_an_edited_xcom_is_not_read_outside_the_runs_folder(tmp_path, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from okta_sync import LocationError
+
+    root = (tmp_path / "output").as_uri()
+    monkeypatch.setenv("AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI", root)
+    dag = dag_named("okta_group_memberships")
+    task = dag.get_task("push_changes")
+    mine = _render(dag, task.run_folder, "manual__mine", root)
+    other = Path(_render(dag, task.run_folder, "manual__other", root).removeprefix("file://"))
+    other.mkdir(parents=True)
+    (other / "membership_plan.jsonl").write_text("{}\n")  # another run's plan: under the output root, not this run's
+    task.run_folder, task.plan_uri = mine, (other / "membership_plan.jsonl").as_uri()
+    task.report_uri, task.dry_run = f"{mine}/membership_report.csv", True
+    with pytest.raises(AirflowFailException) as refused:
+        task.execute({"dag_run": None, "dag": dag, "run_id": "manual__mine"})
+    assert isinstance(refused.value, LocationError) and "plan_uri" in str(refused.value)
+
+
+@pytest.mark.parametrize("dag_id", ["okta_user_sync", "okta_users_to_warehouse", "okta_users_summary",
+                                    "okta_groups_sync", "okta_group_memberships", "okta_groups_to_warehouse"])
+def test_every_dag_that_reads_or_writes_run_files_checks_the_output_root_before_its_tasks(dag_id):
+    from okta_sync.airflow.storage import require_shared_output_root
+
+    dag = dag_named(dag_id)
+    assert {task.task_id for task in dag.tasks if task._pre_execute_hook is not require_shared_output_root} == set()
+
+
 # ---- okta_users_summary's run folders (issue 20 item 8) -----------------------------------------------------------
 
 def test_summary_run_folders_are_one_to_one_and_stay_inside_the_dags_folder(tmp_path):

@@ -186,12 +186,16 @@ class OktaPushMembershipChangesOperator(_OktaOperator):
     :param plan_uri: the plan; templated.
     :param report_uri: the report (`.csv`); templated.
     :param dry_run: report what would change, change nothing; templated.
+    :param run_folder: this run's folder; templated. When set, `plan_uri` (an XCom, which people with the right
+        role can edit) is read only inside it; otherwise anywhere under the output root.
     """
 
-    template_fields: Sequence[str] = ("plan_uri", "report_uri", "dry_run")
+    template_fields: Sequence[str] = ("plan_uri", "report_uri", "dry_run", "run_folder")
 
-    def __init__(self, *, plan_uri: str, report_uri: str, dry_run: Any = False, **kwargs: Any) -> None:
+    def __init__(self, *, plan_uri: str, report_uri: str, dry_run: Any = False, run_folder: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.run_folder = run_folder
         self.plan_uri = plan_uri
         self.report_uri = report_uri
         self.dry_run = dry_run
@@ -199,7 +203,7 @@ class OktaPushMembershipChangesOperator(_OktaOperator):
     @fail_fast
     def execute(self, context: Any) -> dict[str, Any]:
         from okta_sync.airflow.push_journal import PushJournal
-        from okta_sync.airflow.storage import open_output_for_read, open_text_for_write
+        from okta_sync.airflow.storage import open_output_for_read, open_run_file, open_text_for_write
         from okta_sync.sync.membership_changes import (
             MembershipEntry,
             push_membership_changes,
@@ -207,7 +211,9 @@ class OktaPushMembershipChangesOperator(_OktaOperator):
         )
 
         dry_run = as_bool(self.dry_run, "dry_run")
-        with open_output_for_read(self.plan_uri, what="plan_uri") as file:  # only under the output root
+        opened = (open_run_file(self.plan_uri, self.run_folder, what="plan_uri") if self.run_folder not in (None, "")
+                  else open_output_for_read(self.plan_uri, what="plan_uri"))  # only under the output root
+        with opened as file:
             data = file.read()
         entries = [MembershipEntry.from_json(line, n) for n, line in enumerate(data.decode("utf-8").splitlines(), 1)
                    if line.strip()]
