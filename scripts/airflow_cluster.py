@@ -17,6 +17,8 @@ Starts, each on a free loopback port and stopped by its PID:
   (`unshare`): a private tmpfs over /tmp, /var/tmp and the project's include/output, and its own hostname
   (`okta-worker-<n>`, which Airflow records on each task instance), so no task can read another worker's files.
   Not as root there are no namespaces: the workers then share those folders, and the cluster says so loudly.
+  Each consumes Airflow's default queue and a queue named after it: a task whose `queue` is `okta-worker-2` runs
+  on that worker (how the tests make every hand-off of a run cross workers).
 
 What the workers still share, as on a real deployment's shared volumes: the project (DAGs and plugins, read as
 code), the Airflow home (its logs folder, standing in for remote logging) and the network. The namespaces make a
@@ -50,6 +52,7 @@ OUTPUT_URI = f"s3://aws_default@{OUTPUT_BUCKET}/okta/"
 FEED_ROOT = f"s3://aws_default@{FEEDS_BUCKET}/"
 WAREHOUSE_DATABASE = "okta_warehouse"
 METADATA_DATABASE = "airflow"
+DEFAULT_QUEUE = "default"  # Airflow's [operators] default_queue
 NOT_ISOLATED = ("workers are NOT isolated (not root: no mount namespaces): they share /tmp, /var/tmp and "
                 f"{PROJECT_OUTPUT}, so a task can read another worker's files and a run that passes here may "
                 "still fail on a cluster whose workers share no disk")
@@ -120,7 +123,9 @@ class CeleryStack(AirflowStack):
     def component_command(self, component: str) -> list[str]:
         if component not in self.workers:
             return super().component_command(component)
+        # Airflow's default queue, and one named after the worker: a task with queue="okta-worker-2" runs there.
         worker = [str(AIRFLOW_BIN), "celery", "worker", "--celery-hostname", f"{component}@%h",
+                  "--queues", f"{DEFAULT_QUEUE},{component}",
                   "--concurrency", str(self.worker_concurrency), "--skip-serve-logs",  # one port per machine
                   "--pid", str(self.home / f"{component}.pid"), "--without-mingle", "--without-gossip"]
         if not self.isolate:

@@ -184,6 +184,25 @@ def test_a_local_output_root_with_remote_workers_fails_naming_the_variables(exec
     assert "okta_sync_output_uri" in str(failed.value) and "okta_sync_workers_share_disk" in str(failed.value)
 
 
+@pytest.mark.parametrize("dag_file", sorted(path.name for path in (ROOT / "dags").glob("*.py")))
+def test_every_task_of_every_dag_fails_at_once_on_a_local_root_with_remote_workers(dag_file, tmp_path, monkeypatch):
+    """Every shipped DAG reads or writes run folders: each of its tasks runs the check before its work (the
+    DAG's `pre_execute`, which Airflow's task runner calls first), so a Celery run fails naming the Variables."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
+    monkeypatch.setenv("AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI", tmp_path.as_uri())
+    bag = DagBag(dag_folder=str(ROOT / "dags" / dag_file))
+    assert bag.import_errors == {} and bag.dags
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            hook = task._pre_execute_hook  # what the task runner calls before execute()
+            assert hook is not None, f"{dag.dag_id}.{task.task_id} has no pre_execute"
+            with pytest.raises(AirflowFailException, match="okta_sync_workers_share_disk"):
+                hook({})
+
+
 @pytest.mark.parametrize("root", ["s3://aws_default:hunter2@okta-runs/okta", "s3://AKIA:hunter2@okta-runs/okta",
                                   "s3://okta-runs/okta/../hunter2", "relative/hunter2"])
 def test_an_output_root_with_a_password_or_dots_fails_the_first_task_without_echoing_it(root, monkeypatch):
@@ -292,23 +311,34 @@ def test_a_run_file_path_from_an_edited_xcom_is_not_read_outside_the_runs_folder
 
 
 def test_a_membership_plan_path_from_an_edited_xcom_is_not_read_outside_the_runs_folder(tmp_path, monkeypatch):
+    """okta_group_memberships' push names its plan by the plan task's XCom: another run's plan (under the same
+    output root) or any other file is refused before anything is pushed."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from okta_sync import LocationError
+    from okta_sync.sync.membership_changes import MembershipEntry
 
     root = (tmp_path / "output").as_uri()
     monkeypatch.setenv("AIRFLOW_VAR_OKTA_SYNC_OUTPUT_URI", root)
     dag = dag_named("okta_group_memberships")
     task = dag.get_task("push_changes")
-    mine = _render(dag, task.run_folder, "manual__mine", root)
-    other = Path(_render(dag, task.run_folder, "manual__other", root).removeprefix("file://"))
+    folder = task.report_uri.rpartition("/")[0]  # the DAG's run folder template
+    mine = _render(dag, folder, "manual__mine", root)
+    assert mine.startswith(root + "/okta_group_memberships/manual__mine-")
+    other = Path(_render(dag, folder, "manual__other", root).removeprefix("file://"))
     other.mkdir(parents=True)
-    (other / "membership_plan.jsonl").write_text("{}\n")  # another run's plan: under the output root, not this run's
-    task.run_folder, task.plan_uri = mine, (other / "membership_plan.jsonl").as_uri()
-    task.report_uri, task.dry_run = f"{mine}/membership_report.csv", True
-    with pytest.raises(AirflowFailException) as refused:
-        task.execute({"dag_run": None, "dag": dag, "run_id": "manual__mine"})
-    assert isinstance(refused.value, LocationError) and "plan_uri" in str(refused.value)
+    (other / "membership_plan.jsonl").write_text(MembershipEntry(
+        1, "Admins", "ann@x.com", "add", "planned", group_id="00g1", user_id="00u1").to_json() + "\n")
+    (tmp_path / "secret.jsonl").write_text("AKIA-secret\n")
+    for edited in ((other / "membership_plan.jsonl").as_uri(), (tmp_path / "secret.jsonl").as_uri(),
+                   f"{mine}/../../secret.jsonl", "/etc/passwd"):
+        task.run_folder, task.plan_uri = mine, edited  # an XCom edited by someone with the right role renders to this
+        task.report_uri, task.dry_run = f"{mine}/membership_report.csv", False
+        with pytest.raises(AirflowFailException) as refused:
+            task.execute({"dag_run": None, "dag": dag, "run_id": "manual__mine"})
+        assert isinstance(refused.value, LocationError) and "plan_uri" in str(refused.value)
+        assert "secret" not in str(refused.value) and "passwd" not in str(refused.value)
+    assert not Path(mine.removeprefix("file://")).exists() or not any(Path(mine.removeprefix("file://")).iterdir())
 
 
 @pytest.mark.parametrize("dag_id", ["okta_user_sync", "okta_users_to_warehouse", "okta_users_summary",

@@ -53,13 +53,32 @@ RETRY_DAG_SOURCE = textwrap.dedent(
 )
 
 
+# Which worker runs each task of okta_groups_sync (its queue, set by a cluster policy): alternating, so every
+# hand-off of the run (token, export files and manifest) crosses workers; Celery alone may run all four on one.
+GROUPS_PLACEMENT = {"okta_token": "okta-worker-1", "export_groups": "okta-worker-2",
+                    "commit_watermark": "okta-worker-1", "remove_old_outputs": "okta-worker-2"}
+LOCAL_SETTINGS_SOURCE = textwrap.dedent(
+    f'''
+    PLACEMENT = {{"okta_groups_sync": {GROUPS_PLACEMENT!r}}}
+
+
+    def task_policy(task):
+        """The test's placement: a task's queue is the name of the worker that consumes it."""
+        queue = PLACEMENT.get(task.dag_id, {{}}).get(task.task_id)
+        if queue:
+            task.queue = queue
+    '''
+)
+
+
 def okta_connection(org) -> str:
     """`okta_default` with the key inline (the password field), as a secrets backend would hold it: the dev org's
     key file is under this machine's /tmp, which each worker has a private one of."""
     connection = org.connection
     return json.dumps({"conn_type": "okta", "host": connection["org_url"], "login": connection["client_id"],
                        "password": Path(connection["private_key_path"]).read_text(),
-                       "extra": {"key_id": connection["key_id"], "scopes": "okta.users.read okta.users.manage"}})
+                       "extra": {"key_id": connection["key_id"],
+                                 "scopes": "okta.users.read okta.users.manage okta.groups.read"}})
 
 
 def files_under(folder: Path) -> set[str]:
@@ -96,16 +115,20 @@ def cluster(cluster_org, project_output_before):
     home = Path(tempfile.mkdtemp(prefix="cluster-test-", dir=ROOT / ".airflow"))  # outside the workers' /tmp
     dags = home / "dags"
     dags.mkdir()
-    for name in ("okta_user_sync.py", "okta_users_to_warehouse.py", "okta_users_summary.py"):
+    for name in ("okta_user_sync.py", "okta_users_to_warehouse.py", "okta_users_summary.py", "okta_groups_sync.py",
+                 "okta_groups_to_warehouse.py"):
         shutil.copy(ROOT / "dags" / name, dags)
     (dags / f"{RETRY_DAG}.py").write_text(RETRY_DAG_SOURCE)
+    policy = home / "policy"  # airflow_local_settings on every component's PYTHONPATH
+    policy.mkdir()
+    (policy / "airflow_local_settings.py").write_text(LOCAL_SETTINGS_SOURCE)
     env = {
         "AIRFLOW_CONN_OKTA_DEFAULT": okta_connection(cluster_org),
         # A killed worker's task is found by its missing heartbeats: 20 s here instead of 300 s.
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
     }
-    running = LocalCeleryCluster(home, dags, workers=2, worker_concurrency=1, env=env)
+    running = LocalCeleryCluster(home, dags, workers=2, worker_concurrency=1, env=env, python_path=(ROOT, policy))
     try:
         with running:
             _started.append(running)

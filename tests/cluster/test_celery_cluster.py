@@ -16,7 +16,7 @@ import time
 import pytest
 
 from okta_sync.sync.profile_rules import Normalizer
-from tests.cluster.conftest import RETRY_DAG, files_under
+from tests.cluster.conftest import GROUPS_PLACEMENT, RETRY_DAG, files_under
 from tests.reliability.core_sync import post_counts
 
 # The first test also starts the cluster (60-90 s, more on a loaded machine): a longer bound than the 300 s default.
@@ -25,6 +25,8 @@ pytestmark = [pytest.mark.airflow, pytest.mark.cluster, pytest.mark.timeout(600)
 SYNC_DAG = "okta_user_sync"
 WAREHOUSE_DAG = "okta_users_to_warehouse"
 SUMMARY_DAG = "okta_users_summary"
+GROUPS_DAG = "okta_groups_sync"
+GROUPS_WAREHOUSE_DAG = "okta_groups_to_warehouse"
 
 
 def hostnames(result) -> dict[str, str]:
@@ -149,6 +151,62 @@ def test_the_warehouse_load_into_postgresql_and_the_summary_run_on_the_workers(c
     assert load.xcom["load_exports"]["return_value"]["loaded"] >= 1
     assert users == len(cluster_org.admin.users())  # the first export is every user, DEPROVISIONED included
     assert "summary.json" in run_keys(cluster, SUMMARY_DAG, summary.run_id)
+    assert left_on_local_disk(cluster, project_output_before) == {}
+
+
+@pytest.fixture(scope="module")
+def groups_sync(cluster, cluster_org):
+    """okta_groups_sync triggered by hand: the first run, so every group and every group's members."""
+    before = cluster_org.admin.stats()
+    result = cluster.stack.run_dag(GROUPS_DAG, conf={}, timeout=240)
+    return result, before, cluster_org.admin.stats()
+
+
+def test_the_groups_export_goes_to_s3_only_each_task_on_the_other_worker_with_one_token(
+        cluster, cluster_org, groups_sync, project_output_before):
+    result, before, after = groups_sync
+    assert result.state == "success", result.describe()
+    hosts = hostnames(result)
+    print(f"{GROUPS_DAG}: {result.seconds:.1f}s, tasks by worker: {hosts}")
+    assert hosts == GROUPS_PLACEMENT  # four tasks, each on the other worker than the one before it
+
+    # One token for the run's one scope set (okta.groups.read), minted by okta_token and used by the export on
+    # whichever worker ran it; reads only.
+    assert after["tokens_issued"] - before["tokens_issued"] == 1
+    assert after["membership_changes"] == before["membership_changes"]
+    export = result.xcom["export_groups"]["return_value"]
+    assert export["groups"] == len(cluster_org.admin.groups())
+
+    assert {"groups.jsonl.gz", "memberships.jsonl.gz", "groups_read.jsonl.gz", "groups.manifest.json"} <= \
+        set(run_keys(cluster, GROUPS_DAG, result.run_id))
+    assert left_on_local_disk(cluster, project_output_before) == {}
+
+
+def test_the_groups_warehouse_load_into_postgresql_holds_the_dev_orgs_groups_and_memberships(
+        cluster, cluster_org, groups_sync, project_output_before):
+    import psycopg
+
+    from scripts.airflow_cluster import WAREHOUSE_DATABASE
+
+    assert groups_sync[0].state == "success", groups_sync[0].describe()
+    before = cluster_org.admin.stats()
+    load = cluster.stack.run_dag(GROUPS_WAREHOUSE_DAG, timeout=240)  # one task: one worker
+    assert load.state == "success", load.describe()
+    print(f"groups warehouse load {load.seconds:.1f}s on {hostnames(load)}")
+    assert set(hostnames(load).values()) <= set(cluster.stack.workers)
+    assert load.xcom["load_group_exports"]["return_value"]["loaded"] == 1
+    assert cluster_org.admin.stats()["tokens_issued"] == before["tokens_issued"]  # the load never calls Okta
+
+    groups = cluster_org.admin.groups()
+    members = {(group["id"], user_id) for group in groups for user_id in cluster_org.admin.group_members(group["id"])}
+    connection = cluster.warehouse_connection
+    with psycopg.connect(host=connection["host"], port=connection["port"], user=connection["login"],
+                         dbname=WAREHOUSE_DATABASE) as db:
+        loaded_groups = {row[0] for row in db.execute("SELECT id FROM okta_groups WHERE deleted_at IS NULL")}
+        loaded_members = db.execute("SELECT group_id, user_id FROM okta_group_members WHERE valid_to IS NULL").fetchall()
+    assert loaded_groups == {group["id"] for group in groups}
+    assert len(loaded_members) == len(members) == sum(group["_dev"]["members"] for group in groups)
+    assert set(map(tuple, loaded_members)) == members
     assert left_on_local_disk(cluster, project_output_before) == {}
 
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from airflow.sdk import Asset
 
 from okta_sync.airflow.hooks import fail_fast
-from okta_sync.airflow.operators import _OktaOperator, _producer, as_bool
+from okta_sync.airflow.operators import _OktaOperator, _optional, _producer, as_bool
 from okta_sync.airflow.storage import open_for_write
 from okta_sync.errors import ConfigurationError, ManifestError
 from okta_sync.sync.group_export import (
@@ -199,6 +199,7 @@ class OktaPushMembershipChangesOperator(_OktaOperator):
         self.plan_uri = plan_uri
         self.report_uri = report_uri
         self.dry_run = dry_run
+        self.run_folder = run_folder
 
     @fail_fast
     def execute(self, context: Any) -> dict[str, Any]:
@@ -211,9 +212,9 @@ class OktaPushMembershipChangesOperator(_OktaOperator):
         )
 
         dry_run = as_bool(self.dry_run, "dry_run")
-        opened = (open_run_file(self.plan_uri, self.run_folder, what="plan_uri") if self.run_folder not in (None, "")
-                  else open_output_for_read(self.plan_uri, what="plan_uri"))  # only under the output root
-        with opened as file:
+        run_folder = _optional(self.run_folder)
+        with (open_run_file(self.plan_uri, run_folder, what="plan_uri") if run_folder
+              else open_output_for_read(self.plan_uri, what="plan_uri")) as file:  # else only under the output root
             data = file.read()
         entries = [MembershipEntry.from_json(line, n) for n, line in enumerate(data.decode("utf-8").splitlines(), 1)
                    if line.strip()]
