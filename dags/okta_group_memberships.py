@@ -65,7 +65,6 @@ def okta_group_memberships():
         report_uri=RUN_DIR + "/membership_report.csv",
         run_folder=RUN_DIR,  # the plan path comes from XCom: read only inside this run's folder
         dry_run="{{ params.dry_run }}",
-        run_folder=RUN_DIR,  # the plan's path comes from an XCom: read only inside this run's folder
     )
     token >> plan >> push
 
