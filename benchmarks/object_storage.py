@@ -27,6 +27,7 @@ class StorageRun:
     users: int
     target: str  # "local" or "s3"
     seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)  # the exporting process's own CPU (all its threads)
     peak_rss_mb: list[float] = field(default_factory=list)
     bytes: int = 0
 
@@ -38,10 +39,19 @@ class StorageRun:
     def peak_mb(self) -> float:
         return max(self.peak_rss_mb)
 
+    @property
+    def median_cpu(self) -> float:
+        return statistics.median(self.cpu_seconds)
+
+    def ratio_to(self, other: "StorageRun", measure: str = "seconds") -> float:
+        """The median of per-round ratios: each round's two exports ran one after the other."""
+        return statistics.median(mine / theirs for mine, theirs in zip(getattr(self, measure), getattr(other, measure)))
+
 
 @dataclass
 class StorageResult:
     runs: list[StorageRun] = field(default_factory=list)
+    load: list[float] = field(default_factory=list)  # the machine's 1-minute load average before each size
 
     def run(self, users: int, target: str) -> StorageRun:
         return next(r for r in self.runs if r.users == users and r.target == target)
@@ -67,6 +77,7 @@ def run(sizes: tuple[int, ...], rounds: int = 3, log=print) -> StorageResult:
         s3.create_bucket(BUCKET)
         for users in sizes:
             with dev_org(f"storage-{users}", users=users, deprovisioned_fraction=0.0) as org:
+                result.load.append(os.getloadavg()[0])
                 connection = write_connection(org, OUTPUT / f"storage-{users}-connection.json")
                 local = StorageRun(users, "local")
                 remote = StorageRun(users, "s3")
@@ -78,9 +89,11 @@ def run(sizes: tuple[int, ...], rounds: int = 3, log=print) -> StorageResult:
                         run_, uri = targets[name]
                         measured = _probe(connection, uri, s3)
                         run_.seconds.append(measured["seconds"])
+                        run_.cpu_seconds.append(measured["cpu_seconds"])
                         run_.peak_rss_mb.append(measured["peak_rss_mb"])
                         run_.bytes = measured["bytes"]
-                        log(f"  storage: {measured['users']:,} users to {name}: {measured['seconds']:.2f} s, "
+                        log(f"  storage: {measured['users']:,} users to {name}: {measured['seconds']:.2f} s "
+                            f"(CPU {measured['cpu_seconds']:.2f} s), "
                             f"{measured['bytes'] / 2**20:.1f} MiB, peak RSS {measured['peak_rss_mb']:.0f} MB",
                             flush=True)
                 (local_root / f"users-{users}.jsonl.gz").unlink(missing_ok=True)

@@ -63,8 +63,8 @@ def okta_group_memberships():
         task_id="push_changes",
         plan_uri="{{ ti.xcom_pull(task_ids='plan_changes')['path'] }}",
         report_uri=RUN_DIR + "/membership_report.csv",
+        run_folder=RUN_DIR,  # the plan path comes from XCom: read only inside this run's folder
         dry_run="{{ params.dry_run }}",
-        run_folder=RUN_DIR,  # the plan's path comes from an XCom: read only inside this run's folder
     )
     token >> plan >> push
 

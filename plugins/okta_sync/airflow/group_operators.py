@@ -186,8 +186,8 @@ class OktaPushMembershipChangesOperator(_OktaOperator):
     :param plan_uri: the plan; templated.
     :param report_uri: the report (`.csv`); templated.
     :param dry_run: report what would change, change nothing; templated.
-    :param run_folder: this run's folder; templated. When set, `plan_uri` is read only inside it (set it whenever
-        `plan_uri` comes from an XCom: an edited one could name another run's plan); else only under the output root.
+    :param run_folder: this run's folder; templated. When set, `plan_uri` (an XCom, which people with the right
+        role can edit) is read only inside it; otherwise anywhere under the output root.
     """
 
     template_fields: Sequence[str] = ("plan_uri", "report_uri", "dry_run", "run_folder")
@@ -195,6 +195,7 @@ class OktaPushMembershipChangesOperator(_OktaOperator):
     def __init__(self, *, plan_uri: str, report_uri: str, dry_run: Any = False, run_folder: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.run_folder = run_folder
         self.plan_uri = plan_uri
         self.report_uri = report_uri
         self.dry_run = dry_run
@@ -213,7 +214,7 @@ class OktaPushMembershipChangesOperator(_OktaOperator):
         dry_run = as_bool(self.dry_run, "dry_run")
         run_folder = _optional(self.run_folder)
         with (open_run_file(self.plan_uri, run_folder, what="plan_uri") if run_folder
-              else open_output_for_read(self.plan_uri, what="plan_uri")) as file:
+              else open_output_for_read(self.plan_uri, what="plan_uri")) as file:  # else only under the output root
             data = file.read()
         entries = [MembershipEntry.from_json(line, n) for n, line in enumerate(data.decode("utf-8").splitlines(), 1)
                    if line.strip()]

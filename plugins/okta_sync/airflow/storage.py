@@ -55,7 +55,8 @@ def storage_path(uri: str) -> ObjectStoragePath:
 
             if isinstance(error, ValueError) and has_fs(path.protocol):
                 raise
-            package = FILESYSTEM_PACKAGES.get(path.protocol, f"the Airflow provider with a {path.protocol}:// filesystem")
+            package = FILESYSTEM_PACKAGES.get(path.protocol,
+                                              f"the Airflow provider with a {path.protocol}:// filesystem")
             raise fail_now(ConfigurationError(
                 f"{path.protocol}://", f"no filesystem for this scheme is installed; install {package} on every "
                 f"Airflow worker (retrying cannot install it)")) from error

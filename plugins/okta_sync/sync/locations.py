@@ -167,12 +167,6 @@ def _local_path(text: str, where: str) -> str | None:
 _CONN_ID = re.compile(r"[A-Za-z0-9_.-]{1,250}")
 
 
-def remote_parts(text: str, *, what: str) -> RemoteParts:
-    """`text` split into scheme, connection id, bucket and path, or LocationError naming `what`; every check of
-    `resolve` on a remote URI (no `..`, encoded tricks, passwords, queries, ...) holds."""
-    return _remote_parts(text, what)
-
-
 def _remote_parts(text: str, where: str) -> RemoteParts:
     _refuse_control_characters(text, where)
     parts = urlsplit(text)
