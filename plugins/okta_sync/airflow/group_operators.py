@@ -199,7 +199,6 @@ class OktaPushMembershipChangesOperator(_OktaOperator):
         self.plan_uri = plan_uri
         self.report_uri = report_uri
         self.dry_run = dry_run
-        self.run_folder = run_folder
 
     @fail_fast
     def execute(self, context: Any) -> dict[str, Any]:
