@@ -17,7 +17,8 @@ from typing import Any
 from okta_sync.auth.assertion import PrivateKeyJWT
 from okta_sync.auth.client_secret import ClientSecretBasic
 from okta_sync.clock import SYSTEM_CLOCK, Clock
-from okta_sync.config import CLIENT_SECRET_BASIC, OktaConfig
+from okta_sync.config import CLIENT_SECRET_BASIC, MANAGE_SCOPE, READ_SCOPE, OktaConfig
+from okta_sync.errors import ScopeNotConfiguredError
 from okta_sync.auth.keys import SigningKey, load_signing_key
 from okta_sync.metrics import Instruments, Metrics
 from okta_sync.http.ratelimit import RateLimiter
@@ -26,7 +27,7 @@ from okta_sync.auth.tokens import (
 )
 from okta_sync.http.authorized import AuthorizedSession
 from okta_sync.http.transport import RetryPolicy, Transport, build_session
-from okta_sync.groups.api import GROUP_BUCKETS, GroupsClient, Listing
+from okta_sync.groups.api import GROUP_BUCKETS, GROUPS_MANAGE_SCOPE, GROUPS_READ_SCOPE, GroupsClient, Listing
 from okta_sync.groups.members import MemberPage, read_members
 from okta_sync.users.api import BUCKET_USER_READ, UserListing, UsersClient, UserVersion
 from okta_sync.users.partitions import DEFAULT_SPLIT_AT, PartitionedUserListing, Window
@@ -40,6 +41,23 @@ def signing_key_for(config: OktaConfig) -> SigningKey | None:
         return None
     return load_signing_key(private_key=config.private_key, private_key_path=config.private_key_path,
                             passphrase=config.private_key_passphrase, key_id=config.key_id, algorithm=config.algorithm)
+
+
+# A read is also served by the manage scope of the same family when only that one is configured.
+_SERVED_BY = {READ_SCOPE: MANAGE_SCOPE, GROUPS_READ_SCOPE: GROUPS_MANAGE_SCOPE}
+
+
+def scopes_within(scopes: Iterable[str], ceiling: tuple[str, ...], operation: str) -> tuple[str, ...]:
+    """`scopes` as they can be requested under the connection's `scopes` (the ceiling): each one configured, or a
+    read served by its manage scope; anything else raises `ScopeNotConfiguredError` before any request."""
+    within = []
+    for scope in scopes:
+        if scope not in ceiling and _SERVED_BY.get(scope) in ceiling:
+            scope = _SERVED_BY[scope]
+        if scope not in ceiling:
+            raise ScopeNotConfiguredError(operation=operation, scope=scope, configured=ceiling)
+        within.append(scope)
+    return tuple(dict.fromkeys(within))
 
 
 class OktaClient:

@@ -267,3 +267,28 @@ def test_a_client_secret_connection_that_okta_would_refuse_names_the_field(monke
         OktaHook("okta_internal").get_token()
     assert refused.value.field == field and says in str(refused.value)
     assert CUSTOM_SECRET not in str(refused.value)
+
+
+def test_the_token_task_mints_no_scope_the_connection_does_not_list(okta_conn, org):
+    """The connection's `scopes` is a ceiling for the run's tokens too: a DAG asking the token task for a groups
+    scope on a users-only connection fails before any token is minted, naming the scope and the field."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from okta_sync import OktaHook, ScopeNotConfiguredError
+
+    okta_conn(scopes="okta.users.read okta.users.manage")
+    FakeTI.xcom = {}
+    before = org.admin.stats()["tokens_issued"]
+    hook = OktaHook().join_run({"run_id": "manual__ceiling", "ti": FakeTI("okta_token")}, token_task_id="okta_token")
+    with pytest.raises(AirflowFailException) as refused:
+        hook.mint_run_tokens([["okta.users.read"], ["okta.groups.read"]])
+    assert isinstance(refused.value, ScopeNotConfiguredError)
+    assert refused.value.scope == "okta.groups.read" and refused.value.field == "scopes"
+    assert org.admin.stats()["tokens_issued"] == before and FakeTI.xcom == {}
+
+    # a read is served by the manage scope of its family when only that one is configured (one token, not two)
+    okta_conn(scopes="okta.users.manage")
+    hook = OktaHook().join_run({"run_id": "manual__manage", "ti": FakeTI("okta_token")}, token_task_id="okta_token")
+    published = hook.mint_run_tokens([["okta.users.read"], ["okta.users.manage"]])
+    assert [entry["scopes"] for entry in published] == [["okta.users.manage"], ["okta.users.manage"]]
+    assert org.admin.stats()["tokens_issued"] - before == 1

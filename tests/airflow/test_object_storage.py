@@ -341,15 +341,6 @@ def test_a_membership_plan_path_from_an_edited_xcom_is_not_read_outside_the_runs
     assert not Path(mine.removeprefix("file://")).exists() or not any(Path(mine.removeprefix("file://")).iterdir())
 
 
-@pytest.mark.parametrize("dag_id", ["okta_user_sync", "okta_users_to_warehouse", "okta_users_summary",
-                                    "okta_groups_sync", "okta_group_memberships", "okta_groups_to_warehouse"])
-def test_every_dag_that_reads_or_writes_run_files_checks_the_output_root_before_its_tasks(dag_id):
-    from okta_sync.airflow.storage import require_shared_output_root
-
-    dag = dag_named(dag_id)
-    assert {task.task_id for task in dag.tasks if task._pre_execute_hook is not require_shared_output_root} == set()
-
-
 # ---- okta_users_summary's run folders (issue 20 item 8) -----------------------------------------------------------
 
 def test_summary_run_folders_are_one_to_one_and_stay_inside_the_dags_folder(tmp_path):

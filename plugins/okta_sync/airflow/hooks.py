@@ -21,7 +21,7 @@ from airflow.sdk.log import mask_secret
 from airflow.sdk.observability.stats import Stats
 
 from okta_sync.airflow.run_tokens import RunIdentity, RunTokenProvider, token_xcom_key  # noqa: F401 (re-exported)
-from okta_sync.client import OktaClient, signing_key_for
+from okta_sync.client import OktaClient, scopes_within, signing_key_for
 from okta_sync.airflow.connection_fields import SENSITIVE_EXTRAS, config_from_connection
 from okta_sync.config import CLIENT_SECRET_BASIC, MANAGE_SCOPE, OktaConfig, READ_SCOPE
 from okta_sync.errors import OktaSyncError
@@ -151,11 +151,15 @@ class OktaHook(BaseHook):
         return int(self.metrics.count("token.adopted"))
 
     @fail_fast
+    @fail_fast
     def mint_run_tokens(self, scope_sets: Iterable[Iterable[str]]) -> list[dict[str, Any]]:
-        """For the token task: mint (or reuse) one token per scope set and publish it sealed. Returns metadata only."""
+        """For the token task: mint (or reuse) one token per scope set and publish it sealed. Returns metadata only.
+        Every set is checked against the connection's `scopes` (a ceiling) before any token is minted."""
+        wanted = [scopes_within(scopes, self.client.config.scopes, "the run's tokens (OktaTokenOperator)")
+                  for scopes in scope_sets]
         published = []
-        for scopes in scope_sets:
-            token = self.client.get_token(tuple(scopes))
+        for scopes in wanted:
+            token = self.client.get_token(scopes)
             published.append({"scopes": list(token.scopes), "token_type": token.token_type,
                               "expires_at": round(token.expires_at)})
         return published
