@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from okta_sync.errors import WarehouseLoadError
 from okta_sync.sync.group_export import check_groups_manifest, read_groups_read, read_memberships
 from okta_sync.sync.manifest import Manifest
-from okta_sync.sync.warehouse import MAX_PATH_LENGTH, SqlFlavour, copy_rows
+from okta_sync.sync.warehouse import MAX_PATH_LENGTH, SqlFlavour, copy_rows, refused_table_statement
 from okta_sync.timestamps import okta_timestamp
 
 GROUPS_TABLE = "okta_groups"
@@ -128,6 +128,7 @@ def schema_statements(flavour: SqlFlavour) -> list[str]:
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {READ_TABLE} (group_id VARCHAR(64) NOT NULL PRIMARY KEY, "
         f"as_of {ts} NOT NULL)",
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {SEEN_TABLE} (group_id VARCHAR(64) NOT NULL PRIMARY KEY)",
+        refused_table_statement(flavour),  # shared with the users loads (okta_sync.sync.warehouse.record_refusal)
         *staged_index,
     ]
 

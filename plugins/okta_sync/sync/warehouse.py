@@ -41,7 +41,7 @@ LOADS_TABLE = "okta_sync_loads"
 REFUSED_TABLE = "okta_sync_refused"  # events refused (or given up on): never looked at again
 STAGED_TABLE = "okta_users_staged"  # temporary: the export's users, compared with the tables in SQL
 BATCH_SIZE = 1000  # users per executemany round trip (databases without COPY)
-COPY_BATCH_SIZE = 10_000  # users per COPY on PostgreSQL: one batch in memory
+COPY_BATCH_SIZE = 2000  # users per COPY on PostgreSQL: one batch in memory
 MAX_PATH_LENGTH = 2048
 MAX_DETAIL = 1000  # our own message naming the field, never a value read from the event
 EVENT_CLOCK_SKEW = timedelta(minutes=5)  # the worker's clock (manifest) against the API server's (event timestamp)
@@ -247,10 +247,7 @@ def schema_statements(flavour: SqlFlavour) -> list[str]:
         f"    watermark {ts},\n    loaded_at {ts} NOT NULL,\n    users_read BIGINT NOT NULL,\n"
         f"    inserted BIGINT NOT NULL,\n    changed BIGINT NOT NULL,\n    deleted BIGINT NOT NULL,\n"
         f"    PRIMARY KEY (export_path, event_id)\n)",
-        f"CREATE TABLE IF NOT EXISTS {REFUSED_TABLE} (\n    event_id BIGINT NOT NULL,\n"
-        f"    event_time VARCHAR(32) NOT NULL,\n    export_path VARCHAR({MAX_PATH_LENGTH}),\n"
-        f"    reason VARCHAR(32) NOT NULL,\n    detail VARCHAR({MAX_DETAIL}) NOT NULL,\n    refused_at {ts} NOT NULL,\n"
-        f"    PRIMARY KEY (event_id, event_time)\n)",
+        refused_table_statement(flavour),
         # No key: COPY stages fastest into a bare table (PostgreSQL then hashes the joins, given ANALYZE); elsewhere
         # an index answers them. A user listed twice is staged twice and deduplicated in SQL.
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGED_TABLE} (\n    line BIGINT NOT NULL,\n"
@@ -259,6 +256,15 @@ def schema_statements(flavour: SqlFlavour) -> list[str]:
         *([] if flavour.name.startswith("postgres") else
           [f"CREATE INDEX IF NOT EXISTS {STAGED_TABLE}_id ON {STAGED_TABLE} (id, last_updated)"]),
     ]
+
+
+def refused_table_statement(flavour: SqlFlavour) -> str:
+    """`okta_sync_refused`: the Asset events (users and membership exports alike: event ids are Airflow's, one
+    sequence for every Asset) refused or given up on."""
+    return (f"CREATE TABLE IF NOT EXISTS {REFUSED_TABLE} (\n    event_id BIGINT NOT NULL,\n"
+            f"    event_time VARCHAR(32) NOT NULL,\n    export_path VARCHAR({MAX_PATH_LENGTH}),\n"
+            f"    reason VARCHAR(32) NOT NULL,\n    detail VARCHAR({MAX_DETAIL}) NOT NULL,\n"
+            f"    refused_at {flavour.timestamp_type} NOT NULL,\n    PRIMARY KEY (event_id, event_time)\n)")
 
 
 def ensure_schema(connection: Any, flavour: SqlFlavour) -> None:
