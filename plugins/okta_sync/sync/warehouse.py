@@ -25,7 +25,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 from typing import Any
@@ -326,51 +326,43 @@ def pending_exports(exports: Iterable[ExportRef], done: set[tuple[str, int]]) ->
     return sorted((e for e in exports if (e.path, e.event_id) not in done), key=lambda e: e.order)
 
 
-@dataclass(frozen=True)
-class UserRow:
-    """One user as the tables keep it."""
+# Serialisers built once (json.dumps with options builds an encoder per call): the bytes hashed into content_sha256
+# are json.dumps([status, login], ensure_ascii=False) followed by the profile's canonical JSON.
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_status_login_json = json.JSONEncoder(ensure_ascii=False).encode
+_column_json = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
+_PROFILE_NAMES = tuple(PROFILE_COLUMNS.values())
 
-    id: str
-    status: str | None
-    login: str | None
-    profile_json: str
-    created: str | None
-    last_updated: str
-    content_sha256: str
-    columns: tuple[str | None, ...] = field(repr=False)  # PROFILE_COLUMNS, in order
 
-    @classmethod
-    def from_user(cls, user: Any, number: int) -> UserRow:
-        if not isinstance(user, dict):
-            raise WarehouseLoadError(f"export line {number}: not a user object")
-        user_id, last_updated = user.get("id"), user.get("lastUpdated")
-        if not isinstance(user_id, str) or not _USER_ID.match(user_id):
-            raise WarehouseLoadError(f"export line {number}: id is missing or not an Okta user id")
-        if not isinstance(last_updated, str) or not _OKTA_TIMESTAMP.match(last_updated):
-            raise WarehouseLoadError(f"export line {number} (user {user_id}): lastUpdated is not an Okta timestamp")
-        profile = user.get("profile") or {}
-        if not isinstance(profile, dict):
-            raise WarehouseLoadError(f"export line {number} (user {user_id}): profile is not an object")
-        status, login = _text(user.get("status")), _text(profile.get("login"))
-        profile_json = json.dumps(profile, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        digest = hashlib.sha256(json.dumps([status, login], ensure_ascii=False).encode("utf-8", "surrogatepass"))
-        digest.update(profile_json.encode("utf-8", "surrogatepass"))
-        created = user.get("created") if isinstance(user.get("created"), str) else None
-        return cls(id=user_id, status=status, login=login, profile_json=profile_json, created=created,
-                   last_updated=last_updated, content_sha256=digest.hexdigest(),
-                   columns=tuple(_text(profile.get(name)) for name in PROFILE_COLUMNS.values()))
-
-    def staged_values(self) -> tuple:
-        """STAGED_COLUMNS after `line`."""
-        return (self.id, self.status, self.login, *self.columns, self.profile_json, self.created, self.last_updated,
-                self.content_sha256)
+def staged_user(user: Any, number: int) -> tuple:
+    """One user of the export (line `number`) as a staged row: STAGED_COLUMNS, the profile as canonical JSON,
+    content_sha256 the hash of what a version is made of (status, login, profile)."""
+    if not isinstance(user, dict):
+        raise WarehouseLoadError(f"export line {number}: not a user object")
+    user_id, last_updated = user.get("id"), user.get("lastUpdated")
+    if not isinstance(user_id, str) or not _USER_ID.match(user_id):
+        raise WarehouseLoadError(f"export line {number}: id is missing or not an Okta user id")
+    if not isinstance(last_updated, str) or not _OKTA_TIMESTAMP.match(last_updated):
+        raise WarehouseLoadError(f"export line {number} (user {user_id}): lastUpdated is not an Okta timestamp")
+    profile = user.get("profile") or {}
+    if not isinstance(profile, dict):
+        raise WarehouseLoadError(f"export line {number} (user {user_id}): profile is not an object")
+    status, login = _text(user.get("status")), _text(profile.get("login"))
+    profile_json = _canonical_json(profile)
+    digest = hashlib.sha256(_status_login_json([status, login]).encode("utf-8", "surrogatepass"))
+    digest.update(profile_json.encode("utf-8", "surrogatepass"))
+    created = user.get("created")
+    get = profile.get
+    return (number, user_id, status, login,
+            *[v if v is None or v.__class__ is str else _text(v) for v in map(get, _PROFILE_NAMES)],
+            profile_json, created if isinstance(created, str) else None, last_updated, digest.hexdigest())
 
 
 def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, (list, dict)):
-        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+        return _column_json(value)
     return str(value)
 
 
@@ -378,7 +370,7 @@ def _staged_rows(users: Iterable[Any], size: int) -> Iterator[list[tuple]]:
     """The export's users as staged rows (line number first), `size` at a time: one batch in memory."""
     numbered = enumerate(users, start=1)
     while chunk := list(islice(numbered, size)):
-        yield [(number, *UserRow.from_user(user, number).staged_values()) for number, user in chunk]
+        yield [staged_user(user, number) for number, user in chunk]
 
 
 class _Statements:
@@ -463,7 +455,7 @@ def load_export(connection: Any, flavour: SqlFlavour, export: ExportRef, users: 
         if verify is not None:
             verify()
         if s.postgres:
-            cursor.execute(f"ANALYZE {STAGED_TABLE}")  # temporary tables get no statistics otherwise
+            cursor.execute(f"ANALYZE {STAGED_TABLE} (id)")  # temporary tables get no statistics otherwise
         cursor.execute(s.find_duplicate)
         if cursor.fetchone() is not None:
             cursor.fetchall()
