@@ -398,3 +398,25 @@ def test_an_event_path_outside_the_output_root_is_refused_by_id_never_read(wareh
     text = logged(caplog, capfd)
     assert summary["refused_events"] == [2] and "outside_run_folder" in text and "not-the-output-root" not in text
     assert warehouse("SELECT id FROM okta_users") == [(user(1, "x")["id"],)]
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_staged_copy_keeps_every_character_with_either_driver(postgres, driver):
+    """PostgresHook connects with psycopg 3 or psycopg2 (by SQLAlchemy's version): COPY's text format must carry
+    tabs, newlines, backslashes, `\\N` spelled out and NULL through both."""
+    import importlib
+
+    from okta_sync.sync.warehouse import copy_rows
+
+    module = importlib.import_module(driver)
+    connection = module.connect(host="127.0.0.1", port=postgres.port, user="postgres", dbname="postgres")
+    rows = [(1, "a\tb\nc\\d\r", None, '{"k": "\\\\N \\t Zoë"}'), (2, "\\N", "", "{}")]
+    try:
+        cursor = connection.cursor()
+        cursor.execute("CREATE TEMPORARY TABLE staged (line BIGINT, text TEXT, other TEXT, doc JSONB)")
+        assert copy_rows(cursor, "staged", ("line", "text", "other", "doc"), rows)
+        cursor.execute("SELECT line, text, other, doc::text FROM staged ORDER BY line")
+        assert cursor.fetchall() == [(1, "a\tb\nc\\d\r", None, '{"k": "\\\\N \\t Zoë"}'), (2, "\\N", "", "{}")]
+    finally:
+        connection.rollback()
+        connection.close()
