@@ -7,6 +7,8 @@ then a second full export in which a fraction of the users changed (a version ea
 (nothing new: the load log skips it). Each load runs in its own fresh Python process through the Airflow layer
 (the `okta_warehouse` connection's DbApiHook), so its peak RSS is its own; flat memory means the 1,000,000-user
 load peaks where the small one does. PostgreSQL is a throwaway cluster on loopback (tests/postgres_server.py).
+PostgreSQL's first load has its reference beside it in the same run: a bare COPY of the rows it left in okta_users
+into an empty table of the same shape (goal: the load within 2x of it).
 """
 
 from __future__ import annotations

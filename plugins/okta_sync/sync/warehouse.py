@@ -12,9 +12,10 @@ may only repeat them. The file's content must match the manifest's SHA-256, chec
 otherwise the load's transaction is rolled back. Refusals are kept in `okta_sync_refused`, so one bad event is
 reported once and never blocks the others.
 
-One export is one transaction: users are read from the export in batches, each batch is compared with the rows
-already stored (by `lastUpdated` and a hash of status, login and profile), and only what changed is written. A
-full export defines the population: users it does not name get `deleted_at` and their current version closed.
+One export is one transaction: its users are streamed into a temporary staging table (COPY on PostgreSQL, one batch
+in memory), then compared with the rows already stored (by `lastUpdated` and a hash of status, login and profile) and
+written by a few set-based statements, only what changed. A full export defines the population: users it does not
+name get `deleted_at` and their current version closed.
 The load log row is written in the same transaction, so a retried or repeated load finds it and changes nothing.
 """
 
