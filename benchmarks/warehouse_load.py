@@ -156,12 +156,12 @@ def measure(database: str, connection: dict, users: int, folder: Path, changed: 
                                       ("same export again", second, 2, "2026-02-02T00:00:00.000Z")):
         measured = probe(connection, folder, path, event_id, at)
         rows.append(Measured(database, users, label, measured["seconds"], measured["peak_rss_mb"], measured["result"]))
-        if label == "first load" and database == "PostgreSQL":
-            copied, seconds = bare_copy(connection, folder, log)
-            rows.append(Measured(database, copied, "bare COPY of the same rows", seconds, 0.0, {}))
         counts = {k: v for k, v in measured["result"].items() if isinstance(v, int) and v and k != "event_id"}
         log(f"  {database} {users:,} users, {label}: {measured['seconds']:.1f} s, peak RSS "
             f"{measured['peak_rss_mb']:.0f} MB {counts or '(skipped: already loaded)'}")
+        if label == "first load" and database == "PostgreSQL":
+            copied, seconds = bare_copy(connection, folder, log)
+            rows.append(Measured(database, copied, "bare COPY of the same rows", seconds, 0.0, {}))
     return rows
 
 
