@@ -7,6 +7,8 @@ then a second full export in which a fraction of the users changed (a version ea
 (nothing new: the load log skips it). Each load runs in its own fresh Python process through the Airflow layer
 (the `okta_warehouse` connection's DbApiHook), so its peak RSS is its own; flat memory means the 1,000,000-user
 load peaks where the small one does. PostgreSQL is a throwaway cluster on loopback (tests/postgres_server.py).
+PostgreSQL's first load has its reference beside it in the same run: a bare COPY of the rows it left in okta_users
+into an empty table of the same shape (goal: the load within 2x of it).
 """
 
 from __future__ import annotations
@@ -112,6 +114,35 @@ def run_probe(event_json: str) -> None:
                       "loaded": summary["loaded"]}))
 
 
+def bare_copy(connection: dict, folder: Path, log=print) -> tuple[int, float]:
+    """The reference: the rows the first load left in okta_users, by one bare COPY (psycopg's, text format, from a
+    file written beforehand, streamed in 1 MiB blocks) into an empty table of the same shape (its key, types and
+    defaults) on the same server. No reading, checking, hashing or diffing: what the server's COPY alone costs."""
+    import psycopg
+
+    dump = folder / "bare-copy.tsv"
+    with psycopg.connect(host=connection["host"], port=connection["port"], user=connection["login"],
+                         dbname=connection["schema"]) as db:
+        with db.cursor() as cursor, dump.open("wb") as out, cursor.copy("COPY okta_users TO STDOUT") as copy:
+            for block in copy:
+                out.write(block)
+        db.execute("DROP TABLE IF EXISTS bare_okta_users")
+        db.execute("CREATE TABLE bare_okta_users (LIKE okta_users INCLUDING ALL)")
+        db.commit()
+        began = time.perf_counter()
+        with db.cursor() as cursor, dump.open("rb") as source, cursor.copy("COPY bare_okta_users FROM STDIN") as copy:
+            while block := source.read(1 << 20):
+                copy.write(block)
+        db.commit()
+        seconds = time.perf_counter() - began
+        rows = db.execute("SELECT count(*) FROM bare_okta_users").fetchone()[0]
+        db.execute("DROP TABLE bare_okta_users")
+        db.commit()
+    dump.unlink()
+    log(f"  PostgreSQL {rows:,} users, bare COPY of the same rows: {seconds:.1f} s")
+    return rows, seconds
+
+
 def measure(database: str, connection: dict, users: int, folder: Path, changed: float, log=print) -> list[Measured]:
     first, second = export_path(folder, f"full-{users}.jsonl.gz"), export_path(folder, f"full-{users}-changed.jsonl.gz")
     if not first.exists():
@@ -128,7 +159,22 @@ def measure(database: str, connection: dict, users: int, folder: Path, changed: 
         counts = {k: v for k, v in measured["result"].items() if isinstance(v, int) and v and k != "event_id"}
         log(f"  {database} {users:,} users, {label}: {measured['seconds']:.1f} s, peak RSS "
             f"{measured['peak_rss_mb']:.0f} MB {counts or '(skipped: already loaded)'}")
+        if label == "first load" and database == "PostgreSQL":
+            copied, seconds = bare_copy(connection, folder, log)
+            rows.append(Measured(database, copied, "bare COPY of the same rows", seconds, 0.0, {}))
     return rows
+
+
+def copy_ratios(rows: list[Measured]) -> list[str]:
+    """Each PostgreSQL first load beside the bare COPY of the same rows measured right after it (goal: within 2x)."""
+    ratios = []
+    for first, bare in zip(rows, rows[1:]):
+        if first.load == "first load" and bare.load.startswith("bare COPY"):
+            ratio = first.seconds / bare.seconds
+            ratios.append(f"{first.database}, {first.users:,} users: first load {first.seconds:.1f} s beside a bare "
+                          f"COPY of the same rows into a table of the same shape {bare.seconds:.1f} s: {ratio:.2f}x "
+                          f"({'within' if ratio <= 2.0 else 'MISSED:'} the goal of 2x)")
+    return ratios
 
 
 def markdown(rows: list[Measured], command: str) -> str:
@@ -139,15 +185,21 @@ def markdown(rows: list[Measured], command: str) -> str:
              "Each load is one process through the Airflow layer (the `okta_warehouse` DbApiHook); peak RSS is that "
              "process's own (VmHWM, Airflow's imports included; on SQLite its bounded 64 MiB page cache). "
              "Synthetic users with 16 profile attributes; "
-             "PostgreSQL 15 on loopback (fsync off: a throwaway cluster), SQLite a file on local disk.", "",
+             "PostgreSQL 15 on loopback (fsync off: a throwaway cluster), SQLite a file on local disk. The bare "
+             "COPY is the reference for PostgreSQL's first load: the rows that load left in okta_users, by psycopg's "
+             "COPY from a file into an empty table of the same shape (key included), right after it on the same "
+             "server.", "",
              "| database | users | load | time | users/s | peak RSS |", "|---|---|---|---|---|---|"]
     for row in rows:
-        rate = f"{row.users / row.seconds:,.0f}" if row.result.get("read") else "-"
-        lines.append(f"| {row.database} | {row.users:,} | {row.load} | {row.seconds:.1f} s | {rate} | "
-                     f"{row.peak_rss_mb:.0f} MB |")
+        bare = row.load.startswith("bare COPY")
+        rate = f"{row.users / row.seconds:,.0f}" if row.result.get("read") or bare else "-"
+        peak = "-" if bare else f"{row.peak_rss_mb:.0f} MB"
+        lines.append(f"| {row.database} | {row.users:,} | {row.load} | {row.seconds:.1f} s | {rate} | {peak} |")
+    lines.append("")
+    for ratio in copy_ratios(rows):
+        lines.append(f"- {ratio}")
     sizes = sorted({row.users for row in rows})
     if len(sizes) == 2:
-        lines.append("")
         for database in dict.fromkeys(row.database for row in rows):
             peak = {size: max(r.peak_rss_mb for r in rows if r.database == database and r.users == size)
                     for size in sizes}
@@ -191,6 +243,7 @@ def main(argv: list[str]) -> int:
                 rows += measure("PostgreSQL", server.connection, users, folder, args.changed)
     command = "python3.11 scripts/dev.py bench warehouse " + " ".join(argv)
     section = markdown(rows, command.strip())
+    print("\n" + "\n".join(copy_ratios(rows)))
     print("\n" + section)
     if not args.no_docs:
         SECTION.write(DOCS, section)

@@ -77,3 +77,26 @@ def test_only_the_export_tasks_own_manifests_are_loaded(env):
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT manifest_path, event_id FROM okta_group_loads").fetchall() == [(good, 1)]
         assert db.execute("SELECT group_id, user_id FROM okta_group_members").fetchall() == [("00g1", "00u1")]
+
+
+def test_a_refused_event_is_recorded_once_and_skipped_by_later_runs(env, caplog):
+    from okta_sync.airflow.group_warehouse import load_new_group_exports
+
+    root, database = env
+    tampered = write_export(root, "scheduled__3", tamper=True)
+    good = write_export(root, "scheduled__1")
+    forged = event(2, good, None)  # posted over the REST API: no source
+    with pytest.raises(WarehouseLoadError) as raised:
+        load_new_group_exports("okta_warehouse", [forged, event(6, tampered, "scheduled__3")])
+    assert "ids [2, 6]" in str(raised.value)
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT event_id, reason, export_path FROM okta_sync_refused ORDER BY event_id").fetchall() \
+            == [(2, "not_the_export_task", None), (6, "bad_manifest", tampered)]
+        assert db.execute("SELECT COUNT(*) FROM okta_group_loads").fetchall() == [(0,)]
+    caplog.clear()
+    summary = load_new_group_exports("okta_warehouse", [forged, event(6, tampered, "scheduled__3"),
+                                                        event(1, good, "scheduled__1")])
+    assert (summary["loaded"], summary["refused_events"], summary["refused_before"]) == (1, [], 2)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []  # not reported again
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT COUNT(*) FROM okta_sync_refused").fetchall() == [(2,)]

@@ -398,3 +398,70 @@ def test_an_event_path_outside_the_output_root_is_refused_by_id_never_read(wareh
     text = logged(caplog, capfd)
     assert summary["refused_events"] == [2] and "outside_run_folder" in text and "not-the-output-root" not in text
     assert warehouse("SELECT id FROM okta_users") == [(user(1, "x")["id"],)]
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_staged_copy_keeps_every_character_with_either_driver(postgres, driver):
+    """PostgresHook connects with psycopg 3 or psycopg2 (by SQLAlchemy's version): COPY's text format must carry
+    tabs, newlines, backslashes, `\\N` spelled out and NULL through both."""
+    import importlib
+
+    from okta_sync.sync.warehouse import copy_rows
+
+    module = importlib.import_module(driver)
+    connection = module.connect(host="127.0.0.1", port=postgres.port, user="postgres", dbname="postgres")
+    rows = [(1, "a\tb\nc\\d\r", None, '{"k": "\\\\N \\t Zoë"}'), (2, "\\N", "", "{}")]
+    try:
+        cursor = connection.cursor()
+        cursor.execute("CREATE TEMPORARY TABLE staged (line BIGINT, text TEXT, other TEXT, doc JSONB)")
+        assert copy_rows(cursor, "staged", ("line", "text", "other", "doc"), rows)
+        cursor.execute("SELECT line, text, other, doc::text FROM staged ORDER BY line")
+        assert cursor.fetchall() == [(1, "a\tb\nc\\d\r", None, '{"k": "\\\\N \\t Zoë"}'), (2, "\\N", "", "{}")]
+    finally:
+        connection.rollback()
+        connection.close()
+
+
+def test_every_kind_of_change_set_based_on_postgres(warehouse):
+    """The staged, set-based load on PostgreSQL's own types (timestamptz, JSONB): new, changed, touched, unchanged,
+    stale, deleted, restored and a user listed twice, each counted and versioned as on SQLite."""
+    import contextlib
+
+    from okta_sync.airflow.warehouse import flavour_for, warehouse_hook
+    from okta_sync.sync.warehouse import ExportRef, ensure_schema, load_export
+
+    t1, t2 = "2026-01-01T00:00:00.000Z", "2026-01-20T00:00:00.000Z"
+    hook = warehouse_hook("okta_warehouse")
+    flavour = flavour_for(hook)
+
+    def load(event_id, kind, exported_at, users):
+        export = ExportRef(path=f"e{event_id}", kind=kind, exported_at=exported_at, event_id=event_id)
+        return load_export(connection, flavour, export, iter(users), batch_size=2).as_dict()
+
+    def counts(result):
+        return {k: v for k, v in result.items() if isinstance(v, int) and v and k not in ("event_id",)}
+
+    with contextlib.closing(hook.get_conn()) as connection:
+        ensure_schema(connection, flavour)
+        first = load(1, "full", "2026-01-02T00:00:00.000Z",
+                     [user(1, t1), user(2, t1), user(3, t1), user(4, t1, title="old"), user(4, t2, title="new")])
+        assert counts(first) == {"read": 4, "inserted": 4}
+        second = load(2, "full", "2026-02-02T00:00:00.000Z",
+                      [user(1, t2, title="changed"), user(2, t2), user(4, t2, title="new")])
+        assert counts(second) == {"read": 3, "changed": 1, "touched": 1, "unchanged": 1, "deleted": 1}
+        late = load(3, "incremental", "2026-01-15T00:00:00.000Z", [user(1, "2026-01-10T00:00:00.000Z")])
+        assert counts(late) == {"read": 1, "stale": 1}
+        back = load(4, "incremental", "2026-02-03T00:00:00.000Z", [user(3, "2026-02-01T00:00:00.000Z")])
+        assert counts(back) == {"read": 1, "restored": 1}
+    assert warehouse("SELECT id, title, deleted_at FROM okta_users ORDER BY id") == [
+        ("00u00000001", "changed", None), ("00u00000002", None, None), ("00u00000003", None, None),
+        ("00u00000004", "new", None)]
+    history = warehouse("SELECT id, valid_from, valid_to, profile->>'title' FROM okta_user_history "
+                        "ORDER BY id, valid_from")
+    stamp = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))  # noqa: E731
+    assert [(i, f, t, title) for i, f, t, title in history] == [
+        ("00u00000001", stamp(t1), stamp(t2), None), ("00u00000001", stamp(t2), None, "changed"),
+        ("00u00000002", stamp(t1), None, None),
+        ("00u00000003", stamp(t1), stamp("2026-02-02T00:00:00.000Z"), None),
+        ("00u00000003", stamp("2026-02-02T00:00:00.000Z"), None, None),  # restored after its deleted_at
+        ("00u00000004", stamp(t2), None, "new")]

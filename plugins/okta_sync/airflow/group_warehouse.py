@@ -7,8 +7,8 @@ export files read only under the output root.
 As for users exports, an event is loaded only when Airflow says `okta_groups_sync.export_groups` emitted it, its
 manifest lies in that run's own folder, was written by that task instance and describes every file (each checked in
 the pass that reads it). Anything else is refused by event id and field, never by value, and fails the task once
-the others are loaded. (Unlike the users loads, refusals are not yet kept in a table: a refused event is looked at,
-and refused, again by each run.)
+the others are loaded. Refusals are kept in `okta_sync_refused` by the users loads' own machinery
+(`okta_sync.airflow.warehouse.WarehouseRun`): a refused event is reported once, then skipped by every later run.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from okta_sync.airflow.hooks import fail_fast
-from okta_sync.airflow.warehouse import export_event, flavour_for, warehouse_hook
+from okta_sync.airflow.warehouse import WarehouseRun, export_event, flavour_for, warehouse_hook
 from okta_sync.errors import LocationError, ManifestError, WarehouseLoadError
 from okta_sync.sync.group_export import GROUPS_FILE, MEMBERSHIPS_FILE, READ_FILE, check_groups_manifest
 from okta_sync.sync.group_warehouse import (
@@ -31,34 +31,28 @@ from okta_sync.sync.group_warehouse import (
     pending_group_exports,
 )
 from okta_sync.sync.manifest import DigestReader, Manifest, check_times, read_manifest
-from okta_sync.sync.warehouse import EVENT_CLOCK_SKEW, ExportEvent, Producers, check_source
+from okta_sync.sync.warehouse import EVENT_CLOCK_SKEW, ExportEvent, Producers, check_source, refused_events
 
 GROUP_PRODUCERS = Producers(dag_ids=("okta_groups_sync",), task_ids=("export_groups",))
 
 log = logging.getLogger(__name__)
 
 
-def group_exports_from_events(events: Iterable[Any], root: str, producers: Producers = GROUP_PRODUCERS
-                              ) -> tuple[list[tuple[ExportEvent, GroupExportRef]], list[int]]:
-    """The events emitted by the export task, whose manifest lies in the emitting run's own folder; the ids of the
-    others (each logged with the field)."""
+def group_export_claim(event: ExportEvent, root: str, producers: Producers = GROUP_PRODUCERS) -> GroupExportRef:
+    """The export an event names, when the export task emitted it and its manifest lies in the emitting run's own
+    folder; WarehouseLoadError (its `reason` a code) otherwise."""
     from okta_sync.airflow.storage import run_folder_uri
 
-    exports, refused = [], []
-    for raw in events:
-        event = export_event(raw)
-        try:
-            check_source(event, producers)
-            claim = GroupExportRef.from_event(event.id, event.extra)
-            folder = run_folder_uri(root, event.source_dag_id, event.source_run_id)
-            if claim.manifest_path.rpartition("/")[0] != folder.rstrip("/"):
-                raise WarehouseLoadError(f"asset event {event.id}: extra.paths.manifest is not in the folder of the "
-                                         "run that emitted the event")
-            exports.append((event, claim))
-        except WarehouseLoadError as error:
-            log.error("Asset event %d refused: %s", event.id, error)
-            refused.append(event.id)
-    return exports, refused
+    check_source(event, producers)
+    try:
+        claim = GroupExportRef.from_event(event.id, event.extra)
+    except WarehouseLoadError as error:
+        raise WarehouseLoadError(str(error), reason="bad_extra") from None
+    folder = run_folder_uri(root, event.source_dag_id, event.source_run_id)
+    if claim.manifest_path.rpartition("/")[0] != folder.rstrip("/"):
+        raise WarehouseLoadError(f"asset event {event.id}: extra.paths.manifest is not in the folder of the run "
+                                 "that emitted the event", reason="outside_run_folder")
+    return claim
 
 
 def vet_manifest(event: ExportEvent, manifest: Manifest) -> None:
@@ -88,22 +82,33 @@ def load_new_group_exports(conn_id: str, events: Iterable[Any]) -> dict[str, Any
 
     hook = warehouse_hook(conn_id)
     flavour = flavour_for(hook)
-    pairs, refused = group_exports_from_events(events, output_root())
-    events_of = {claim.manifest_path: event for event, claim in pairs}
-    exports = [claim for _, claim in pairs]
     loads = []
     with contextlib.closing(hook.get_conn()) as connection:
         ensure_group_schema(connection, flavour)
-        todo = pending_group_exports(exports, loaded_group_exports(connection))
-        log.info("%d membership export event(s), %d not loaded yet, into %s (%s)", len(exports), len(todo), conn_id,
-                 flavour.name)
+        run = WarehouseRun(connection, flavour, datetime.now(timezone.utc))
+        skipped, before = refused_events(connection), 0
+        pairs = []
+        for raw in events:
+            event = export_event(raw)
+            if event.key in skipped:
+                before += 1
+                continue
+            try:
+                pairs.append((event, group_export_claim(event, output_root())))
+            except WarehouseLoadError as error:
+                run.refuse(event, None, error)
+        events_of = {claim.manifest_path: event for event, claim in pairs}
+        todo = pending_group_exports([claim for _, claim in pairs], loaded_group_exports(connection))
+        log.info("%d membership export event(s), %d not loaded yet, %d refused before, into %s (%s)", len(pairs),
+                 len(todo), before, conn_id, flavour.name)
         for export in todo:
+            event = events_of[export.manifest_path]
             where = f'asset event {export.event_id} extra["paths"]["manifest"]'
             folder = export.manifest_path.rpartition("/")[0]
             try:
                 with opened(export.manifest_path, where) as file:
                     manifest = read_manifest(file)
-                vet_manifest(events_of[export.manifest_path], manifest)
+                vet_manifest(event, manifest)
                 files = {name: manifest.file(name) for name in (GROUPS_FILE, MEMBERSHIPS_FILE, READ_FILE)}
                 with opened(f"{folder}/{GROUPS_FILE}", f"{where}: {GROUPS_FILE}") as groups, \
                         opened(f"{folder}/{MEMBERSHIPS_FILE}", f"{where}: {MEMBERSHIPS_FILE}") as memberships, \
@@ -111,17 +116,25 @@ def load_new_group_exports(conn_id: str, events: Iterable[Any]) -> dict[str, Any
                     result = load_group_export(
                         connection, flavour, export, manifest, DigestReader(groups, files[GROUPS_FILE]),
                         DigestReader(memberships, files[MEMBERSHIPS_FILE]), DigestReader(groups_read, files[READ_FILE]))
-            except (LocationError, WarehouseLoadError, ManifestError) as error:
-                log.error("Asset event %d refused: %s", export.event_id, error)
-                refused.append(export.event_id)
+            except LocationError as error:
+                run.refuse(event, export.manifest_path, error, "outside_output_root")
+                continue
+            except ManifestError as error:
+                run.refuse(event, export.manifest_path, WarehouseLoadError(f"asset event {event.id}: {error}"),
+                           "bad_manifest")
+                continue
+            except WarehouseLoadError as error:
+                run.refuse(event, export.manifest_path, error)
                 continue
             except FileNotFoundError:
                 raise WarehouseLoadError(f"asset event {export.event_id}: a file of the export is gone; restore it "
                                          "or run okta_groups_sync with full_refresh") from None
             log.info("Loaded %s (event %d): %s", export.manifest_path, export.event_id, result.as_dict())
             loads.append(result.as_dict())
+    refused = run.refused
     summary = {"loaded": len([r for r in loads if not r["skipped"]]), "loads": loads[-100:],
-               "refused_events": refused, "memberships_read": sum(r["memberships"] for r in loads)}
+               "refused_events": refused[:100], "refused_before": before,
+               "memberships_read": sum(r["memberships"] for r in loads)}
     if refused:
         raise WarehouseLoadError(f"{len(refused)} membership export event(s) could not be loaded (ids "
                                  f"{refused[:20]}); the others were loaded, see the log for each event's field")

@@ -93,9 +93,9 @@ def newest_events(accessor: Any, limit: int = MAX_EVENTS) -> Any:
     return list(accessor)[-limit:]
 
 
-class _Run:
-    """One warehouse run's bookkeeping: what was refused, what waits for its file, what a newer full export
-    supersedes."""
+class WarehouseRun:
+    """One warehouse run's bookkeeping (users and membership loads alike): what was refused (logged, counted in
+    Stats, kept in `okta_sync_refused`), what waits for its file, what a newer full export supersedes."""
 
     def __init__(self, connection: Any, flavour: SqlFlavour, now: datetime):
         self.connection, self.flavour, self.now = connection, flavour, now
@@ -158,7 +158,7 @@ def load_new_exports(conn_id: str, events: Iterable[Any], *, producers: Producer
     loads: list[dict[str, Any]] = []
     with contextlib.closing(hook.get_conn()) as connection:
         ensure_schema(connection, flavour)
-        run = _Run(connection, flavour, now)
+        run = WarehouseRun(connection, flavour, now)
         done, skipped = loaded_exports(connection), refused_events(connection)
         candidates, seen, before = [], 0, 0
         for raw in events:

@@ -19,7 +19,6 @@ late) changes nothing of that group.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -31,7 +30,7 @@ from typing import Any, Protocol
 from okta_sync.errors import WarehouseLoadError
 from okta_sync.sync.group_export import check_groups_manifest, read_groups_read, read_memberships
 from okta_sync.sync.manifest import Manifest
-from okta_sync.sync.warehouse import MAX_PATH_LENGTH, SqlFlavour
+from okta_sync.sync.warehouse import MAX_PATH_LENGTH, SqlFlavour, copy_rows, refused_table_statement
 from okta_sync.timestamps import okta_timestamp
 
 GROUPS_TABLE = "okta_groups"
@@ -129,6 +128,7 @@ def schema_statements(flavour: SqlFlavour) -> list[str]:
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {READ_TABLE} (group_id VARCHAR(64) NOT NULL PRIMARY KEY, "
         f"as_of {ts} NOT NULL)",
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {SEEN_TABLE} (group_id VARCHAR(64) NOT NULL PRIMARY KEY)",
+        refused_table_statement(flavour),  # shared with the users loads (okta_sync.sync.warehouse.record_refusal)
         *staged_index,
     ]
 
@@ -324,21 +324,6 @@ def _stage_memberships(cursor: Any, s: _Statements, lines: Iterable[bytes], read
         kept = [row for row in chunk if row[0] in fresh]
         if kept and not (copy and copy_rows(cursor, STAGED_TABLE, ("group_id", "user_id"), kept)):
             cursor.executemany(s.insert_staged, kept)
-
-
-def copy_rows(cursor: Any, table: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> bool:
-    """Rows into `table` with PostgreSQL's COPY, in the cursor's own transaction (psycopg 2 or 3); False when the
-    driver has no COPY (the caller inserts them). The values are Okta ids (letters and digits): nothing to quote."""
-    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-    if hasattr(cursor, "copy_expert"):  # psycopg2
-        cursor.copy_expert(statement, io.StringIO("".join("\t".join(row) + "\n" for row in rows)))
-        return True
-    if hasattr(cursor, "copy") and callable(cursor.copy):  # psycopg 3
-        with cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
-        return True
-    return False
 
 
 def _text(value: Any) -> str | None:

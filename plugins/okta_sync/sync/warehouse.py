@@ -12,19 +12,21 @@ may only repeat them. The file's content must match the manifest's SHA-256, chec
 otherwise the load's transaction is rolled back. Refusals are kept in `okta_sync_refused`, so one bad event is
 reported once and never blocks the others.
 
-One export is one transaction: users are read from the export in batches, each batch is compared with the rows
-already stored (by `lastUpdated` and a hash of status, login and profile), and only what changed is written. A
-full export defines the population: users it does not name get `deleted_at` and their current version closed.
+One export is one transaction: its users are streamed into a temporary staging table (COPY on PostgreSQL, one batch
+in memory), then compared with the rows already stored (by `lastUpdated` and a hash of status, login and profile) and
+written by a few set-based statements, only what changed. A full export defines the population: users it does not
+name get `deleted_at` and their current version closed.
 The load log row is written in the same transaction, so a retried or repeated load finds it and changes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 from typing import Any
@@ -38,8 +40,9 @@ USERS_TABLE = "okta_users"
 HISTORY_TABLE = "okta_user_history"
 LOADS_TABLE = "okta_sync_loads"
 REFUSED_TABLE = "okta_sync_refused"  # events refused (or given up on): never looked at again
-SEEN_TABLE = "okta_sync_seen"  # a temporary table: the ids a full export names, for the deletions
-BATCH_SIZE = 1000  # users per round trip; bounded so IN lists stay within every database's limits
+STAGED_TABLE = "okta_users_staged"  # temporary: the export's users, compared with the tables in SQL
+BATCH_SIZE = 1000  # users per executemany round trip (databases without COPY)
+COPY_BATCH_SIZE = 2000  # users per COPY on PostgreSQL: one batch in memory
 MAX_PATH_LENGTH = 2048
 MAX_DETAIL = 1000  # our own message naming the field, never a value read from the event
 EVENT_CLOCK_SKEW = timedelta(minutes=5)  # the worker's clock (manifest) against the API server's (event timestamp)
@@ -59,6 +62,7 @@ PROFILE_COLUMNS = {
 USER_COLUMNS = ("id", "status", "login", *PROFILE_COLUMNS, "profile", "created", "last_updated", "deleted_at",
                 "content_sha256")
 HISTORY_COLUMNS = ("id", "valid_from", "valid_to", "status", "login", "profile")
+STAGED_COLUMNS = ("line", *(c for c in USER_COLUMNS if c != "deleted_at"))
 
 
 @dataclass(frozen=True)
@@ -244,12 +248,24 @@ def schema_statements(flavour: SqlFlavour) -> list[str]:
         f"    watermark {ts},\n    loaded_at {ts} NOT NULL,\n    users_read BIGINT NOT NULL,\n"
         f"    inserted BIGINT NOT NULL,\n    changed BIGINT NOT NULL,\n    deleted BIGINT NOT NULL,\n"
         f"    PRIMARY KEY (export_path, event_id)\n)",
-        f"CREATE TABLE IF NOT EXISTS {REFUSED_TABLE} (\n    event_id BIGINT NOT NULL,\n"
-        f"    event_time VARCHAR(32) NOT NULL,\n    export_path VARCHAR({MAX_PATH_LENGTH}),\n"
-        f"    reason VARCHAR(32) NOT NULL,\n    detail VARCHAR({MAX_DETAIL}) NOT NULL,\n    refused_at {ts} NOT NULL,\n"
-        f"    PRIMARY KEY (event_id, event_time)\n)",
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {SEEN_TABLE} (id VARCHAR(64) NOT NULL PRIMARY KEY)",
+        refused_table_statement(flavour),
+        # No key: COPY stages fastest into a bare table (PostgreSQL then hashes the joins, given ANALYZE); elsewhere
+        # an index answers them. A user listed twice is staged twice and deduplicated in SQL.
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGED_TABLE} (\n    line BIGINT NOT NULL,\n"
+        f"    id VARCHAR(64) NOT NULL,\n    status VARCHAR(32),\n    login {text},\n{profile_columns}"
+        f"    profile {js},\n    created {ts},\n    last_updated {ts} NOT NULL,\n    content_sha256 VARCHAR(64)\n)",
+        *([] if flavour.name.startswith("postgres") else
+          [f"CREATE INDEX IF NOT EXISTS {STAGED_TABLE}_id ON {STAGED_TABLE} (id, last_updated)"]),
     ]
+
+
+def refused_table_statement(flavour: SqlFlavour) -> str:
+    """`okta_sync_refused`: the Asset events (users and membership exports alike: event ids are Airflow's, one
+    sequence for every Asset) refused or given up on."""
+    return (f"CREATE TABLE IF NOT EXISTS {REFUSED_TABLE} (\n    event_id BIGINT NOT NULL,\n"
+            f"    event_time VARCHAR(32) NOT NULL,\n    export_path VARCHAR({MAX_PATH_LENGTH}),\n"
+            f"    reason VARCHAR(32) NOT NULL,\n    detail VARCHAR({MAX_DETAIL}) NOT NULL,\n"
+            f"    refused_at {flavour.timestamp_type} NOT NULL,\n    PRIMARY KEY (event_id, event_time)\n)")
 
 
 def ensure_schema(connection: Any, flavour: SqlFlavour) -> None:
@@ -311,129 +327,89 @@ def pending_exports(exports: Iterable[ExportRef], done: set[tuple[str, int]]) ->
     return sorted((e for e in exports if (e.path, e.event_id) not in done), key=lambda e: e.order)
 
 
-@dataclass(frozen=True)
-class UserRow:
-    """One user as the tables keep it."""
+# Serialisers built once (json.dumps with options builds an encoder per call): the bytes hashed into content_sha256
+# are json.dumps([status, login], ensure_ascii=False) followed by the profile's canonical JSON.
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_status_login_json = json.JSONEncoder(ensure_ascii=False).encode
+_column_json = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
+_PROFILE_NAMES = tuple(PROFILE_COLUMNS.values())
 
-    id: str
-    status: str | None
-    login: str | None
-    profile_json: str
-    created: str | None
-    last_updated: str
-    content_sha256: str
-    columns: tuple[str | None, ...] = field(repr=False)  # PROFILE_COLUMNS, in order
 
-    @classmethod
-    def from_user(cls, user: Any, number: int) -> UserRow:
-        if not isinstance(user, dict):
-            raise WarehouseLoadError(f"export line {number}: not a user object")
-        user_id, last_updated = user.get("id"), user.get("lastUpdated")
-        if not isinstance(user_id, str) or not _USER_ID.match(user_id):
-            raise WarehouseLoadError(f"export line {number}: id is missing or not an Okta user id")
-        if not isinstance(last_updated, str) or not _OKTA_TIMESTAMP.match(last_updated):
-            raise WarehouseLoadError(f"export line {number} (user {user_id}): lastUpdated is not an Okta timestamp")
-        profile = user.get("profile") or {}
-        if not isinstance(profile, dict):
-            raise WarehouseLoadError(f"export line {number} (user {user_id}): profile is not an object")
-        status, login = _text(user.get("status")), _text(profile.get("login"))
-        profile_json = json.dumps(profile, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        digest = hashlib.sha256(json.dumps([status, login], ensure_ascii=False).encode("utf-8", "surrogatepass"))
-        digest.update(profile_json.encode("utf-8", "surrogatepass"))
-        created = user.get("created") if isinstance(user.get("created"), str) else None
-        return cls(id=user_id, status=status, login=login, profile_json=profile_json, created=created,
-                   last_updated=last_updated, content_sha256=digest.hexdigest(),
-                   columns=tuple(_text(profile.get(name)) for name in PROFILE_COLUMNS.values()))
-
-    def user_values(self, deleted_at: str | None = None) -> tuple:
-        return (self.id, self.status, self.login, *self.columns, self.profile_json, self.created, self.last_updated,
-                deleted_at, self.content_sha256)
-
-    def history_values(self, valid_from: str) -> tuple:
-        return self.id, valid_from, None, self.status, self.login, self.profile_json
+def staged_user(user: Any, number: int) -> tuple:
+    """One user of the export (line `number`) as a staged row: STAGED_COLUMNS, the profile as canonical JSON,
+    content_sha256 the hash of what a version is made of (status, login, profile)."""
+    if not isinstance(user, dict):
+        raise WarehouseLoadError(f"export line {number}: not a user object")
+    user_id, last_updated = user.get("id"), user.get("lastUpdated")
+    if not isinstance(user_id, str) or not _USER_ID.match(user_id):
+        raise WarehouseLoadError(f"export line {number}: id is missing or not an Okta user id")
+    if not isinstance(last_updated, str) or not _OKTA_TIMESTAMP.match(last_updated):
+        raise WarehouseLoadError(f"export line {number} (user {user_id}): lastUpdated is not an Okta timestamp")
+    profile = user.get("profile") or {}
+    if not isinstance(profile, dict):
+        raise WarehouseLoadError(f"export line {number} (user {user_id}): profile is not an object")
+    status, login = _text(user.get("status")), _text(profile.get("login"))
+    profile_json = _canonical_json(profile)
+    digest = hashlib.sha256(_status_login_json([status, login]).encode("utf-8", "surrogatepass"))
+    digest.update(profile_json.encode("utf-8", "surrogatepass"))
+    created = user.get("created")
+    get = profile.get
+    return (number, user_id, status, login,
+            *[v if v is None or v.__class__ is str else _text(v) for v in map(get, _PROFILE_NAMES)],
+            profile_json, created if isinstance(created, str) else None, last_updated, digest.hexdigest())
 
 
 def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, (list, dict)):
-        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+        return _column_json(value)
     return str(value)
 
 
-@dataclass(frozen=True)
-class Stored:
-    last_updated: str
-    content_sha256: str
-    deleted_at: str | None
-
-
-@dataclass
-class BatchPlan:
-    """What one batch writes: rows to upsert, versions to close (valid_to, id), versions to open."""
-
-    upserts: list[tuple] = field(default_factory=list)
-    closes: list[tuple[str, str]] = field(default_factory=list)
-    opens: list[tuple] = field(default_factory=list)
-
-
-def plan_batch(rows: Sequence[UserRow], stored: dict[str, Stored], result: LoadResult) -> BatchPlan:
-    """Decide, per user, what changes: the diff of versions, without touching the database."""
-    plan = BatchPlan()
-    for row in rows:
-        before = stored.get(row.id)
-        if before is None:
-            result.inserted += 1
-            plan.upserts.append(row.user_values())
-            plan.opens.append(row.history_values(row.last_updated))
-        elif before.deleted_at is not None:
-            if row.last_updated <= before.last_updated:
-                result.stale += 1
-                continue
-            result.restored += 1
-            valid_from = max(row.last_updated, before.deleted_at)  # after the closed version's valid_to
-            plan.upserts.append(row.user_values())
-            plan.opens.append(row.history_values(valid_from))
-        elif row.last_updated < before.last_updated:
-            result.stale += 1
-        elif row.last_updated == before.last_updated:
-            result.unchanged += 1  # Okta moves lastUpdated on every change: same time, same version
-        elif row.content_sha256 == before.content_sha256:
-            result.touched += 1
-            plan.upserts.append(row.user_values())
-        else:
-            result.changed += 1
-            plan.upserts.append(row.user_values())
-            plan.closes.append((row.last_updated, row.id))
-            plan.opens.append(row.history_values(row.last_updated))
-    return plan
-
-
-def _batches(users: Iterable[Any], size: int) -> Iterator[list[UserRow]]:
+def _staged_rows(users: Iterable[Any], size: int) -> Iterator[list[tuple]]:
+    """The export's users as staged rows (line number first), `size` at a time: one batch in memory."""
     numbered = enumerate(users, start=1)
-    while True:
-        chunk = list(islice(numbered, size))
-        if not chunk:
-            return
-        newest: dict[str, UserRow] = {}  # a user listed twice in one batch: keep the newest
-        for number, user in chunk:
-            row = UserRow.from_user(user, number)
-            if row.id not in newest or row.last_updated > newest[row.id].last_updated:
-                newest[row.id] = row
-        yield list(newest.values())
+    while chunk := list(islice(numbered, size)):
+        yield [staged_user(user, number) for number, user in chunk]
 
 
 class _Statements:
+    """The load, set-based: the export staged, then each step one statement over the staged rows."""
+
     def __init__(self, flavour: SqlFlavour):
         p = flavour.placeholder
-        self.upsert_user = flavour.replace_sql(USERS_TABLE, USER_COLUMNS, ("id",))
-        self.insert_seen = flavour.replace_sql(SEEN_TABLE, ("id",), ("id",))
-        self.open_version = (f"INSERT INTO {HISTORY_TABLE} ({', '.join(HISTORY_COLUMNS)}) "
-                             f"VALUES ({', '.join([p] * len(HISTORY_COLUMNS))})")
-        self.close_version = f"UPDATE {HISTORY_TABLE} SET valid_to = {p} WHERE id = {p} AND valid_to IS NULL"
-        self.placeholder = p
+        self.postgres = flavour.name.startswith("postgres")
+        self.insert_staged = (f"INSERT INTO {STAGED_TABLE} ({', '.join(STAGED_COLUMNS)}) "
+                              f"VALUES ({', '.join([p] * len(STAGED_COLUMNS))})")
+        self.clear_staged = f"TRUNCATE {STAGED_TABLE}" if self.postgres else f"DELETE FROM {STAGED_TABLE}"
+        self.find_duplicate = f"SELECT id FROM {STAGED_TABLE} GROUP BY id HAVING COUNT(*) > 1"
+        # a user listed twice: the newest lastUpdated is kept, the first line of equals
+        self.drop_duplicates = (
+            f"DELETE FROM {STAGED_TABLE} WHERE EXISTS (SELECT 1 FROM {STAGED_TABLE} t WHERE t.id = {STAGED_TABLE}.id "
+            f"AND (t.last_updated > {STAGED_TABLE}.last_updated OR (t.last_updated = {STAGED_TABLE}.last_updated "
+            f"AND t.line < {STAGED_TABLE}.line)))")
+        both = f"FROM {STAGED_TABLE} s LEFT JOIN {USERS_TABLE} u ON u.id = s.id"
+        self.count = ("SELECT COUNT(*), " + ", ".join(f"SUM(CASE WHEN {when} THEN 1 ELSE 0 END)" for when in (
+            _NEW, _CHANGED, _TOUCHED, _UNCHANGED, _RESTORED)) + f" {both}")
+        self.close_changed = (
+            f"UPDATE {HISTORY_TABLE} SET valid_to = s.last_updated FROM {STAGED_TABLE} s, {USERS_TABLE} u "
+            f"WHERE {HISTORY_TABLE}.id = s.id AND u.id = s.id AND {HISTORY_TABLE}.valid_to IS NULL AND {_CHANGED}")
+        # a restored user's version begins after the closed one's valid_to (its deleted_at)
+        self.open_versions = (
+            f"INSERT INTO {HISTORY_TABLE} (id, valid_from, status, login, profile) SELECT s.id, CASE WHEN "
+            f"u.deleted_at IS NOT NULL AND u.deleted_at > s.last_updated THEN u.deleted_at ELSE s.last_updated END, "
+            f"s.status, s.login, s.profile {both} WHERE {_NEW} OR ({_CHANGED}) OR ({_RESTORED})")
+        kept = [c for c in USER_COLUMNS if c not in ("id", "deleted_at")]
+        self.update_users = (  # changed, touched and restored: whatever is newer than what is stored
+            f"UPDATE {USERS_TABLE} SET {', '.join(f'{c} = s.{c}' for c in kept)}, deleted_at = NULL "
+            f"FROM {STAGED_TABLE} s WHERE {USERS_TABLE}.id = s.id AND s.last_updated > {USERS_TABLE}.last_updated")
+        self.insert_users = (
+            f"INSERT INTO {USERS_TABLE} ({', '.join(c for c in USER_COLUMNS if c != 'deleted_at')}) "
+            f"SELECT {', '.join(f's.{c}' for c in USER_COLUMNS if c != 'deleted_at')} FROM {STAGED_TABLE} s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {USERS_TABLE} u WHERE u.id = s.id)")
         missing = (f"deleted_at IS NULL AND last_updated < {p} AND NOT EXISTS "
-                   f"(SELECT 1 FROM {SEEN_TABLE} s WHERE s.id = {USERS_TABLE}.id)")
+                   f"(SELECT 1 FROM {STAGED_TABLE} s WHERE s.id = {USERS_TABLE}.id)")
         self.close_missing = (f"UPDATE {HISTORY_TABLE} SET valid_to = {p} WHERE valid_to IS NULL AND id IN "
                               f"(SELECT id FROM {USERS_TABLE} WHERE {missing})")
         self.delete_missing = f"UPDATE {USERS_TABLE} SET deleted_at = {p} WHERE {missing}"
@@ -441,42 +417,68 @@ class _Statements:
                          f"users_read, inserted, changed, deleted) VALUES ({', '.join([p] * 10)})")
         self.find_load = f"SELECT 1 FROM {LOADS_TABLE} WHERE export_path = {p} AND event_id = {p}"
 
-    def select_stored(self, count: int) -> str:
-        return (f"SELECT id, last_updated, content_sha256, deleted_at FROM {USERS_TABLE} "
-                f"WHERE id IN ({', '.join([self.placeholder] * count)})")
+
+# How a staged user (s) compares with the stored one (u). Okta moves lastUpdated on every change: the same time is
+# the same version; an older one is an earlier export loaded late (stale); a user marked deleted comes back only
+# with a newer version.
+_NEW = "u.id IS NULL"
+_LIVE_AND_NEWER = "u.deleted_at IS NULL AND s.last_updated > u.last_updated"
+_CHANGED = f"{_LIVE_AND_NEWER} AND (u.content_sha256 IS NULL OR s.content_sha256 <> u.content_sha256)"
+_TOUCHED = f"{_LIVE_AND_NEWER} AND s.content_sha256 = u.content_sha256"  # lastUpdated moved, nothing we keep
+_UNCHANGED = "u.deleted_at IS NULL AND s.last_updated = u.last_updated"
+_RESTORED = "u.deleted_at IS NOT NULL AND s.last_updated > u.last_updated"
 
 
 def load_export(connection: Any, flavour: SqlFlavour, export: ExportRef, users: Iterable[Any], *,
-                batch_size: int = BATCH_SIZE, now: Callable[[], datetime] | None = None,
+                batch_size: int | None = None, now: Callable[[], datetime] | None = None,
                 verify: Callable[[], None] | None = None) -> LoadResult:
     """Load one export in one transaction (committed at the end, rolled back on any error).
 
-    `users` is the export's users, streamed (one batch in memory). `verify` is called once every user was read and
-    before anything is deleted or committed (a `DigestReader.verify`: the content is the manifest's); its error
-    rolls the load back. Call `ensure_schema` once first.
+    `users` is the export's users, streamed into a staging table (COPY on PostgreSQL, `executemany` elsewhere; one
+    batch in memory), then compared with the stored rows and written by a few set-based statements. `verify` is
+    called once every user was read and before anything is written to the tables (a `DigestReader.verify`: the
+    content is the manifest's); its error rolls the load back. Call `ensure_schema` once first.
     """
-    statements = _Statements(flavour)
+    s = _Statements(flavour)
     result = LoadResult(path=export.path, event_id=export.event_id, kind=export.kind)
     cursor = connection.cursor()
     try:
-        cursor.execute(statements.find_load, (export.path, export.event_id))
+        cursor.execute(s.find_load, (export.path, export.event_id))
         if cursor.fetchone() is not None:
             connection.rollback()
             result.skipped = True
             return result
-        cursor.execute(f"DELETE FROM {SEEN_TABLE}")
-        for rows in _batches(users, batch_size):
-            result.read += len(rows)
-            _load_batch(cursor, statements, rows, result, full=export.kind == FULL)
+        cursor.execute(s.clear_staged)
+        size = batch_size or (COPY_BATCH_SIZE if s.postgres else BATCH_SIZE)
+        for rows in _staged_rows(users, size):
+            if not (s.postgres and copy_rows(cursor, STAGED_TABLE, STAGED_COLUMNS, rows)):
+                cursor.executemany(s.insert_staged, rows)
         if verify is not None:
             verify()
+        if s.postgres:
+            cursor.execute(f"ANALYZE {STAGED_TABLE} (id)")  # temporary tables get no statistics otherwise
+        cursor.execute(s.find_duplicate)
+        if cursor.fetchone() is not None:
+            cursor.fetchall()
+            cursor.execute(s.drop_duplicates)
+        cursor.execute(s.count)
+        read, inserted, changed, touched, unchanged, restored = (int(n or 0) for n in cursor.fetchone())
+        result.read, result.inserted, result.changed, result.touched = read, inserted, changed, touched
+        result.unchanged, result.restored = unchanged, restored
+        result.stale = read - inserted - changed - touched - unchanged - restored
+        cursor.execute(s.close_changed)
+        cursor.execute(s.open_versions)
+        cursor.execute(s.update_users)
+        cursor.execute(s.insert_users)
         if export.kind == FULL:
-            result.deleted = _delete_missing(cursor, statements, export.exported_at)
-            cursor.execute(f"DELETE FROM {SEEN_TABLE}")
+            cursor.execute(s.close_missing, (export.exported_at, export.exported_at))
+            cursor.execute(s.delete_missing, (export.exported_at, export.exported_at))
+            result.deleted = max(cursor.rowcount, 0)
+        cursor.execute(s.clear_staged)
         loaded_at = okta_timestamp((now or _utc_now)())
-        cursor.execute(statements.log_load, (export.path, export.event_id, export.kind, export.exported_at,
-                                             export.watermark, loaded_at, result.read, result.inserted,
-                                             result.changed + result.restored, result.deleted))
+        cursor.execute(s.log_load, (export.path, export.event_id, export.kind, export.exported_at,
+                                    export.watermark, loaded_at, result.read, result.inserted,
+                                    result.changed + result.restored, result.deleted))
         connection.commit()
     except BaseException:
         connection.rollback()
@@ -486,31 +488,28 @@ def load_export(connection: Any, flavour: SqlFlavour, export: ExportRef, users: 
     return result
 
 
-def _load_batch(cursor: Any, statements: _Statements, rows: list[UserRow], result: LoadResult, *, full: bool) -> None:
-    cursor.execute(statements.select_stored(len(rows)), [row.id for row in rows])
-    stored = {user_id: Stored(_as_okta_time(last_updated), sha, _as_okta_time(deleted_at))
-              for user_id, last_updated, sha, deleted_at in cursor.fetchall()}
-    plan = plan_batch(rows, stored, result)
-    if plan.closes:
-        cursor.executemany(statements.close_version, plan.closes)
-    if plan.opens:
-        cursor.executemany(statements.open_version, plan.opens)
-    if plan.upserts:
-        cursor.executemany(statements.upsert_user, plan.upserts)
-    if full:
-        cursor.executemany(statements.insert_seen, [(row.id,) for row in rows])
+def copy_rows(cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> bool:
+    """Rows into `table` by PostgreSQL's COPY (text format), in the cursor's own transaction: psycopg 3's
+    `cursor.copy`, or psycopg2's `copy_expert` (PostgresHook's driver, either). False when the driver has no COPY
+    (the caller inserts the rows)."""
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    if hasattr(cursor, "copy_expert"):  # psycopg2
+        cursor.copy_expert(statement, io.StringIO("".join(_copy_line(row) for row in rows)))
+        return True
+    if callable(getattr(cursor, "copy", None)):  # psycopg 3: it escapes each value itself
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return True
+    return False
 
 
-def _delete_missing(cursor: Any, statements: _Statements, exported_at: str) -> int:
-    """Users a full export does not name were deleted (as of the export), unless a later export saw them."""
-    cursor.execute(statements.close_missing, (exported_at, exported_at))
-    cursor.execute(statements.delete_missing, (exported_at, exported_at))
-    return max(cursor.rowcount, 0)
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _as_okta_time(value: Any) -> Any:
-    """Timestamp columns come back as text (SQLite) or datetimes (PostgreSQL): compare them as Okta's text."""
-    return okta_timestamp(value) if isinstance(value, datetime) else value
+def _copy_line(row: Sequence[Any]) -> str:
+    """One row in COPY's text format: None is \\N; backslash, tab, newline and carriage return escaped."""
+    return "\t".join("\\N" if value is None else str(value).translate(_COPY_ESCAPES) for value in row) + "\n"
 
 
 def _utc_now() -> datetime:
