@@ -205,7 +205,9 @@ class OktaPushMembershipChangesOperator(_OktaOperator):
         from okta_sync.airflow.push_journal import PushJournal
         from okta_sync.airflow.storage import open_output_for_read, open_run_file, open_text_for_write
         from okta_sync.sync.membership_changes import (
+            MAX_FEED_BYTES,
             MembershipEntry,
+            read_bounded,
             push_membership_changes,
             write_report,
         )
@@ -214,7 +216,7 @@ class OktaPushMembershipChangesOperator(_OktaOperator):
         run_folder = _optional(self.run_folder)
         with (open_run_file(self.plan_uri, run_folder, what="plan_uri") if run_folder
               else open_output_for_read(self.plan_uri, what="plan_uri")) as file:  # else only under the output root
-            data = file.read()
+            data = read_bounded(file, 4 * MAX_FEED_BYTES, what="plan_uri")  # a plan line adds ids to its feed row
         entries = [MembershipEntry.from_json(line, n) for n, line in enumerate(data.decode("utf-8").splitlines(), 1)
                    if line.strip()]
         hook = self.okta_hook(context)

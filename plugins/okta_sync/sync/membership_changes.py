@@ -28,12 +28,22 @@ ACTIONS = ("add", "remove")
 MAX_ROWS = 100_000
 MAX_LINE_BYTES = 64 * 1024
 MAX_KEY_CHARS = 1024  # a group name or a login
+# A feed (and its plan) is held in memory whole: 100,000 rows of ~100 bytes is ~10 MiB, so 64 MiB is ample.
+MAX_FEED_BYTES = 64 * 1024 * 1024
 WRITABLE_TYPE = "OKTA_GROUP"
 _OKTA_ID = re.compile(r"[A-Za-z0-9]{1,64}\Z")
 PLANNED, UNCHANGED, SKIPPED = "planned", "unchanged", "skipped"
 APPLIED, FAILED, DRY_RUN, NOT_ATTEMPTED = "applied", "failed", "dry_run", "not_attempted"
 REPORT_COLUMNS = ("line", "group", "user", "action", "group_id", "user_id", "status", "reason", "error_code",
                   "error_summary")
+
+
+def read_bounded(file: IO[bytes], max_bytes: int, *, what: str) -> bytes:
+    """All of `file`, refused (`ChangesFeedError`) once it holds more than `max_bytes`: reads at most one byte more."""
+    data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ChangesFeedError(f"{what} is larger than {max_bytes} bytes; split it")
+    return data
 
 
 @dataclass(frozen=True)
@@ -94,11 +104,11 @@ def _is_id(value: Any) -> bool:
 
 # -- reading ------------------------------------------------------------------------------------------------------
 def read_membership_feed(file: IO[bytes], *, format: str | None = None, max_rows: int = MAX_ROWS,
-                         max_line_bytes: int = MAX_LINE_BYTES) -> list[MembershipRow]:
-    """The feed's rows (at most `max_rows`; a longer feed is refused as a whole, `ChangesFeedError`)."""
-    data = file.read(max_rows * max_line_bytes + 1)
-    if len(data) > max_rows * max_line_bytes:
-        raise ChangesFeedError(f"the feed is larger than {max_rows} rows of {max_line_bytes} bytes")
+                         max_line_bytes: int = MAX_LINE_BYTES,
+                         max_bytes: int = MAX_FEED_BYTES) -> list[MembershipRow]:
+    """The feed's rows (at most `max_rows` and `max_bytes`; a longer feed is refused as a whole,
+    `ChangesFeedError`, after reading at most `max_bytes` + 1 bytes)."""
+    data = read_bounded(file, max_bytes, what="the feed")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
