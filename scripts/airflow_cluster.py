@@ -57,18 +57,34 @@ NOT_ISOLATED = ("workers are NOT isolated (not root: no mount namespaces): they 
                 f"{PROJECT_OUTPUT}, so a task can read another worker's files and a run that passes here may "
                 "still fail on a cluster whose workers share no disk")
 
-# Run inside the worker's new namespaces, before the worker: private folders (the output folder, which would hold
-# PII, for its owner only), its own hostname, then the worker.
+# Run inside the worker's new namespaces, before the worker: private tmpfs over /tmp and /var/tmp; the shared
+# folders that lie under them (a checkout in /tmp: the project, its .venv, the Airflow home) bound back in from a
+# stash taken before the tmpfs hid them; then the private output folder (which would hold PII: its owner only), its
+# own hostname, then the worker. Arguments: name, the number of shared folders, those folders, the worker command.
 _ISOLATE_SCRIPT = """set -eu
-name="$1"; shift
+name="$1"; keeps="$2"; shift 2
+i=0; stashes=""
+while [ "$i" -lt "$keeps" ]; do
+  stash=$(mktemp -d /dev/shm/okta-keep-XXXXXX)
+  mount --bind "$1" "$stash"
+  stashes="$stashes $1=$stash"; shift; i=$((i + 1))
+done
 for folder in %s; do
   mkdir -p "$folder"
   mount -t tmpfs -o mode=1777 "okta-private-$name" "$folder"
 done
-chmod 700 %s
+for pair in $stashes; do
+  keep="${pair%%=*}"; stash="${pair#*=}"
+  mkdir -p "$keep"
+  mount --bind "$stash" "$keep"
+  umount "$stash"; rmdir "$stash"
+done
+mkdir -p %s
+mount -t tmpfs -o mode=0700 "okta-private-$name" %s
 hostname "$name"
 exec "$@"
-""" % (" ".join(shlex.quote(folder) for folder in WORKER_PRIVATE_FOLDERS), shlex.quote(str(PROJECT_OUTPUT)))
+""" % (" ".join(shlex.quote(folder) for folder in WORKER_PRIVATE_FOLDERS[:2]), shlex.quote(str(PROJECT_OUTPUT)),
+       shlex.quote(str(PROJECT_OUTPUT)))
 
 
 def can_isolate() -> bool:
@@ -95,10 +111,15 @@ class CeleryStack(AirflowStack):
         self.workers = [worker_name(i + 1) for i in range(workers)]
         self.components = (*self.components, *self.workers)
         self._worker_output_start: dict[str, int] = {}
+        # Folders every worker must see that lie under /tmp or /var/tmp (a checkout in /tmp): bound back in over the
+        # worker's private tmpfs. Only the outermost of them; the output folder stays private.
+        shared = [Path(p).resolve() for p in (ROOT, self.home, self.dags_folder, self.plugins_folder) if p]
+        under = [p for p in shared if any(_inside(p, Path(f)) for f in WORKER_PRIVATE_FOLDERS[:2])]
+        self.shared_under_private = sorted({p for p in under if not any(_inside(p, q) for q in under if q != p)})
         if isolate:
             for path in (self.home, self.dags_folder, self.plugins_folder):
-                if path and any(_inside(path, Path(folder)) for folder in WORKER_PRIVATE_FOLDERS):
-                    raise AirflowStackError(f"{path} is inside a worker's private folder {WORKER_PRIVATE_FOLDERS}: "
+                if path and _inside(Path(path).resolve(), PROJECT_OUTPUT):
+                    raise AirflowStackError(f"{path} is inside the workers' private output folder {PROJECT_OUTPUT}: "
                                             "the workers could not see it; put it elsewhere")
 
     def environment(self) -> dict[str, str]:
@@ -134,7 +155,7 @@ class CeleryStack(AirflowStack):
         # unshare, so killing unshare (SIGKILL) ends the whole worker tree, task processes included.
         return ["/usr/bin/unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc",
                 "--propagation", "private", "--", "/bin/sh", "-c", _ISOLATE_SCRIPT, "okta-isolate", component,
-                *worker]
+                str(len(self.shared_under_private)), *map(str, self.shared_under_private), *worker]
 
     def _spawn(self, component: str) -> None:
         if component in self.workers:
