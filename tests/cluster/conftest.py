@@ -4,6 +4,8 @@ against one in-process dev org. Its start and stop times are printed at the end 
 
 from __future__ import annotations
 
+import os
+
 import json
 import shutil
 import tempfile
@@ -81,8 +83,16 @@ def okta_connection(org) -> str:
                                  "scopes": "okta.users.read okta.users.manage okta.groups.read"}})
 
 
-def files_under(folder: Path) -> set[str]:
-    return {str(path.relative_to(folder)) for path in folder.rglob("*") if not path.is_dir()} if folder.is_dir() else set()
+def files_under(folder: Path, skip: tuple[str, ...] = ()) -> set[str]:
+    """Files below `folder`, relative to it, not walking into the relative folders `skip`."""
+    if not folder.is_dir():
+        return set()
+    found = set()
+    for top, dirs, names in os.walk(folder):
+        relative = os.path.relpath(top, folder)
+        dirs[:] = [d for d in dirs if os.path.normpath(os.path.join(relative, d)) not in skip]
+        found.update(os.path.normpath(os.path.join(relative, name)) for name in names)
+    return found
 
 
 @pytest.fixture(scope="session")

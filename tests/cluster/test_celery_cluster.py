@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,8 +56,11 @@ def left_on_local_disk(cluster, project_output_before: set[str]) -> dict[str, li
             continue  # killed: its tmpfs folders went with its mount namespace
         for folder in WORKER_PRIVATE_FOLDERS:
             base = cluster.stack.worker_path(worker, folder)
+            # The shared folders bound back under /tmp (a checkout in /tmp) are this machine's disk, not the worker's.
+            shared = tuple(os.path.relpath(p, folder) for p in cluster.stack.shared_under_private
+                           if Path(folder) in Path(p).parents)
             # Python's multiprocessing keeps an empty pymp-* folder (a socket at most) for the worker's lifetime.
-            files = sorted(name for name in files_under(base) if not _runtime_socket(base / name))
+            files = sorted(name for name in files_under(base, shared) if not _runtime_socket(base / name))
             if files:
                 found[f"{worker}:{folder}"] = files
     added = sorted(files_under(PROJECT_OUTPUT) - project_output_before)
