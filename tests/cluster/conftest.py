@@ -4,9 +4,8 @@ against one in-process dev org. Its start and stop times are printed at the end 
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import shutil
 import tempfile
 import textwrap
