@@ -24,7 +24,6 @@ from airflow.sdk import BaseHook
 
 from okta_sync.airflow.hooks import AirflowStatsMetrics, fail_fast
 from okta_sync.errors import LocationError, ManifestError
-from okta_sync.sync.export import read_users_jsonl
 from okta_sync.sync.manifest import DigestReader, Manifest, read_manifest
 from okta_sync.sync.warehouse import (
     EVENT_CLOCK_SKEW,
@@ -206,7 +205,7 @@ def load_new_exports(conn_id: str, events: Iterable[Any], *, producers: Producer
                 with open_within(export.path, roots, what=f'asset event {export.event_id} extra["path"]',
                                  setting=OUTPUT_ROOT_VARIABLE) as file:
                     content = DigestReader(file, export.file)
-                    result = load_export(connection, flavour, export, read_users_jsonl(content), verify=content.verify)
+                    result = load_export(connection, flavour, export, content, verify=content.verify)
             except FileNotFoundError:
                 run.missing(event, export, exports)
                 continue

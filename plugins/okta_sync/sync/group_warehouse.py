@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from okta_sync.errors import WarehouseLoadError
 from okta_sync.sync.group_export import check_groups_manifest, read_groups_read, read_memberships
 from okta_sync.sync.manifest import Manifest
-from okta_sync.sync.warehouse import MAX_PATH_LENGTH, SqlFlavour, copy_rows, refused_table_statement
+from okta_sync.sync.warehouse import MAX_PATH_LENGTH, SqlFlavour, can_copy, copy_rows, refused_table_statement
 from okta_sync.timestamps import okta_timestamp
 
 GROUPS_TABLE = "okta_groups"
@@ -173,6 +173,7 @@ class _Statements:
         self.insert_read = f"INSERT INTO {READ_TABLE} (group_id, as_of) VALUES ({p}, {p})"
         self.insert_staged = f"INSERT INTO {STAGED_TABLE} (group_id, user_id) VALUES ({p}, {p})"
         self.find_load = f"SELECT 1 FROM {GROUP_LOADS_TABLE} WHERE manifest_path = {p}"
+        self.postgres = flavour.name.startswith("postgres")
         self.log_load = (f"INSERT INTO {GROUP_LOADS_TABLE} (manifest_path, event_id, kind, exported_at, watermark, "
                          f"loaded_at, groups, groups_read, opened, closed, groups_deleted) "
                          f"VALUES ({', '.join([p] * 11)})")
@@ -194,6 +195,10 @@ class _Statements:
         self.close_deleted = (f"UPDATE {MEMBERS_TABLE} SET valid_to = {p} WHERE valid_to IS NULL AND group_id IN "
                               f"(SELECT id FROM {GROUPS_TABLE} WHERE {missing})")
         self.mark_deleted = f"UPDATE {GROUPS_TABLE} SET deleted_at = {p} WHERE {missing}"
+
+    def clear(self, table: str) -> str:
+        """Empty a temporary table: TRUNCATE on PostgreSQL (no row-by-row delete), DELETE elsewhere."""
+        return f"TRUNCATE {table}" if self.postgres else f"DELETE FROM {table}"
 
     def select_stored(self, count: int) -> str:
         return (f"SELECT id, last_updated, members_as_of, last_seen_at FROM {GROUPS_TABLE} "
@@ -220,7 +225,7 @@ def load_group_export(connection: Any, flavour: SqlFlavour, export: GroupExportR
             result.skipped = True
             return result
         for table in (STAGED_TABLE, READ_TABLE, SEEN_TABLE):
-            cursor.execute(f"DELETE FROM {table}")
+            cursor.execute(s.clear(table))
         read = set()
         for group_id in read_groups_read(groups_read):
             read.add(group_id)
@@ -250,7 +255,7 @@ def load_group_export(connection: Any, flavour: SqlFlavour, export: GroupExportR
         cursor.execute(s.mark_deleted, (manifest.exported_at, manifest.exported_at))
         result.groups_deleted = max(cursor.rowcount, 0)
         for table in (STAGED_TABLE, READ_TABLE, SEEN_TABLE):
-            cursor.execute(f"DELETE FROM {table}")
+            cursor.execute(s.clear(table))
         cursor.execute(s.log_load, (export.manifest_path, export.event_id, manifest.kind, manifest.exported_at,
                                     manifest.watermark, okta_timestamp((now or _utc_now)()), result.groups,
                                     result.groups_read, result.opened, result.closed, result.groups_deleted))
@@ -315,15 +320,22 @@ def _group_row(line: bytes, number: int, exported_at: str) -> tuple:
 
 def _stage_memberships(cursor: Any, s: _Statements, lines: Iterable[bytes], read: set[str], fresh: set[str],
                        result: GroupLoadResult, batch_size: int, copy: bool) -> None:
-    rows = iter(read_memberships(lines))
-    while chunk := list(islice(rows, batch_size * (10 if copy else 1))):
-        for group_id, _ in chunk:
-            if group_id not in read:
+    """The memberships of the fresh groups read, staged: by one streamed COPY on PostgreSQL, else in batches."""
+
+    def kept() -> Iterable[tuple[str, str]]:
+        for row in read_memberships(lines):
+            if row[0] not in read:
                 raise WarehouseLoadError("memberships file: a membership of a group the manifest does not list as read")
-        result.memberships += len(chunk)
-        kept = [row for row in chunk if row[0] in fresh]
-        if kept and not (copy and copy_rows(cursor, STAGED_TABLE, ("group_id", "user_id"), kept)):
-            cursor.executemany(s.insert_staged, kept)
+            result.memberships += 1
+            if row[0] in fresh:
+                yield row
+
+    if copy and can_copy(cursor):
+        copy_rows(cursor, STAGED_TABLE, ("group_id", "user_id"), kept())
+        return
+    rows = kept()
+    while chunk := list(islice(rows, batch_size)):
+        cursor.executemany(s.insert_staged, chunk)
 
 
 def _text(value: Any) -> str | None:

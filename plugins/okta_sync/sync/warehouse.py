@@ -28,8 +28,10 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
+
+import msgspec
 
 from okta_sync.errors import ManifestError, WarehouseLoadError
 from okta_sync.sync.export import EXPORT_KINDS, FULL, INCREMENTAL, check_users_manifest
@@ -340,19 +342,75 @@ def staged_user(user: Any, number: int) -> tuple:
     content_sha256 the hash of what a version is made of (status, login, profile)."""
     if not isinstance(user, dict):
         raise WarehouseLoadError(f"export line {number}: not a user object")
-    user_id, last_updated = user.get("id"), user.get("lastUpdated")
+    return _staged_row(number, user.get("id"), user.get("status"), user.get("created"), user.get("lastUpdated"),
+                       user.get("profile"), None)
+
+
+class _ExportedUser(msgspec.Struct):
+    """What a load keeps of an exported user: msgspec skips the other members (credentials, _links, ...)."""
+
+    id: Any = None
+    status: Any = None
+    created: Any = None
+    lastUpdated: Any = None  # noqa: N815 (Okta's name)
+    profile: Any = None
+
+
+_sorted_json = msgspec.json.Encoder(order="sorted").encode  # keys by code point, compact: _canonical_json's bytes
+
+
+class _UserLines:
+    """Export lines (bytes) to staged rows, the same rows `staged_user(json.loads(line))` gives, three times faster:
+    msgspec decodes only the members kept and writes the canonical profile. Its output is byte for byte
+    `_canonical_json`'s but for floats (`1e16` where Python writes `1e+16`), so a line with a float in it takes
+    Python's encoder; a line msgspec refuses (not an object, NaN, a lone surrogate, a BOM) is read by `json.loads`
+    as before, so the same lines load and the same lines fail, with the same messages."""
+
+    def __init__(self) -> None:
+        self._floats = False
+        self._decode = msgspec.json.Decoder(_ExportedUser, float_hook=self._float).decode
+
+    def _float(self, text: str) -> float:
+        self._floats = True
+        return float(text)
+
+    def row(self, line: bytes, number: int) -> tuple | None:
+        self._floats = False
+        try:
+            user = self._decode(line)
+        except msgspec.MsgspecError:
+            if not line.strip():
+                return None
+            try:
+                data = json.loads(line)
+            except ValueError:
+                raise ValueError(f"users export line {number} is not valid JSON (a truncated file?)") from None
+            return staged_user(data, number)
+        return _staged_row(number, user.id, user.status, user.created, user.lastUpdated, user.profile,
+                           None if self._floats else _sorted_json)
+
+
+def _staged_row(number: int, user_id: Any, status: Any, created: Any, last_updated: Any, profile: Any,
+                fast: Callable[[Any], bytes] | None) -> tuple:
+    """The row, once the members are checked (errors name the line and the member, never a value); `fast` encodes
+    the canonical profile (msgspec's sorted encoder), None for Python's."""
     if not isinstance(user_id, str) or not _USER_ID.match(user_id):
         raise WarehouseLoadError(f"export line {number}: id is missing or not an Okta user id")
     if not isinstance(last_updated, str) or not _OKTA_TIMESTAMP.match(last_updated):
         raise WarehouseLoadError(f"export line {number} (user {user_id}): lastUpdated is not an Okta timestamp")
-    profile = user.get("profile") or {}
+    profile = profile or {}
     if not isinstance(profile, dict):
         raise WarehouseLoadError(f"export line {number} (user {user_id}): profile is not an object")
-    status, login = _text(user.get("status")), _text(profile.get("login"))
-    profile_json = _canonical_json(profile)
-    digest = hashlib.sha256(_status_login_json([status, login]).encode("utf-8", "surrogatepass"))
-    digest.update(profile_json.encode("utf-8", "surrogatepass"))
-    created = user.get("created")
+    status, login = _text(status), _text(profile.get("login"))
+    if fast is None:
+        profile_json = _canonical_json(profile)
+        digest = hashlib.sha256(_status_login_json([status, login]).encode("utf-8", "surrogatepass"))
+        digest.update(profile_json.encode("utf-8", "surrogatepass"))
+    else:  # the same bytes: json.dumps([a, b]) is "[" a ", " b "]" with each string as msgspec writes it
+        profile_bytes = fast(profile)
+        digest = hashlib.sha256(b"[%s, %s]" % (fast(status), fast(login)))
+        digest.update(profile_bytes)
+        profile_json = profile_bytes.decode()
     get = profile.get
     return (number, user_id, status, login,
             *[v if v is None or v.__class__ is str else _text(v) for v in map(get, _PROFILE_NAMES)],
@@ -368,10 +426,14 @@ def _text(value: Any) -> str | None:
 
 
 def _staged_rows(users: Iterable[Any], size: int) -> Iterator[list[tuple]]:
-    """The export's users as staged rows (line number first), `size` at a time: one batch in memory."""
+    """The export's users as staged rows (line number first), `size` at a time: one batch in memory. Each user is a
+    line of the export file (bytes; blank lines skipped) or an already decoded object."""
+    lines = _UserLines()
     numbered = enumerate(users, start=1)
     while chunk := list(islice(numbered, size)):
-        yield [staged_user(user, number) for number, user in chunk]
+        rows = [lines.row(user, number) if user.__class__ is bytes else staged_user(user, number)
+                for number, user in chunk]
+        yield [row for row in rows if row is not None]
 
 
 class _Statements:
@@ -434,7 +496,7 @@ def load_export(connection: Any, flavour: SqlFlavour, export: ExportRef, users: 
                 verify: Callable[[], None] | None = None) -> LoadResult:
     """Load one export in one transaction (committed at the end, rolled back on any error).
 
-    `users` is the export's users, streamed into a staging table (COPY on PostgreSQL, `executemany` elsewhere; one
+    `users` is the export's users (the file's lines, as bytes, or decoded objects), streamed into a staging table (COPY on PostgreSQL, `executemany` elsewhere; one
     batch in memory), then compared with the stored rows and written by a few set-based statements. `verify` is
     called once every user was read and before anything is written to the tables (a `DigestReader.verify`: the
     content is the manifest's); its error rolls the load back. Call `ensure_schema` once first.
@@ -450,8 +512,10 @@ def load_export(connection: Any, flavour: SqlFlavour, export: ExportRef, users: 
             return result
         cursor.execute(s.clear_staged)
         size = batch_size or (COPY_BATCH_SIZE if s.postgres else BATCH_SIZE)
-        for rows in _staged_rows(users, size):
-            if not (s.postgres and copy_rows(cursor, STAGED_TABLE, STAGED_COLUMNS, rows)):
+        if s.postgres and can_copy(cursor):  # one COPY: the server stores rows while the next are read
+            copy_rows(cursor, STAGED_TABLE, STAGED_COLUMNS, chain.from_iterable(_staged_rows(users, size)))
+        else:
+            for rows in _staged_rows(users, size):
                 cursor.executemany(s.insert_staged, rows)
         if verify is not None:
             verify()
@@ -466,14 +530,14 @@ def load_export(connection: Any, flavour: SqlFlavour, export: ExportRef, users: 
         result.read, result.inserted, result.changed, result.touched = read, inserted, changed, touched
         result.unchanged, result.restored = unchanged, restored
         result.stale = read - inserted - changed - touched - unchanged - restored
+        if export.kind == FULL:  # users the export does not name: untouched by the steps below, so marked first
+            cursor.execute(s.close_missing, (export.exported_at, export.exported_at))  # (a first load: none, at once)
+            cursor.execute(s.delete_missing, (export.exported_at, export.exported_at))
+            result.deleted = max(cursor.rowcount, 0)
         cursor.execute(s.close_changed)
         cursor.execute(s.open_versions)
         cursor.execute(s.update_users)
         cursor.execute(s.insert_users)
-        if export.kind == FULL:
-            cursor.execute(s.close_missing, (export.exported_at, export.exported_at))
-            cursor.execute(s.delete_missing, (export.exported_at, export.exported_at))
-            result.deleted = max(cursor.rowcount, 0)
         cursor.execute(s.clear_staged)
         loaded_at = okta_timestamp((now or _utc_now)())
         cursor.execute(s.log_load, (export.path, export.event_id, export.kind, export.exported_at,
@@ -488,13 +552,14 @@ def load_export(connection: Any, flavour: SqlFlavour, export: ExportRef, users: 
     return result
 
 
-def copy_rows(cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> bool:
-    """Rows into `table` by PostgreSQL's COPY (text format), in the cursor's own transaction: psycopg 3's
-    `cursor.copy`, or psycopg2's `copy_expert` (PostgresHook's driver, either). False when the driver has no COPY
-    (the caller inserts the rows)."""
+def copy_rows(cursor: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bool:
+    """Rows into `table` by one PostgreSQL COPY (text format), in the cursor's own transaction: psycopg 3's
+    `cursor.copy`, or psycopg2's `copy_expert` (PostgresHook's driver, either). `rows` is streamed (a generator
+    holds one batch): the server stores each block while the next is made. False, before `rows` is touched, when
+    the driver has no COPY (the caller inserts the rows)."""
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
     if hasattr(cursor, "copy_expert"):  # psycopg2
-        cursor.copy_expert(statement, io.StringIO("".join(_copy_line(row) for row in rows)))
+        cursor.copy_expert(statement, _CopyText(rows), size=1 << 16)
         return True
     if callable(getattr(cursor, "copy", None)):  # psycopg 3: it escapes each value itself
         with cursor.copy(statement) as copy:
@@ -502,6 +567,28 @@ def copy_rows(cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Se
                 copy.write_row(row)
         return True
     return False
+
+
+def can_copy(cursor: Any) -> bool:
+    """Whether `copy_rows` can use this cursor's driver."""
+    return hasattr(cursor, "copy_expert") or callable(getattr(cursor, "copy", None))
+
+
+class _CopyText:
+    """Rows as COPY's text format, read lazily by psycopg2's `copy_expert` (a file's `read`)."""
+
+    def __init__(self, rows: Iterable[Sequence[Any]]):
+        self._rows = iter(rows)
+
+    def read(self, size: int = -1) -> str:
+        lines, length = [], 0
+        for row in self._rows:
+            line = _copy_line(row)
+            lines.append(line)
+            length += len(line)
+            if 0 <= size <= length:
+                break
+        return "".join(lines)
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

@@ -3,6 +3,7 @@ manifest in the pass that reads it."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from datetime import datetime, timedelta, timezone
@@ -140,3 +141,12 @@ def test_a_reader_not_read_to_its_end_does_not_verify():
     next(iter(reader))
     with pytest.raises(ManifestError, match="not read to its end"):
         reader.verify()
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 3, 7, 64, 1 << 20])
+def test_lines_are_the_same_whatever_the_block_size(block_size):
+    content = b'{"id":"00u1"}\n\n{"id":"00u2"}\r\n' + b"x" * 100 + b"\n" + b'{"id":"00u3"}'  # the last without \n
+    digest = FileDigest("users.jsonl", hashlib.sha256(content).hexdigest(), len(content))
+    reader = DigestReader(io.BytesIO(content), digest, block_size=block_size)
+    assert list(reader) == io.BytesIO(content).readlines()
+    reader.verify()
