@@ -22,7 +22,6 @@ The load log row is written in the same transaction, so a retried or repeated lo
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence

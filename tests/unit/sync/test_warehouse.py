@@ -317,3 +317,58 @@ def test_the_allowed_producers_are_the_dags_to_choose():
     with pytest.raises(WarehouseLoadError, match="okta_user_sync.export_users"):
         check_source(mine, Producers())
     check_source(mine, Producers(dag_ids=("okta_user_sync_eu",), task_ids=("export_eu_users",)))
+
+
+# Export lines are decoded by msgspec (okta_sync.sync.warehouse._UserLines): the rows, and so the content hashes kept
+# in okta_users, must be byte for byte those of json.loads + staged_user, the path every earlier load took.
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from okta_sync.sync.warehouse import _UserLines, staged_user  # noqa: E402
+
+_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**80), max_value=2**80)
+            | st.floats(allow_nan=False, allow_infinity=False) | st.text())
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                       max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(profile=st.dictionaries(st.text(), _values, max_size=8), login=st.text() | st.none(),
+       status=_values, ensure_ascii=st.booleans())
+def test_lines_decoded_by_msgspec_give_the_rows_json_loads_gives(profile, login, status, ensure_ascii):
+    profile = {**profile, "login": login, "email": "a@example.com"}
+    user = {"id": "00u1", "status": status, "created": "2025-01-01T00:00:00.000Z",
+            "lastUpdated": "2026-01-01T00:00:00.000Z", "credentials": {"provider": {"type": "OKTA"}}, "profile": profile}
+    line = json.dumps(user, ensure_ascii=ensure_ascii).encode("utf-8", "surrogatepass") + b"\n"
+    assert _UserLines().row(line, 7) == staged_user(json.loads(line), 7)
+
+
+@pytest.mark.parametrize("line", [
+    b'{"id":"00u1","lastUpdated":"2026-01-01T00:00:00.000Z","profile":{"x":NaN,"y":1e400}}\n',  # Python's extensions
+    b'{"id":"00u1","lastUpdated":"2026-01-01T00:00:00.000Z","profile":{"x":"\\ud800"}}\n',  # a lone surrogate
+    b'\xef\xbb\xbf{"id":"00u1","lastUpdated":"2026-01-01T00:00:00.000Z"}\n',  # a byte order mark
+    b'{"id":"00u1","id":"00u2","lastUpdated":"2026-01-01T00:00:00.000Z","profile":{"a":1,"a":2.5}}\n',  # repeats
+])
+def test_lines_msgspec_refuses_are_read_as_json_loads_reads_them(line):
+    assert _UserLines().row(line, 3) == staged_user(json.loads(line), 3)
+
+
+@pytest.mark.parametrize("line, message", [
+    (b'[{"id":"00u1"}]\n', "export line 4: not a user object"),
+    (b'{"id":"00u1","lastUpdated":"2026-01-01T00:00:00.000Z"', "users export line 4 is not valid JSON"),
+    (b'{"id":"../x","lastUpdated":"2026-01-01T00:00:00.000Z"}\n', "export line 4: id is missing or not an Okta"),
+    (b'{"id":"00u1","lastUpdated":"yesterday"}\n', r"export line 4 \(user 00u1\): lastUpdated is not"),
+    (b'{"id":"00u1","lastUpdated":"2026-01-01T00:00:00.000Z","profile":[1]}\n', "profile is not an object"),
+])
+def test_a_bad_line_is_named_by_its_number_and_member_never_its_value(line, message):
+    with pytest.raises(ValueError, match=message) as raised:
+        _UserLines().row(line, 4)
+    assert "yesterday" not in str(raised.value) and "../x" not in str(raised.value)
+
+
+def test_blank_lines_are_skipped_and_later_lines_keep_their_file_numbers(db):
+    lines = [json.dumps(user(1)).encode() + b"\n", b"\n", b"  \r\n", b'{"id":"00u2"}\n']
+    with pytest.raises(WarehouseLoadError, match="export line 4"):
+        load(db, "a.jsonl", lines)
+    assert rows(db, "SELECT COUNT(*) FROM okta_users") == [(0,)]
+    assert load(db, "a.jsonl", lines[:3]).inserted == 1
