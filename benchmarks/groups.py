@@ -235,7 +235,7 @@ def measure_warehouse(size: dict) -> tuple[list[Row], list[str]]:
              f"PostgreSQL database (okta_groups_to_warehouse's code in a process of its own: manifest and file checks, "
              f"staging by COPY, the set-based diff) in {load['seconds']:.1f} s; the same rows by one bare COPY into "
              f"a table of the same shape (its key and user index) in {bare:.1f} s. The users' load (item 6's other "
-             f"half) is not measured here: another change owns it."])
+             f"half): `python3.11 scripts/dev.py bench warehouse`."])
 
 
 def _later_than_seed(first: dict) -> str:

@@ -42,6 +42,7 @@ HISTORY_TABLE = "okta_user_history"
 LOADS_TABLE = "okta_sync_loads"
 REFUSED_TABLE = "okta_sync_refused"  # events refused (or given up on): never looked at again
 STAGED_TABLE = "okta_users_staged"  # temporary: the export's users, compared with the tables in SQL
+PENDING_TABLE = "okta_users_pending"  # temporary: the staged users a repeat load writes (new, or newer than stored)
 BATCH_SIZE = 1000  # users per executemany round trip (databases without COPY)
 COPY_BATCH_SIZE = 2000  # users per COPY on PostgreSQL: one batch in memory
 MAX_PATH_LENGTH = 2048
@@ -251,12 +252,15 @@ def schema_statements(flavour: SqlFlavour) -> list[str]:
         f"    PRIMARY KEY (export_path, event_id)\n)",
         refused_table_statement(flavour),
         # No key: COPY stages fastest into a bare table (PostgreSQL then hashes the joins, given ANALYZE); elsewhere
-        # an index answers them. A user listed twice is staged twice and deduplicated in SQL.
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGED_TABLE} (\n    line BIGINT NOT NULL,\n"
-        f"    id VARCHAR(64) NOT NULL,\n    status VARCHAR(32),\n    login {text},\n{profile_columns}"
-        f"    profile {js},\n    created {ts},\n    last_updated {ts} NOT NULL,\n    content_sha256 VARCHAR(64)\n)",
+        # an index answers them. A user listed twice is staged twice and deduplicated in SQL. The pending table holds
+        # what a repeat load has to write (new and newer users), when most of the export is what is stored already.
+        *(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} (\n    line BIGINT NOT NULL,\n"
+          f"    id VARCHAR(64) NOT NULL,\n    status VARCHAR(32),\n    login {text},\n{profile_columns}"
+          f"    profile {js},\n    created {ts},\n    last_updated {ts} NOT NULL,\n    content_sha256 VARCHAR(64)\n)"
+          for table in (STAGED_TABLE, PENDING_TABLE)),
         *([] if flavour.name.startswith("postgres") else
-          [f"CREATE INDEX IF NOT EXISTS {STAGED_TABLE}_id ON {STAGED_TABLE} (id, last_updated)"]),
+          [f"CREATE INDEX IF NOT EXISTS {table}_id ON {table} (id, last_updated)"
+           for table in (STAGED_TABLE, PENDING_TABLE)]),
     ]
 
 
@@ -453,22 +457,13 @@ class _Statements:
         both = f"FROM {STAGED_TABLE} s LEFT JOIN {USERS_TABLE} u ON u.id = s.id"
         self.count = ("SELECT COUNT(*), " + ", ".join(f"SUM(CASE WHEN {when} THEN 1 ELSE 0 END)" for when in (
             _NEW, _CHANGED, _TOUCHED, _UNCHANGED, _RESTORED)) + f" {both}")
-        self.close_changed = (
-            f"UPDATE {HISTORY_TABLE} SET valid_to = s.last_updated FROM {STAGED_TABLE} s, {USERS_TABLE} u "
-            f"WHERE {HISTORY_TABLE}.id = s.id AND u.id = s.id AND {HISTORY_TABLE}.valid_to IS NULL AND {_CHANGED}")
-        # a restored user's version begins after the closed one's valid_to (its deleted_at)
-        self.open_versions = (
-            f"INSERT INTO {HISTORY_TABLE} (id, valid_from, status, login, profile) SELECT s.id, CASE WHEN "
-            f"u.deleted_at IS NOT NULL AND u.deleted_at > s.last_updated THEN u.deleted_at ELSE s.last_updated END, "
-            f"s.status, s.login, s.profile {both} WHERE {_NEW} OR ({_CHANGED}) OR ({_RESTORED})")
-        kept = [c for c in USER_COLUMNS if c not in ("id", "deleted_at")]
-        self.update_users = (  # changed, touched and restored: whatever is newer than what is stored
-            f"UPDATE {USERS_TABLE} SET {', '.join(f'{c} = s.{c}' for c in kept)}, deleted_at = NULL "
-            f"FROM {STAGED_TABLE} s WHERE {USERS_TABLE}.id = s.id AND s.last_updated > {USERS_TABLE}.last_updated")
-        self.insert_users = (
-            f"INSERT INTO {USERS_TABLE} ({', '.join(c for c in USER_COLUMNS if c != 'deleted_at')}) "
-            f"SELECT {', '.join(f's.{c}' for c in USER_COLUMNS if c != 'deleted_at')} FROM {STAGED_TABLE} s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {USERS_TABLE} u WHERE u.id = s.id)")
+        # what the steps below act on (new users, newer versions), when the export is mostly unchanged or stale:
+        # each step then joins these few, not the whole export
+        self.keep_pending = (f"INSERT INTO {PENDING_TABLE} ({', '.join(STAGED_COLUMNS)}) SELECT "
+                             f"{', '.join(f's.{c}' for c in STAGED_COLUMNS)} {both} "
+                             f"WHERE u.id IS NULL OR s.last_updated > u.last_updated")
+        self.clear_pending = f"TRUNCATE {PENDING_TABLE}" if self.postgres else f"DELETE FROM {PENDING_TABLE}"
+        self.merge = {table: _merge_statements(table) for table in (STAGED_TABLE, PENDING_TABLE)}
         missing = (f"deleted_at IS NULL AND last_updated < {p} AND NOT EXISTS "
                    f"(SELECT 1 FROM {STAGED_TABLE} s WHERE s.id = {USERS_TABLE}.id)")
         self.close_missing = (f"UPDATE {HISTORY_TABLE} SET valid_to = {p} WHERE valid_to IS NULL AND id IN "
@@ -488,6 +483,26 @@ _CHANGED = f"{_LIVE_AND_NEWER} AND (u.content_sha256 IS NULL OR s.content_sha256
 _TOUCHED = f"{_LIVE_AND_NEWER} AND s.content_sha256 = u.content_sha256"  # lastUpdated moved, nothing we keep
 _UNCHANGED = "u.deleted_at IS NULL AND s.last_updated = u.last_updated"
 _RESTORED = "u.deleted_at IS NOT NULL AND s.last_updated > u.last_updated"
+
+
+def _merge_statements(staged: str) -> list[str]:
+    """The versions closed and opened, users updated and inserted, from the users in `staged`, in this order."""
+    both = f"FROM {staged} s LEFT JOIN {USERS_TABLE} u ON u.id = s.id"
+    kept = [c for c in USER_COLUMNS if c not in ("id", "deleted_at")]
+    return [
+        f"UPDATE {HISTORY_TABLE} SET valid_to = s.last_updated FROM {staged} s, {USERS_TABLE} u "
+        f"WHERE {HISTORY_TABLE}.id = s.id AND u.id = s.id AND {HISTORY_TABLE}.valid_to IS NULL AND {_CHANGED}",
+        # a restored user's version begins after the closed one's valid_to (its deleted_at)
+        f"INSERT INTO {HISTORY_TABLE} (id, valid_from, status, login, profile) SELECT s.id, CASE WHEN "
+        f"u.deleted_at IS NOT NULL AND u.deleted_at > s.last_updated THEN u.deleted_at ELSE s.last_updated END, "
+        f"s.status, s.login, s.profile {both} WHERE {_NEW} OR ({_CHANGED}) OR ({_RESTORED})",
+        # changed, touched and restored: whatever is newer than what is stored
+        f"UPDATE {USERS_TABLE} SET {', '.join(f'{c} = s.{c}' for c in kept)}, deleted_at = NULL "
+        f"FROM {staged} s WHERE {USERS_TABLE}.id = s.id AND s.last_updated > {USERS_TABLE}.last_updated",
+        f"INSERT INTO {USERS_TABLE} ({', '.join(c for c in USER_COLUMNS if c != 'deleted_at')}) "
+        f"SELECT {', '.join(f's.{c}' for c in USER_COLUMNS if c != 'deleted_at')} FROM {staged} s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {USERS_TABLE} u WHERE u.id = s.id)",
+    ]
 
 
 def load_export(connection: Any, flavour: SqlFlavour, export: ExportRef, users: Iterable[Any], *,
@@ -533,10 +548,17 @@ def load_export(connection: Any, flavour: SqlFlavour, export: ExportRef, users: 
             cursor.execute(s.close_missing, (export.exported_at, export.exported_at))  # (a first load: none, at once)
             cursor.execute(s.delete_missing, (export.exported_at, export.exported_at))
             result.deleted = max(cursor.rowcount, 0)
-        cursor.execute(s.close_changed)
-        cursor.execute(s.open_versions)
-        cursor.execute(s.update_users)
-        cursor.execute(s.insert_users)
+        staged = STAGED_TABLE
+        if result.unchanged + result.stale:  # a repeat load: only what changed goes on
+            cursor.execute(s.clear_pending)
+            cursor.execute(s.keep_pending)
+            staged = PENDING_TABLE
+            if s.postgres:
+                cursor.execute(f"ANALYZE {PENDING_TABLE} (id)")
+        for statement in s.merge[staged]:
+            cursor.execute(statement)
+        if staged == PENDING_TABLE:
+            cursor.execute(s.clear_pending)
         cursor.execute(s.clear_staged)
         loaded_at = okta_timestamp((now or _utc_now)())
         cursor.execute(s.log_load, (export.path, export.event_id, export.kind, export.exported_at,
