@@ -186,7 +186,10 @@ class _Statements:
             f"INSERT INTO {MEMBERS_TABLE} (group_id, user_id, valid_from) "  # valid_to: null, the period is open
             f"SELECT DISTINCT s.group_id, s.user_id, r.as_of FROM {STAGED_TABLE} s JOIN {READ_TABLE} r "
             f"ON r.group_id = s.group_id WHERE NOT EXISTS (SELECT 1 FROM {MEMBERS_TABLE} m "
-            f"WHERE m.group_id = s.group_id AND m.user_id = s.user_id AND m.valid_to IS NULL)")
+            f"WHERE m.group_id = s.group_id AND m.user_id = s.user_id AND m.valid_to IS NULL) "
+            # in the key's order, whatever plan makes them distinct (a hash, given a large work_mem): a B-tree
+            # filled in order is written page after page, two to three times faster than in random order
+            f"ORDER BY s.group_id, s.user_id")
         self.set_members_as_of = (
             f"UPDATE {GROUPS_TABLE} SET members_as_of = (SELECT r.as_of FROM {READ_TABLE} r "
             f"WHERE r.group_id = {GROUPS_TABLE}.id) WHERE id IN (SELECT group_id FROM {READ_TABLE})")
