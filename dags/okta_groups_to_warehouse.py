@@ -43,7 +43,8 @@ def okta_groups_to_warehouse():
 
         summary = load_new_group_exports(WAREHOUSE_CONN_ID, newest_events(inlet_events[GROUPS_EXPORT]))
         outlet_events[GROUPS_TABLES].extra = {"loaded": summary["loaded"],
-                                              "memberships_read": summary["memberships_read"]}
+                                              "memberships_read": summary["memberships_read"],
+                                              "refused": summary["refused"], "waiting": len(summary["waiting_events"])}
         return summary
 
     load_group_exports()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from okta_sync.errors import WarehouseLoadError
 from okta_sync.sync.manifest import FileDigest, Manifest, Producer
 
 pytestmark = pytest.mark.airflow
@@ -71,9 +70,8 @@ def test_only_the_export_tasks_own_manifests_are_loaded(env):
               event(4, good, "scheduled__1", dag_id="my_own_dag"),
               event(5, copied, "scheduled__2"),
               event(6, tampered, "scheduled__3")]
-    with pytest.raises(WarehouseLoadError) as raised:
-        load_new_group_exports("okta_warehouse", events)
-    assert "ids [2, 3, 4, 5, 6]" in str(raised.value) and "scheduled" not in str(raised.value)
+    summary = load_new_group_exports("okta_warehouse", events)  # refusals do not fail the task
+    assert (summary["loaded"], summary["refused"], summary["refused_events"]) == (1, 5, [2, 3, 4, 5, 6])
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT manifest_path, event_id FROM okta_group_loads").fetchall() == [(good, 1)]
         assert db.execute("SELECT group_id, user_id FROM okta_group_members").fetchall() == [("00g1", "00u1")]
@@ -86,9 +84,10 @@ def test_a_refused_event_is_recorded_once_and_skipped_by_later_runs(env, caplog)
     tampered = write_export(root, "scheduled__3", tamper=True)
     good = write_export(root, "scheduled__1")
     forged = event(2, good, None)  # posted over the REST API: no source
-    with pytest.raises(WarehouseLoadError) as raised:
-        load_new_group_exports("okta_warehouse", [forged, event(6, tampered, "scheduled__3")])
-    assert "ids [2, 6]" in str(raised.value)
+    summary = load_new_group_exports("okta_warehouse", [forged, event(6, tampered, "scheduled__3")])
+    assert summary["refused_events"] == [2, 6]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2 and all("refused" in e for e in errors) and not any("scheduled__" in e for e in errors)
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT event_id, reason, export_path FROM okta_sync_refused ORDER BY event_id").fetchall() \
             == [(2, "not_the_export_task", None), (6, "bad_manifest", tampered)]
@@ -100,3 +99,26 @@ def test_a_refused_event_is_recorded_once_and_skipped_by_later_runs(env, caplog)
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []  # not reported again
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT COUNT(*) FROM okta_sync_refused").fetchall() == [(2,)]
+
+
+def test_a_missing_file_is_waited_for_then_refused_and_never_blocks_the_others(env):
+    """An export whose files are gone (retention, a store that lists late) is looked for again during the grace, then
+    refused as `missing`; the exports after it load either way."""
+    from datetime import timedelta
+
+    from okta_sync.airflow import group_warehouse
+
+    root, database = env
+    gone = write_export(root, "scheduled__1")
+    Path(gone.removeprefix("file://")).with_name("memberships.jsonl.gz").unlink()
+    later = write_export(root, "scheduled__2")
+    just_now = event(1, gone, "scheduled__1")._replace(timestamp=datetime.now(timezone.utc))
+    events = [just_now, event(2, later, "scheduled__2")]
+    summary = group_warehouse.load_new_group_exports("okta_warehouse", events)  # within the grace: waited for
+    assert (summary["loaded"], summary["waiting_events"], summary["refused_events"]) == (1, [1], [])
+    late = just_now._replace(timestamp=just_now.timestamp - timedelta(hours=3))
+    summary = group_warehouse.load_new_group_exports("okta_warehouse", [late, events[1]])
+    assert (summary["loaded"], summary["waiting_events"], summary["refused_events"]) == (0, [], [1])
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT event_id, reason FROM okta_sync_refused").fetchall() == [(1, "missing")]
+        assert db.execute("SELECT event_id FROM okta_group_loads").fetchall() == [(2,)]

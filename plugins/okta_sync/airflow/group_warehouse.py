@@ -6,9 +6,11 @@ export files read only under the output root.
 
 As for users exports, an event is loaded only when Airflow says `okta_groups_sync.export_groups` emitted it, its
 manifest lies in that run's own folder, was written by that task instance and describes every file (each checked in
-the pass that reads it). Anything else is refused by event id and field, never by value, and fails the task once
-the others are loaded. Refusals are kept in `okta_sync_refused` by the users loads' own machinery
-(`okta_sync.airflow.warehouse.WarehouseRun`): a refused event is reported once, then skipped by every later run.
+the pass that reads it). Anything else is refused by event id and field, never by value: logged at ERROR, counted
+(`okta_sync.warehouse.events_refused`, the summary's `refused`) and kept in `okta_sync_refused` by the users loads'
+own machinery (`okta_sync.airflow.warehouse.WarehouseRun`), so it is reported once and skipped by every later run.
+A refusal does not fail the task (anyone who may post Asset events could otherwise stop the loads). Files that are
+not there are looked for again for two hours after their event, then refused as `missing`.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def vet_manifest(event: ExportEvent, manifest: Manifest) -> None:
 @fail_fast
 def load_new_group_exports(conn_id: str, events: Iterable[Any]) -> dict[str, Any]:
     """Load every membership export named by `events` and not in the load log yet, oldest first, one transaction
-    each. Events that cannot be read are reported (and fail the task) after the others are loaded."""
+    each. Events that cannot be believed or read are refused and reported; only the database or the store failing
+    fails the task (Airflow retries it)."""
     from okta_sync.airflow.storage import OUTPUT_ROOT_VARIABLE, open_within, output_root
     from okta_sync.sync.locations import parse_roots
 
@@ -127,15 +130,12 @@ def load_new_group_exports(conn_id: str, events: Iterable[Any]) -> dict[str, Any
                 run.refuse(event, export.manifest_path, error)
                 continue
             except FileNotFoundError:
-                raise WarehouseLoadError(f"asset event {export.event_id}: a file of the export is gone; restore it "
-                                         "or run okta_groups_sync with full_refresh") from None
+                run.gone(event, export.manifest_path, "a file of the membership export is gone",
+                         "restore it and delete the event's row from okta_sync_refused, or run okta_groups_sync "
+                         "with full_refresh")
+                continue
             log.info("Loaded %s (event %d): %s", export.manifest_path, export.event_id, result.as_dict())
             loads.append(result.as_dict())
-    refused = run.refused
-    summary = {"loaded": len([r for r in loads if not r["skipped"]]), "loads": loads[-100:],
-               "refused_events": refused[:100], "refused_before": before,
-               "memberships_read": sum(r["memberships"] for r in loads)}
-    if refused:
-        raise WarehouseLoadError(f"{len(refused)} membership export event(s) could not be loaded (ids "
-                                 f"{refused[:20]}); the others were loaded, see the log for each event's field")
-    return summary
+    return {"loaded": len([r for r in loads if not r["skipped"]]), "loads": loads[-100:],  # XCom: bounded
+            "refused": len(run.refused), "refused_events": run.refused[:100], "refused_before": before,
+            "waiting_events": run.waiting[:100], "memberships_read": sum(r["memberships"] for r in loads)}

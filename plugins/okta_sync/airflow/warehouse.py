@@ -116,15 +116,22 @@ class WarehouseRun:
             record_refusal(self.connection, self.flavour, event, claim.path, "superseded_missing",
                            "the export is gone; a newer full export supersedes it", now=lambda: self.now)
             self.superseded.append(event.id)
-        elif event.timestamp is not None and self.now - event.timestamp < MISSING_GRACE:
+        else:
+            self.gone(event, claim.path, "the export or its manifest is gone and no newer full export supersedes it",
+                      "restore both files and delete the event's row from okta_sync_refused, or run okta_user_sync "
+                      "with full_refresh")
+
+    def gone(self, event: ExportEvent, path: str | None, what: str, hint: str) -> None:
+        """Files an event names are not there: waited for within the grace (a store that lists late), then given
+        up on (refused as `missing`: never blocks the loads after it)."""
+        if event.timestamp is not None and self.now - event.timestamp < MISSING_GRACE:
             log.warning("Export of asset event %d is not there (yet); looked for again by the next run until %s",
                         event.id, event.timestamp + MISSING_GRACE)
             self.waiting.append(event.id)
         else:
-            self.refuse(event, claim.path, WarehouseLoadError(
-                f"asset event {event.id}: the export or its manifest is gone and no newer full export supersedes "
-                f"it (looked for during {MISSING_GRACE} after the event); restore both files and delete the event's "
-                "row from okta_sync_refused, or run okta_user_sync with full_refresh", reason="missing"))
+            self.refuse(event, path, WarehouseLoadError(
+                f"asset event {event.id}: {what} (looked for during {MISSING_GRACE} after the event); {hint}",
+                reason="missing"))
 
 
 def _read_export_manifest(claim: ExportRef, roots: Any) -> Manifest | None:
