@@ -32,6 +32,7 @@ from okta_sync.errors import (
 )
 from okta_sync.sync.profile_diff import ProfileChange
 from okta_sync.metrics import NoMetrics
+from okta_sync.server_text import server_text
 from okta_sync.sync.progress import Progress
 from okta_sync.sync.reports import ReportRow, ReportStatus, rows_for_change
 from okta_sync.users.api import UserVersion
@@ -196,7 +197,7 @@ class _Pusher:
                 lost += 1
                 if not self.options.reread or lost == MAX_UPDATE_SENDS:
                     raise
-                log.warning("%s; re-reading user %s to see whether it landed", error, change.user_id)
+                log.warning("%s; re-reading user %s to see whether it landed", error, server_text(change.user_id))
                 fresh = self._read(change.user_id)
                 fresh_profile, etag = _profile(fresh.user), fresh.etag
                 to_send = yield from _against_fresh(change, to_send, fresh_profile, ReportStatus.APPLIED,
@@ -207,7 +208,7 @@ class _Pusher:
                     raise
                 rereads += 1
                 log.info("user %s changed in Okta after it was re-read (412); re-reading it and deciding again",
-                         change.user_id)
+                         server_text(change.user_id))  # from the plan file: escaped like a server's text
                 fresh = self._read(change.user_id)
                 if fresh.user.get("status") == DEPROVISIONED:
                     yield from rows_for_change(update, ReportStatus.SKIPPED, reason=DEPROVISIONED_REASON)
