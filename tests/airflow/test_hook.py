@@ -128,13 +128,23 @@ def test_test_connection_mints_a_token_reads_a_user_and_names_the_scopes(okta_co
 @pytest.mark.parametrize(
     ("org_options", "extra", "expected"),
     [
-        ({}, {}, ["okta.users.manage can be minted", "does not require DPoP"]),
+        ({}, {}, ["okta.users.manage can be minted", "read one group", "okta.groups.manage can be minted",
+                  "does not require DPoP"]),
         ({"granted_scopes": ("okta.users.read",)}, {"scopes": "okta.users.read okta.users.manage"},
          ["okta.users.manage cannot be minted, pushes will fail", "invalid_scope"]),
-        ({}, {"scopes": "okta.users.read"}, ["okta.users.manage is not in this connection's scopes"]),
+        ({}, {"scopes": "okta.users.read"}, ["okta.users.manage is not in this connection's scopes",
+                                             "neither okta.groups.read nor okta.groups.manage is in this connection"]),
+        ({}, {"scopes": "okta.users.read okta.groups.read"}, ["read one group", "okta.groups.manage is not in this"]),
+        ({"granted_scopes": ("okta.users.read", "okta.groups.read")},
+         {"scopes": "okta.users.read okta.groups.read okta.groups.manage"},
+         ["read one group", "okta.groups.manage cannot be minted, membership changes will fail"]),
+        ({"granted_scopes": ("okta.users.read", "okta.groups.manage")},
+         {"scopes": "okta.users.read okta.groups.read okta.groups.manage"},
+         ["groups cannot be read, the groups DAGs will fail", "okta.groups.manage can be minted"]),
         ({"dpop": "required"}, {"dpop": "auto"}, ["the app requires DPoP (dpop=auto turned it on)"]),
     ],
-    ids=["full", "manage-not-granted", "read-only-connection", "dpop-required"],
+    ids=["full", "manage-not-granted", "read-only-connection", "groups-read-only", "groups-manage-not-granted",
+         "groups-read-not-granted", "dpop-required"],
 )
 def test_test_connection_says_whether_pushes_can_write_and_whether_dpop_is_required(
         monkeypatch, tmp_path, org_options, extra, expected):

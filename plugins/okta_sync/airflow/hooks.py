@@ -25,6 +25,7 @@ from okta_sync.client import OktaClient, scopes_within, signing_key_for
 from okta_sync.airflow.connection_fields import SENSITIVE_EXTRAS, config_from_connection
 from okta_sync.config import CLIENT_SECRET_BASIC, MANAGE_SCOPE, OktaConfig, READ_SCOPE
 from okta_sync.errors import OktaSyncError
+from okta_sync.groups.api import GROUPS_MANAGE_SCOPE, GROUPS_READ_SCOPE
 from okta_sync.metrics import PREFIX, Instruments, NoMetrics
 from okta_sync.auth.tokens import AccessToken
 from okta_sync.users.api import UserListing
@@ -193,9 +194,9 @@ class OktaHook(BaseHook):
         return self.client.get_token(scopes)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Mint a read token and read one user; then say whether the manage scope can be minted and whether the
-        app requires DPoP. Reads failing is a failed test; a missing manage scope is reported, not failed (a
-        read-only deployment grants only the read scope)."""
+        """Mint a read token and read one user; then say whether the manage scope can be minted, whether groups can
+        be read (one group page) and memberships written, and whether the app requires DPoP. Reading users failing
+        is a failed test; the rest is reported, not failed (a read-only or users-only deployment grants less)."""
         try:
             if self.config.client_auth == CLIENT_SECRET_BASIC:  # a custom server's own scopes: no Users API
                 token = self.client.get_token()
@@ -207,7 +208,8 @@ class OktaHook(BaseHook):
             return False, str(exc)
         users = "read one user" if first_page else "the org has no users to read"
         return True, "; ".join([f"Token issued with scopes: {' '.join(token.scopes)}, {users}",
-                                self._manage_scope_status(), self._dpop_status(token)]) + "."
+                                self._manage_scope_status(), *self._groups_scope_status(),
+                                self._dpop_status(token)]) + "."
 
     def _manage_scope_status(self) -> str:
         if MANAGE_SCOPE not in self.config.scopes:
@@ -217,6 +219,26 @@ class OktaHook(BaseHook):
         except OktaSyncError as exc:
             return f"{MANAGE_SCOPE} cannot be minted, pushes will fail ({exc})"
         return f"{MANAGE_SCOPE} can be minted (pushes can write)"
+
+    def _groups_scope_status(self) -> list[str]:
+        """Whether the groups DAGs can read (a token, one group page) and membership changes can write."""
+        scopes = self.config.scopes
+        if GROUPS_READ_SCOPE not in scopes and GROUPS_MANAGE_SCOPE not in scopes:
+            return [f"neither {GROUPS_READ_SCOPE} nor {GROUPS_MANAGE_SCOPE} is in this connection's scopes (the groups "
+                    "DAGs cannot run)"]
+        try:
+            groups = next(iter(self.client.list_groups(limit=1).pages()), [])
+        except OktaSyncError as exc:
+            read = f"groups cannot be read, the groups DAGs will fail ({exc})"
+        else:
+            read = "read one group" if groups else "the org has no groups to read"
+        if GROUPS_MANAGE_SCOPE not in scopes:
+            return [read, f"{GROUPS_MANAGE_SCOPE} is not in this connection's scopes (membership changes cannot write)"]
+        try:
+            self.client.get_token((GROUPS_MANAGE_SCOPE,))
+        except OktaSyncError as exc:
+            return [read, f"{GROUPS_MANAGE_SCOPE} cannot be minted, membership changes will fail ({exc})"]
+        return [read, f"{GROUPS_MANAGE_SCOPE} can be minted (membership changes can write)"]
 
     def _dpop_status(self, token: AccessToken) -> str:
         if not token.is_dpop:
