@@ -248,15 +248,19 @@ def read_groups_read(lines: Iterable[bytes]) -> Iterable[str]:
 
 
 # The exact line `_membership_line` writes; any other spelling of the same object goes through json.loads.
-_MEMBERSHIP_LINE = re.compile(rb'\{"group_id":"([A-Za-z0-9]{1,64})","user_id":"([A-Za-z0-9]{1,64})"\}\n?')
+_MEMBERSHIP_LINE = re.compile(r'\{"group_id":"([A-Za-z0-9]{1,64})","user_id":"([A-Za-z0-9]{1,64})"\}\n?')
 
 
 def read_memberships(lines: Iterable[bytes]) -> Iterable[tuple[str, str]]:
     """(group_id, user_id) of each line of a memberships file; `WarehouseLoadError` naming the line otherwise."""
+    exact_line = _MEMBERSHIP_LINE.fullmatch
     for number, line in enumerate(lines, 1):
-        exact = _MEMBERSHIP_LINE.fullmatch(line)
+        try:
+            exact = exact_line(line.decode("ascii"))  # one decode, the ids come out as str
+        except UnicodeDecodeError:
+            exact = None
         if exact is not None:
-            yield exact.group(1).decode("ascii"), exact.group(2).decode("ascii")
+            yield exact.groups()
             continue
         try:
             row = json.loads(line)
