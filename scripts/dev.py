@@ -2,7 +2,7 @@
 """One entry point for a fresh machine with only Python 3.11: builds .venv from the pinned files, then runs a job.
 
     python3.11 scripts/dev.py sync      # the main job: a user sync against the local dev org
-    python3.11 scripts/dev.py test      # the test suite
+    python3.11 scripts/dev.py test      # the test suite (two processes; with arguments: pytest's, as given)
     python3.11 scripts/dev.py bench     # the benchmarks (not part of the tests)
     python3.11 scripts/dev.py airflow   # the Airflow UI with the dev org on http://127.0.0.1:8080 (--help)
 
@@ -82,8 +82,8 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
-    if command == "test":
-        return _exec_in_venv(["-m", "pytest", *rest])
+    if command == "test":  # the whole suite in two processes, a test file each at a time (pytest-xdist)
+        return _exec_in_venv(["-m", "pytest", *(rest or ["-n", "2", "--dist", "loadfile"])])
     if command == "sync":
         return _exec_in_venv(["-m", "scripts.demo_sync", *rest])
     if command == "bench":
