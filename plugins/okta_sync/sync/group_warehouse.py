@@ -30,7 +30,15 @@ from typing import Any, Protocol
 from okta_sync.errors import WarehouseLoadError
 from okta_sync.sync.group_export import check_groups_manifest, read_groups_read, read_memberships
 from okta_sync.sync.manifest import Manifest
-from okta_sync.sync.warehouse import MAX_PATH_LENGTH, SqlFlavour, can_copy, copy_rows, refused_table_statement
+from okta_sync.sync.warehouse import (
+    MAX_PATH_LENGTH,
+    SqlFlavour,
+    can_copy,
+    copy_rows,
+    create_tables,
+    refused_table_statement,
+    select_all,
+)
 from okta_sync.timestamps import okta_timestamp
 
 GROUPS_TABLE = "okta_groups"
@@ -135,24 +143,12 @@ def schema_statements(flavour: SqlFlavour) -> list[str]:
 
 def ensure_group_schema(connection: Any, flavour: SqlFlavour) -> None:
     """Create the tables when missing (idempotent), committed before any load begins."""
-    cursor = connection.cursor()
-    try:
-        for statement in (*flavour.session_statements, *schema_statements(flavour)):
-            cursor.execute(statement)
-    finally:
-        cursor.close()
-    connection.commit()
+    create_tables(connection, flavour, schema_statements(flavour))
 
 
 def loaded_group_exports(connection: Any) -> set[str]:
-    cursor = connection.cursor()
-    try:
-        cursor.execute(f"SELECT manifest_path FROM {GROUP_LOADS_TABLE}")
-        done = {path for (path,) in cursor.fetchall()}
-    finally:
-        cursor.close()
-    connection.commit()
-    return done
+    """The manifest of every membership export loaded."""
+    return {path for (path,) in select_all(connection, f"SELECT manifest_path FROM {GROUP_LOADS_TABLE}")}
 
 
 def pending_group_exports(exports: Iterable[GroupExportRef], done: set[str]) -> list[GroupExportRef]:
@@ -283,7 +279,7 @@ def _load_groups(cursor: Any, s: _Statements, lines: Iterable[bytes], read: set[
         stored = {gid: (_text_time(lu), _text_time(mao), _text_time(seen)) for gid, lu, mao, seen in cursor.fetchall()}
         upserts = []
         for row in rows:
-            group_id, last_updated, moved = row[0], row[6], row[7] or exported_at
+            group_id, moved = row[0], row[7] or exported_at
             before = stored.get(group_id)
             if group_id in read:
                 as_of[group_id] = None if before and before[1] and before[1] > moved else moved

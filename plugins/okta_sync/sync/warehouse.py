@@ -275,37 +275,42 @@ def refused_table_statement(flavour: SqlFlavour) -> str:
 
 def ensure_schema(connection: Any, flavour: SqlFlavour) -> None:
     """Create the tables when missing (idempotent), committed before any load begins."""
+    create_tables(connection, flavour, schema_statements(flavour))
+
+
+def create_tables(connection: Any, flavour: SqlFlavour, statements: Iterable[str]) -> None:
+    """The flavour's session statements, then `statements` (each `CREATE ... IF NOT EXISTS`), committed."""
     cursor = connection.cursor()
     try:
-        for statement in (*flavour.session_statements, *schema_statements(flavour)):
+        for statement in (*flavour.session_statements, *statements):
             cursor.execute(statement)
     finally:
         cursor.close()
     connection.commit()
 
 
-def loaded_exports(connection: Any) -> set[tuple[str, int]]:
-    """(export path, event id) of every load done: the DAG's own progress."""
+def select_all(connection: Any, statement: str) -> list[tuple]:
+    """Every row `statement` selects, in a transaction of its own (ended before the loads begin theirs)."""
     cursor = connection.cursor()
     try:
-        cursor.execute(f"SELECT export_path, event_id FROM {LOADS_TABLE}")
-        done = {(path, int(event_id)) for path, event_id in cursor.fetchall()}
+        cursor.execute(statement)
+        rows = list(cursor.fetchall())
     finally:
         cursor.close()
     connection.commit()
-    return done
+    return rows
+
+
+def loaded_exports(connection: Any) -> set[tuple[str, int]]:
+    """(export path, event id) of every load done: the DAG's own progress."""
+    return {(path, int(event_id)) for path, event_id in
+            select_all(connection, f"SELECT export_path, event_id FROM {LOADS_TABLE}")}
 
 
 def refused_events(connection: Any) -> set[tuple[int, str]]:
     """(event id, event time) of every event refused or given up on: not looked at again."""
-    cursor = connection.cursor()
-    try:
-        cursor.execute(f"SELECT event_id, event_time FROM {REFUSED_TABLE}")
-        refused = {(int(event_id), event_time) for event_id, event_time in cursor.fetchall()}
-    finally:
-        cursor.close()
-    connection.commit()
-    return refused
+    return {(int(event_id), event_time) for event_id, event_time in
+            select_all(connection, f"SELECT event_id, event_time FROM {REFUSED_TABLE}")}
 
 
 def record_refusal(connection: Any, flavour: SqlFlavour, event: ExportEvent, path: str | None, reason: str,
