@@ -422,6 +422,37 @@ def test_staged_copy_keeps_every_character_with_either_driver(postgres, driver):
         connection.close()
 
 
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_a_bad_row_met_during_the_copy_raises_its_own_error_with_either_driver(postgres, driver):
+    """Rows are made while the COPY runs: a bad export line must surface as the loader's own error (the Airflow layer
+    refuses the event on it), not as the driver's QueryCanceled, and leave the connection usable."""
+    import importlib
+
+    from okta_sync.errors import WarehouseLoadError
+    from okta_sync.sync.warehouse import copy_rows
+
+    def rows():
+        for n in range(10_000):
+            if n == 7_000:
+                raise WarehouseLoadError("export line 7001: id is missing or not an Okta user id")
+            yield n, "x"
+
+    module = importlib.import_module(driver)
+    connection = module.connect(host="127.0.0.1", port=postgres.port, user="postgres", dbname="postgres")
+    try:
+        cursor = connection.cursor()
+        cursor.execute("CREATE TEMPORARY TABLE staged (line BIGINT, text TEXT)")
+        with pytest.raises(WarehouseLoadError, match="export line 7001"):
+            copy_rows(cursor, "staged", ("line", "text"), rows())
+        connection.rollback()
+        cursor = connection.cursor()
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+    finally:
+        connection.rollback()
+        connection.close()
+
+
 def test_every_kind_of_change_set_based_on_postgres(warehouse):
     """The staged, set-based load on PostgreSQL's own types (timestamptz, JSONB): new, changed, touched, unchanged,
     stale, deleted, restored and a user listed twice, each counted and versioned as on SQLite."""

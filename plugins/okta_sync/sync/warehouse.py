@@ -585,7 +585,10 @@ def copy_rows(cursor: Any, table: str, columns: Sequence[str], rows: Iterable[Se
     the driver has no COPY (the caller inserts the rows)."""
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
     if hasattr(cursor, "copy_expert"):  # psycopg2
-        cursor.copy_expert(statement, _CopyText(rows), size=1 << 16)
+        source = _CopyText(rows)
+        cursor.copy_expert(statement, source, size=1 << 16)
+        if source.error is not None:  # the rows' own error (a bad line), not psycopg2's QueryCanceled around it
+            raise source.error
         return True
     if callable(getattr(cursor, "copy", None)):  # psycopg 3: it escapes each value itself
         with cursor.copy(statement) as copy:
@@ -601,19 +604,26 @@ def can_copy(cursor: Any) -> bool:
 
 
 class _CopyText:
-    """Rows as COPY's text format, read lazily by psycopg2's `copy_expert` (a file's `read`)."""
+    """Rows as COPY's text format, read lazily by psycopg2's `copy_expert` (a file's `read`). An error raised by the
+    rows ends the COPY early and is kept in `error` for the caller to raise (psycopg2 would turn it into a
+    QueryCanceled naming it); the transaction then holds part of the rows and must be rolled back."""
 
     def __init__(self, rows: Iterable[Sequence[Any]]):
         self._rows = iter(rows)
+        self.error: Exception | None = None
 
     def read(self, size: int = -1) -> str:
         lines, length = [], 0
-        for row in self._rows:
-            line = _copy_line(row)
-            lines.append(line)
-            length += len(line)
-            if 0 <= size <= length:
-                break
+        try:
+            for row in self._rows:
+                line = _copy_line(row)
+                lines.append(line)
+                length += len(line)
+                if 0 <= size <= length:
+                    break
+        except Exception as error:
+            self.error = error
+            return ""
         return "".join(lines)
 
 
