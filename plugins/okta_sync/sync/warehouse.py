@@ -12,10 +12,11 @@ may only repeat them. The file's content must match the manifest's SHA-256, chec
 otherwise the load's transaction is rolled back. Refusals are kept in `okta_sync_refused`, so one bad event is
 reported once and never blocks the others.
 
-One export is one transaction: its users are streamed into a temporary staging table (COPY on PostgreSQL, one batch
-in memory), then compared with the rows already stored (by `lastUpdated` and a hash of status, login and profile) and
-written by a few set-based statements, only what changed. A full export defines the population: users it does not
-name get `deleted_at` and their current version closed.
+One export is one transaction: its lines are decoded by msgspec (the same rows `json.loads` gives) and streamed into a
+temporary staging table (one COPY on PostgreSQL, one batch in memory), then compared with the rows already stored (by
+`lastUpdated` and a hash of status, login and profile) and written by a few set-based statements, only what changed
+(a repeat load first moves the new and newer users to a second temporary table, so the writes join only those). A
+full export defines the population: users it does not name get `deleted_at` and their current version closed.
 The load log row is written in the same transaction, so a retried or repeated load finds it and changes nothing.
 """
 
@@ -44,7 +45,7 @@ REFUSED_TABLE = "okta_sync_refused"  # events refused (or given up on): never lo
 STAGED_TABLE = "okta_users_staged"  # temporary: the export's users, compared with the tables in SQL
 PENDING_TABLE = "okta_users_pending"  # temporary: the staged users a repeat load writes (new, or newer than stored)
 BATCH_SIZE = 1000  # users per executemany round trip (databases without COPY)
-COPY_BATCH_SIZE = 2000  # users per COPY on PostgreSQL: one batch in memory
+COPY_BATCH_SIZE = 2000  # users made at a time while the one COPY of a load runs (PostgreSQL): one batch in memory
 MAX_PATH_LENGTH = 2048
 MAX_DETAIL = 1000  # our own message naming the field, never a value read from the event
 EVENT_CLOCK_SKEW = timedelta(minutes=5)  # the worker's clock (manifest) against the API server's (event timestamp)
