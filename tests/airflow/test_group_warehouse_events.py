@@ -122,3 +122,28 @@ def test_a_missing_file_is_waited_for_then_refused_and_never_blocks_the_others(e
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT event_id, reason FROM okta_sync_refused").fetchall() == [(1, "missing")]
         assert db.execute("SELECT event_id FROM okta_group_loads").fetchall() == [(2,)]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_a_truncated_or_corrupt_file_is_refused_as_unreadable_and_never_blocks_the_others(env, damage):
+    """A gzip stream cut short (EOFError) or damaged (zlib.error, BadGzipFile) is refused, recorded and skipped by
+    later runs, like a file that is not its manifest's: failing the task would fail every run after it too."""
+    root, database = env
+    from okta_sync.airflow.group_warehouse import load_new_group_exports
+
+    damaged = write_export(root, "scheduled__1")
+    path = Path(damaged.removeprefix("file://")).with_name("memberships.jsonl.gz")
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":  # EOFError
+        del data[len(data) // 2:]
+    else:  # the deflate stream's first block made invalid (after the header and its file name): zlib.error
+        data[data.index(0, 10) + 1 if data[3] & 0x08 else 10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    good = write_export(root, "scheduled__2")
+    events = [event(1, damaged, "scheduled__1"), event(2, good, "scheduled__2")]
+    summary = load_new_group_exports("okta_warehouse", events)
+    assert (summary["loaded"], summary["refused_events"]) == (1, [1])
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT event_id, reason FROM okta_sync_refused").fetchall() == [(1, "unreadable")]
+        assert db.execute("SELECT event_id FROM okta_group_loads").fetchall() == [(2,)]
+    assert load_new_group_exports("okta_warehouse", events)["refused_before"] == 1

@@ -244,6 +244,29 @@ def test_an_export_edited_after_its_manifest_is_refused_and_rolled_back(warehous
     assert warehouse("SELECT reason FROM okta_sync_refused") == [("content_not_the_manifest",)]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_a_truncated_or_corrupt_export_is_refused_as_unreadable_midway_through_the_copy(warehouse, tmp_path, damage):
+    """The gzip stream breaks while the one COPY of the load runs (EOFError, zlib.error or BadGzipFile): the event is
+    refused, the load rolled back, and the next export loads."""
+    from okta_sync.airflow.warehouse import load_new_exports
+
+    t0, t1 = "2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"
+    damaged = write_export(tmp_path, "a.jsonl.gz", [user(n, t0) for n in range(3000)], kind="full", exported_at=t0)
+    path = Path(damaged.removeprefix("file://"))
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":  # EOFError
+        del data[len(data) // 2:]
+    else:  # the deflate stream's first block made invalid (after the header and its file name): zlib.error
+        data[data.index(0, 10) + 1 if data[3] & 0x08 else 10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    good = write_export(tmp_path, "b.jsonl.gz", [user(n, t1) for n in range(5)], kind="full", exported_at=t1)
+    summary = load_new_exports("okta_warehouse", [export_event(1, damaged, "full", t0),
+                                                  export_event(2, good, "full", t1)])
+    assert (summary["refused_events"], summary["loaded"]) == ([1], 1)
+    assert warehouse("SELECT reason FROM okta_sync_refused") == [("unreadable",)]
+    assert warehouse("SELECT COUNT(*) FROM okta_users") == [(5,)]
+
+
 def test_the_dag_loads_what_okta_user_sync_exported(warehouse, tmp_path_factory, airflow_db):
     """okta_user_sync (full, then incremental) -> okta_users_to_warehouse -> okta_users_summary, all by Airflow."""
     from airflow.dag_processing.dagbag import DagBag

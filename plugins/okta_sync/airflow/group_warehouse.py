@@ -22,7 +22,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from okta_sync.airflow.hooks import fail_fast
-from okta_sync.airflow.warehouse import WarehouseRun, export_event, flavour_for, warehouse_hook
+from okta_sync.airflow.warehouse import (
+    UNREADABLE,
+    WarehouseRun,
+    content_error,
+    export_event,
+    flavour_for,
+    warehouse_hook,
+)
 from okta_sync.errors import LocationError, ManifestError, WarehouseLoadError
 from okta_sync.sync.group_export import GROUPS_FILE, MEMBERSHIPS_FILE, READ_FILE, check_groups_manifest
 from okta_sync.sync.group_warehouse import (
@@ -128,6 +135,10 @@ def load_new_group_exports(conn_id: str, events: Iterable[Any]) -> dict[str, Any
                 continue
             except WarehouseLoadError as error:
                 run.refuse(event, export.manifest_path, error)
+                continue
+            except UNREADABLE as error:  # a truncated or corrupt file: refused, never failing every later run
+                run.refuse(event, export.manifest_path, WarehouseLoadError(
+                    f"asset event {event.id}: {content_error(error)}; the load was rolled back"), "unreadable")
                 continue
             except FileNotFoundError:
                 run.gone(event, export.manifest_path, "a file of the membership export is gone",

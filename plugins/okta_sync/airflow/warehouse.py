@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import logging
+import zlib
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -219,10 +220,10 @@ def load_new_exports(conn_id: str, events: Iterable[Any], *, producers: Producer
             except LocationError as error:
                 run.refuse(event, export.path, error, "outside_output_root")
                 continue
-            except (ManifestError, WarehouseLoadError, ValueError, EOFError, gzip.BadGzipFile) as error:
+            except (ManifestError, WarehouseLoadError, *UNREADABLE) as error:
                 # the file is not what its manifest says (or not an export): the load was rolled back
                 run.refuse(event, export.path, WarehouseLoadError(
-                    f"asset event {event.id}: {_content_error(error)}; the load was rolled back"),
+                    f"asset event {event.id}: {content_error(error)}; the load was rolled back"),
                     "content_not_the_manifest" if isinstance(error, ManifestError) else "unreadable")
                 continue
             log.info("Loaded %s (%s, event %d): %s", export.path, export.kind, export.event_id, result.as_dict())
@@ -233,7 +234,12 @@ def load_new_exports(conn_id: str, events: Iterable[Any], *, producers: Producer
             "users_read": sum(r["read"] for r in loads)}
 
 
-def _content_error(error: Exception) -> str:
+# What reading an export file that is not what it should be raises: a bad line (ValueError), a truncated or corrupt
+# gzip stream (EOFError, BadGzipFile, zlib.error). Refused as `unreadable`; other OSErrors (the store) fail the task.
+UNREADABLE = (ValueError, EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def content_error(error: Exception) -> str:
     """Our own errors name the line or the field; a decompressor's or parser's text is not repeated."""
     if isinstance(error, (ManifestError, WarehouseLoadError)) or str(error).startswith("users export line"):
         return str(error)
