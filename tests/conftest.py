@@ -34,6 +34,19 @@ for _name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_name, None)
 
 
+def damage_gzip(path: Path, damage: str) -> None:
+    """Break a gzip file the way a reader meets it: `truncated` (cut in half: EOFError) or `corrupt` (the first byte of
+    the deflate stream, after the header and its file name, flipped: zlib.error)."""
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        del data[len(data) // 2:]
+    elif damage == "corrupt":
+        data[data.index(0, 10) + 1 if data[3] & 0x08 else 10] ^= 0xFF
+    else:
+        raise ValueError(f"unknown damage {damage!r}")
+    path.write_bytes(bytes(data))
+
+
 def connection_env_value(connection: dict, **extra) -> str:
     """`AIRFLOW_CONN_OKTA_DEFAULT` (JSON form) for a dev org's connection.json."""
     fields = {"private_key_path": connection["private_key_path"], "key_id": connection["key_id"],

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from okta_sync.sync.manifest import FileDigest, Manifest, Producer
+from tests.conftest import damage_gzip
 
 pytestmark = pytest.mark.airflow
 Event = namedtuple("Event", "id timestamp extra source_dag_id source_task_id source_run_id")
@@ -133,12 +134,7 @@ def test_a_truncated_or_corrupt_file_is_refused_as_unreadable_and_never_blocks_t
 
     damaged = write_export(root, "scheduled__1")
     path = Path(damaged.removeprefix("file://")).with_name("memberships.jsonl.gz")
-    data = bytearray(path.read_bytes())
-    if damage == "truncated":  # EOFError
-        del data[len(data) // 2:]
-    else:  # the deflate stream's first block made invalid (after the header and its file name): zlib.error
-        data[data.index(0, 10) + 1 if data[3] & 0x08 else 10] ^= 0xFF
-    path.write_bytes(bytes(data))
+    damage_gzip(path, damage)
     good = write_export(root, "scheduled__2")
     events = [event(1, damaged, "scheduled__1"), event(2, good, "scheduled__2")]
     summary = load_new_group_exports("okta_warehouse", events)

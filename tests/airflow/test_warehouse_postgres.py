@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from include.okta_dev_org import DevOrg, DevOrgOptions
-from tests.conftest import dev_org_airflow_env, forget_asset_history
+from tests.conftest import damage_gzip, dev_org_airflow_env, forget_asset_history
 from tests.postgres_server import PostgresServer, find_bin_dir
 
 pytestmark = pytest.mark.airflow
@@ -253,12 +253,7 @@ def test_a_truncated_or_corrupt_export_is_refused_as_unreadable_midway_through_t
     t0, t1 = "2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"
     damaged = write_export(tmp_path, "a.jsonl.gz", [user(n, t0) for n in range(3000)], kind="full", exported_at=t0)
     path = Path(damaged.removeprefix("file://"))
-    data = bytearray(path.read_bytes())
-    if damage == "truncated":  # EOFError
-        del data[len(data) // 2:]
-    else:  # the deflate stream's first block made invalid (after the header and its file name): zlib.error
-        data[data.index(0, 10) + 1 if data[3] & 0x08 else 10] ^= 0xFF
-    path.write_bytes(bytes(data))
+    damage_gzip(path, damage)
     good = write_export(tmp_path, "b.jsonl.gz", [user(n, t1) for n in range(5)], kind="full", exported_at=t1)
     summary = load_new_exports("okta_warehouse", [export_event(1, damaged, "full", t0),
                                                   export_event(2, good, "full", t1)])
