@@ -240,7 +240,7 @@ def read_groups_read(lines: Iterable[bytes]) -> Iterable[str]:
     for number, line in enumerate(lines, 1):
         try:
             group_id = json.loads(line)["group_id"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested too deeply
             raise WarehouseLoadError(f"groups_read line {number}: not a {{group_id}} object") from None
         if not isinstance(group_id, str) or not _OKTA_ID.match(group_id):
             raise WarehouseLoadError(f"groups_read line {number}: group_id must be an Okta id")
@@ -265,7 +265,7 @@ def read_memberships(lines: Iterable[bytes]) -> Iterable[tuple[str, str]]:
         try:
             row = json.loads(line)
             group_id, user_id = row["group_id"], row["user_id"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested too deeply
             raise WarehouseLoadError(f"memberships line {number}: not a {{group_id, user_id}} object") from None
         if not (isinstance(group_id, str) and _OKTA_ID.match(group_id) and isinstance(user_id, str)
                 and _OKTA_ID.match(user_id)):

@@ -297,7 +297,7 @@ def _load_groups(cursor: Any, s: _Statements, lines: Iterable[bytes], read: set[
 def _group_row(line: bytes, number: int, exported_at: str) -> tuple:
     try:
         group = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise WarehouseLoadError(f"groups line {number}: not JSON") from None
     if not isinstance(group, dict) or not isinstance(group.get("id"), str) or not _OKTA_ID.match(group["id"]):
         raise WarehouseLoadError(f"groups line {number}: id is missing or not an Okta group id")

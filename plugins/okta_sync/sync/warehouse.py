@@ -394,7 +394,11 @@ class _UserLines:
                 data = json.loads(line)
             except ValueError:
                 raise ValueError(f"users export line {number} is not valid JSON (a truncated file?)") from None
+            except RecursionError:
+                raise WarehouseLoadError(f"export line {number}: nested too deeply to read") from None
             return staged_user(data, number)
+        except RecursionError:  # a line nested thousands deep: refused like any bad line, never a task crash
+            raise WarehouseLoadError(f"export line {number}: nested too deeply to read") from None
         return _staged_row(number, user.id, user.status, user.created, user.lastUpdated, user.profile,
                            None if self._floats else _sorted_json)
 

@@ -167,3 +167,16 @@ def test_memberships_lines_are_checked_when_read(tmp_path):
     with pytest.raises(WarehouseLoadError, match="line 2"):
         list(read_memberships(lines))
     assert gzip  # the DAG writes these gzip-compressed; the reader takes lines
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000  # nested beyond any parser's recursion limit
+
+
+def test_lines_nested_too_deeply_are_refused_naming_the_line():
+    from okta_sync.errors import WarehouseLoadError
+    from okta_sync.sync.group_export import read_groups_read, read_memberships
+
+    with pytest.raises(WarehouseLoadError, match="memberships line 2: not a"):
+        list(read_memberships([b'{"group_id":"00g1","user_id":"00u1"}\n', b'{"group_id":' + DEEP + b"}\n"]))
+    with pytest.raises(WarehouseLoadError, match="groups_read line 1: not a"):
+        list(read_groups_read([b'{"group_id":' + DEEP + b"}\n"]))

@@ -359,6 +359,10 @@ def test_lines_msgspec_refuses_are_read_as_json_loads_reads_them(line):
     (b'{"id":"../x","lastUpdated":"2026-01-01T00:00:00.000Z"}\n', "export line 4: id is missing or not an Okta"),
     (b'{"id":"00u1","lastUpdated":"yesterday"}\n', r"export line 4 \(user 00u1\): lastUpdated is not"),
     (b'{"id":"00u1","lastUpdated":"2026-01-01T00:00:00.000Z","profile":[1]}\n', "profile is not an object"),
+    (b'{"id":"00u1","lastUpdated":"2026-01-01T00:00:00.000Z","profile":{"x":' + b"[" * 100_000 + b"]" * 100_000
+     + b"}}\n", "export line 4: nested too deeply"),
+    (b'{"id":"00u1","x":NaN,"profile":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+     "export line 4: nested too deeply"),  # refused by msgspec (NaN), then too deep for json.loads
 ])
 def test_a_bad_line_is_named_by_its_number_and_member_never_its_value(line, message):
     with pytest.raises(ValueError, match=message) as raised:
