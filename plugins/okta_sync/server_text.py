@@ -42,6 +42,12 @@ def server_text(value: Any) -> str | None:
     return text + cut
 
 
+def holds_unsafe_text(text: str) -> bool:
+    """Whether `text` holds a character `server_text` would escape (controls, bidi, separators, lone surrogates):
+    what an input refuses rather than carries into plans, reports and logs."""
+    return _UNSAFE.search(text) is not None
+
+
 def server_texts(values: Iterable[Any]) -> list[str]:
     """Each of `values` as `server_text`, at most MAX_SERVER_ITEMS of them (a count of the rest is added)."""
     texts: list[str] = []

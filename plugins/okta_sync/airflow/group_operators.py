@@ -19,7 +19,7 @@ from airflow.sdk import Asset
 from okta_sync.airflow.hooks import fail_fast
 from okta_sync.airflow.operators import _OktaOperator, _optional, _producer, as_bool
 from okta_sync.airflow.storage import open_for_write
-from okta_sync.errors import ConfigurationError, ManifestError
+from okta_sync.errors import ChangesFeedError, ConfigurationError, ManifestError
 from okta_sync.sync.group_export import (
     GROUPS_FILE,
     MANIFEST_FILE,
@@ -160,7 +160,7 @@ class OktaPlanMembershipChangesOperator(_OktaOperator):
         from okta_sync.airflow.storage import FEED_ROOTS_VARIABLE, feed_roots, open_within
         from okta_sync.sync.membership_changes import plan_membership_changes, read_membership_feed
 
-        changes_uri = self.changes_uri if self.changes_uri not in (None, "", "None") else None
+        changes_uri = _optional(self.changes_uri)
         if changes_uri is None:
             raise ConfigurationError("changes_uri", "is required: the membership changes feed to apply")
         with open_within(changes_uri, feed_roots(self.feed_roots), what="changes_uri",
@@ -217,8 +217,11 @@ class OktaPushMembershipChangesOperator(_OktaOperator):
         with (open_run_file(self.plan_uri, run_folder, what="plan_uri") if run_folder
               else open_output_for_read(self.plan_uri, what="plan_uri")) as file:  # else only under the output root
             data = read_bounded(file, 4 * MAX_FEED_BYTES, what="plan_uri")  # a plan line adds ids to its feed row
-        entries = [MembershipEntry.from_json(line, n) for n, line in enumerate(data.decode("utf-8").splitlines(), 1)
-                   if line.strip()]
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ChangesFeedError("plan_uri: not valid UTF-8 (not a membership plan)") from None
+        entries = [MembershipEntry.from_json(line, n) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
         hook = self.okta_hook(context)
         journal = None if dry_run else PushJournal.for_report(self.report_uri, hashlib.sha256(data).hexdigest())
         self.log.info("Pushing %d membership change(s) (%s)%s", sum(e.status == "planned" for e in entries),

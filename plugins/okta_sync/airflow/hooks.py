@@ -152,7 +152,6 @@ class OktaHook(BaseHook):
         return int(self.metrics.count("token.adopted"))
 
     @fail_fast
-    @fail_fast
     def mint_run_tokens(self, scope_sets: Iterable[Iterable[str]]) -> list[dict[str, Any]]:
         """For the token task: mint (or reuse) one token per scope set and publish it sealed. Returns metadata only.
         Every set is checked against the connection's `scopes` (a ceiling) before any token is minted."""

@@ -13,14 +13,15 @@ reasons name line numbers and columns, never a refused value.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from itertools import islice
 from typing import IO, Any
 
 from okta_sync.errors import ChangesFeedError, OktaApiError, OktaSyncError, PushFailedError
+from okta_sync.server_text import holds_unsafe_text
 from okta_sync.sync.reports import neutralize_formula
 
 COLUMNS = ("group", "user", "action")
@@ -76,8 +77,11 @@ class MembershipEntry:
         """A plan line (a file in the run folder: checked again, ids must be Okta ids)."""
         try:
             entry = cls(**json.loads(text))
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             raise ChangesFeedError(f"plan line {number}: not a membership plan entry") from None
+        if entry.status not in (PLANNED, UNCHANGED, SKIPPED) or not isinstance(entry.line, int) \
+                or isinstance(entry.line, bool):
+            raise ChangesFeedError(f"plan line {number}: status must be planned, unchanged or skipped, line a number")
         if entry.status == PLANNED and not (entry.action in ACTIONS and _is_id(entry.group_id)
                                             and _is_id(entry.user_id)):
             raise ChangesFeedError(f"plan line {number}: a planned change needs an action and Okta ids")
@@ -107,26 +111,38 @@ def read_membership_feed(file: IO[bytes], *, format: str | None = None, max_rows
                          max_line_bytes: int = MAX_LINE_BYTES,
                          max_bytes: int = MAX_FEED_BYTES) -> list[MembershipRow]:
     """The feed's rows (at most `max_rows` and `max_bytes`; a longer feed is refused as a whole,
-    `ChangesFeedError`, after reading at most `max_bytes` + 1 bytes)."""
+    `ChangesFeedError`, after reading at most `max_bytes` + 1 bytes and parsing at most `max_rows` + 1 rows)."""
     data = read_bounded(file, max_bytes, what="the feed")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ChangesFeedError("not valid UTF-8; save the file as UTF-8") from None
-    if format is None:
-        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-        format = "jsonl" if first.startswith("{") else "csv"
+    del data
+    if format is None:  # the first non-blank line's first character
+        first = re.search(r"\S", text)
+        format = "jsonl" if first is not None and first.group() == "{" else "csv"
     if format not in ("csv", "jsonl"):
         raise ChangesFeedError("format must be csv or jsonl")
-    rows = list(_jsonl_rows(text, max_line_bytes) if format == "jsonl" else _csv_rows(text, max_line_bytes))
-    if len(rows) > max_rows:
+    rows = _jsonl_rows(text, max_line_bytes) if format == "jsonl" else _csv_rows(text, max_line_bytes)
+    kept = list(islice(rows, max_rows + 1))  # never more than one row past the cap is made
+    if len(kept) > max_rows:
         raise ChangesFeedError(f"the feed holds more than {max_rows} rows; split it")
-    return rows
+    return kept
+
+
+def _text_lines(text: str) -> Iterator[str]:
+    """`text`'s lines, each with its `\\n`, split on `\\n` only (U+2028 and the like may stand in a JSON string)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
 
 
 def _csv_rows(text: str, max_line_bytes: int) -> Iterator[MembershipRow]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    reader = csv.reader(_text_lines(text), strict=True)
+    header = _next_record(reader)
     if header is None:
         raise ChangesFeedError("the feed is empty")
     names = [h.strip().lower() for h in header]
@@ -135,31 +151,60 @@ def _csv_rows(text: str, max_line_bytes: int) -> Iterator[MembershipRow]:
         raise ChangesFeedError(f"the CSV header must name each of {', '.join(COLUMNS)} once (missing: "
                                f"{', '.join(missing) or 'none'})")
     position = {c: names.index(c) for c in COLUMNS}
-    for cells in reader:
+    while (cells := _next_record(reader)) is not None:
         line = reader.line_num
         if not any(cell.strip() for cell in cells):
             continue
-        if sum(len(c.encode()) for c in cells) > max_line_bytes:
+        if sum(len(c.encode("utf-8", "surrogatepass")) for c in cells) > max_line_bytes:
             yield MembershipRow(line, None, None, None, f"longer than {max_line_bytes} bytes")
             continue
         values = {c: (cells[i].strip() if i < len(cells) else "") for c, i in position.items()}
         yield _row(line, values)
 
 
+def _next_record(reader: Any) -> list[str] | None:
+    """The next CSV record; a malformed one (a stray quote, a cell past the csv module's field limit) refuses the
+    feed naming the line, never the text."""
+    try:
+        return next(reader, None)
+    except csv.Error:
+        raise ChangesFeedError("not valid CSV (a stray quote, or a cell longer than the csv module's limit)",
+                               line=reader.line_num) from None
+
+
+class _Members(dict):
+    """A JSON object whose repeated names are noted (the feed must not be guessed from the last one)."""
+
+    repeated = False
+
+
+def _members(pairs: list[tuple[str, Any]]) -> _Members:
+    members = _Members(pairs)
+    members.repeated = len(members) != len(pairs)
+    return members
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON values")
+
+
 def _jsonl_rows(text: str, max_line_bytes: int) -> Iterator[MembershipRow]:
-    for line, raw in enumerate(text.splitlines(), 1):
+    for line, raw in enumerate(_text_lines(text), 1):
         if not raw.strip():
             continue
-        if len(raw.encode()) > max_line_bytes:
+        if len(raw.encode("utf-8", "surrogatepass")) > max_line_bytes:
             yield MembershipRow(line, None, None, None, f"longer than {max_line_bytes} bytes")
             continue
         try:
-            obj = json.loads(raw)
-        except ValueError:
+            obj = json.loads(raw, object_pairs_hook=_members, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             yield MembershipRow(line, None, None, None, "not a JSON object")
             continue
         if not isinstance(obj, dict):
             yield MembershipRow(line, None, None, None, "not a JSON object")
+            continue
+        if obj.repeated:
+            yield MembershipRow(line, None, None, None, "a member is repeated")
             continue
         values = {c: obj.get(c) for c in COLUMNS}
         if not all(v is None or isinstance(v, str) for v in values.values()):
@@ -172,7 +217,7 @@ def _row(line: int, values: dict[str, str]) -> MembershipRow:
     for column in COLUMNS:
         if not values[column]:
             return MembershipRow(line, None, None, None, f"{column} is empty")
-        if len(values[column]) > MAX_KEY_CHARS or any(ord(ch) < 0x20 for ch in values[column]):
+        if len(values[column]) > MAX_KEY_CHARS or holds_unsafe_text(values[column]):
             return MembershipRow(line, None, None, None, f"{column} is longer than {MAX_KEY_CHARS} characters "
                                                          "or holds control characters")
     action = values["action"].lower()
