@@ -100,3 +100,35 @@ def test_a_manifest_outside_the_output_root_is_refused_by_id(warehouse, tmp_path
     summary = load_new_group_exports("okta_warehouse", events)
     assert (summary["loaded"], summary["refused_events"]) == (0, [5])
     assert "not-the-output-root" not in caplog.text
+
+
+def test_the_first_load_rebuilds_the_user_index_and_a_rolled_back_one_keeps_it(warehouse, tmp_path,  # noqa: F811
+                                                                                 monkeypatch):
+    """The first load into the empty members table drops the user index and builds it after the rows, in the load's
+    own transaction: whether the load commits or fails after the drop, the index is there."""
+    import psycopg
+
+    from okta_sync.airflow.group_warehouse import load_new_group_exports
+    from okta_sync.sync import group_warehouse
+    from tests.airflow.test_group_warehouse_events import event, write_export
+
+    index = "SELECT indexdef FROM pg_indexes WHERE indexname = 'okta_group_members_user'"
+    first = write_export(tmp_path, "scheduled__1")
+    real_ensure, statement = group_warehouse.ensure_group_schema, group_warehouse.USER_INDEX_STATEMENT
+
+    def ensure(connection, flavour):  # the schema (and the session's temporary tables) as every run makes them
+        with monkeypatch.context() as inner:
+            inner.setattr(group_warehouse, "USER_INDEX_STATEMENT", statement)
+            real_ensure(connection, flavour)
+
+    with monkeypatch.context() as patch:  # the load fails after its DROP INDEX, at the rebuild
+        patch.setattr("okta_sync.airflow.group_warehouse.ensure_group_schema", ensure)
+        patch.setattr(group_warehouse, "USER_INDEX_STATEMENT", "CREATE INDEX broken ON no_such_table (x)")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            load_new_group_exports("okta_warehouse", [event(1, first, "scheduled__1")])
+    assert warehouse("SELECT COUNT(*) FROM okta_group_members") == [(0,)]
+    assert len(warehouse(index)) == 1  # the DROP INDEX was rolled back with the load
+    assert load_new_group_exports("okta_warehouse", [event(1, first, "scheduled__1")])["loaded"] == 1
+    assert warehouse("SELECT group_id, user_id FROM okta_group_members") == [("00g1", "00u1")]
+    assert warehouse(index) == [("CREATE INDEX okta_group_members_user ON public.okta_group_members USING btree "
+                                 "(user_id, valid_from)",)]

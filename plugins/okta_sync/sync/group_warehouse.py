@@ -52,6 +52,8 @@ MAX_GROUPS_READ = 1_000_000  # group ids held at once while loading (an org's gr
 FULL, INCREMENTAL = "full", "incremental"
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 _OKTA_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
+USER_INDEX = f"{MEMBERS_TABLE}_user"  # "groups per user": the memberships by user
+USER_INDEX_STATEMENT = f"CREATE INDEX IF NOT EXISTS {USER_INDEX} ON {MEMBERS_TABLE} (user_id, valid_from)"
 GROUP_COLUMNS = ("id", "name", "description", "type", "source_app_id", "created", "last_updated",
                  "last_membership_updated", "profile", "deleted_at", "members_as_of", "last_seen_at")
 
@@ -124,7 +126,7 @@ def schema_statements(flavour: SqlFlavour) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {MEMBERS_TABLE} (\n    group_id VARCHAR(64) NOT NULL,\n"
         f"    user_id VARCHAR(64) NOT NULL,\n    valid_from {ts} NOT NULL,\n    valid_to {ts},\n"
         f"    PRIMARY KEY (group_id, user_id, valid_from)\n)",
-        f"CREATE INDEX IF NOT EXISTS {MEMBERS_TABLE}_user ON {MEMBERS_TABLE} (user_id, valid_from)",
+        USER_INDEX_STATEMENT,
         f"CREATE TABLE IF NOT EXISTS {GROUP_LOADS_TABLE} (\n    manifest_path VARCHAR({MAX_PATH_LENGTH}) NOT NULL "
         f"PRIMARY KEY,\n    event_id BIGINT NOT NULL,\n    kind VARCHAR(16) NOT NULL,\n    exported_at {ts} NOT NULL,\n"
         f"    watermark {ts},\n    loaded_at {ts} NOT NULL,\n    groups BIGINT NOT NULL,\n"
@@ -246,8 +248,16 @@ def load_group_export(connection: Any, flavour: SqlFlavour, export: GroupExportR
             cursor.execute(f"ANALYZE {STAGED_TABLE}")
         cursor.execute(s.close_left)
         result.closed = max(cursor.rowcount, 0)
+        # The first load into an empty table (PostgreSQL) builds the user index once, sorted, after the rows: kept
+        # up row by row, in the order of another key, it costs more than the rows themselves. DDL is transactional
+        # there; the table, empty until this commits, is locked for the load.
+        rebuild = postgres and _is_empty(cursor, MEMBERS_TABLE)
+        if rebuild:
+            cursor.execute(f"DROP INDEX {USER_INDEX}")
         cursor.execute(s.open_new)
         result.opened = max(cursor.rowcount, 0)
+        if rebuild:
+            cursor.execute(USER_INDEX_STATEMENT)
         cursor.execute(s.set_members_as_of)
         cursor.execute(s.close_deleted, (manifest.exported_at, manifest.exported_at))
         result.closed += max(cursor.rowcount, 0)
@@ -335,6 +345,11 @@ def _stage_memberships(cursor: Any, s: _Statements, lines: Iterable[bytes], read
     rows = kept()
     while chunk := list(islice(rows, batch_size)):
         cursor.executemany(s.insert_staged, chunk)
+
+
+def _is_empty(cursor: Any, table: str) -> bool:
+    cursor.execute(f"SELECT 1 FROM {table} LIMIT 1")
+    return cursor.fetchone() is None
 
 
 def _text(value: Any) -> str | None:
